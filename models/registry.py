@@ -1,0 +1,39 @@
+"""Which family of code handles each model name. Kept import-free so the CLI stays fast."""
+
+from __future__ import annotations
+
+import difflib
+
+from stream.errors import ConfigError
+
+#: model name -> family package under models/ (its ``commands`` module does predict/eval/train/export).
+MODEL_FAMILIES: dict[str, str] = {
+    # instances
+    "yolact_base": "yolact",
+    "yolact_resnet50": "yolact",
+    "yolact_darknet53": "yolact",
+    "yolact_im700": "yolact",
+    "yolact_mobilenetv3": "yolact",
+    "yolact_tiny": "yolact",
+    # road semantics
+    "deeplabv3_mobilenet_v3_large": "semantic",
+    "deeplabv3_resnet50": "semantic",
+    "deeplabv3_resnet101": "semantic",
+    "lraspp_mobilenet_v3_large": "semantic",
+    "fcn_resnet50": "semantic",
+    "fcn_resnet101": "semantic",
+    "deeplabv3plus_mobilenet": "semantic",
+    "deeplabv3plus_resnet50": "semantic",
+    "deeplabv3plus_resnet101": "semantic",
+    "deeplab_tiny": "semantic",
+}
+
+
+def family_of(model: str) -> str:
+    """Returns the family package name for a model, or raises ConfigError with a suggestion."""
+    try:
+        return MODEL_FAMILIES[model]
+    except KeyError:
+        close = difflib.get_close_matches(model, MODEL_FAMILIES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown model {model!r}{hint} (known: {', '.join(sorted(MODEL_FAMILIES))})") from None

@@ -1,0 +1,114 @@
+"""Validated result types that pipelines put into ``Frame.results``.
+
+Parallel numpy arrays checked at construction, with errors that say what was expected and
+what was found (shapes in the names of the fields).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _check(name: str, arr: np.ndarray, shape: tuple, dtype_kind: str | None = None) -> None:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(arr).__name__}")
+    if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name}: expected shape {want}, got {tuple(arr.shape)}")
+    if dtype_kind is not None and arr.dtype.kind not in dtype_kind:
+        raise ValueError(f"{name}: expected dtype kind {dtype_kind!r}, got {arr.dtype}")
+
+
+@dataclass
+class Instances:
+    """N detected instances in one image, in pixel coordinates of that image.
+
+    Attributes:
+        boxes_xyxy: (N, 4) float32, x1 y1 x2 y2 in pixels.
+        scores: (N,) float32 in [0, 1].
+        labels: (N,) int64, 0-based class index without background.
+        masks: (N, H, W) bool full-image masks, or None when the model has no masks.
+        track_ids: (N,) int64 stable ids from a tracker, -1 where untracked, or None.
+        class_names: names indexed by ``labels``.
+    """
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        n = len(self.boxes_xyxy) if isinstance(self.boxes_xyxy, np.ndarray) else None
+        _check("Instances.boxes_xyxy", self.boxes_xyxy, (None, 4), "f")
+        _check("Instances.scores", self.scores, (n,), "f")
+        _check("Instances.labels", self.labels, (n,), "iu")
+        if self.masks is not None:
+            _check("Instances.masks", self.masks, (n, None, None), "b")
+        if self.track_ids is not None:
+            _check("Instances.track_ids", self.track_ids, (n,), "iu")
+
+    def __len__(self) -> int:
+        return len(self.boxes_xyxy)
+
+    def __getitem__(self, index) -> "Instances":
+        """Select instances with a boolean mask, an index array or a slice."""
+        return Instances(
+            boxes_xyxy=self.boxes_xyxy[index],
+            scores=self.scores[index],
+            labels=self.labels[index],
+            masks=None if self.masks is None else self.masks[index],
+            track_ids=None if self.track_ids is None else self.track_ids[index],
+            class_names=self.class_names,
+        )
+
+    @classmethod
+    def empty(cls, size_hw: tuple[int, int] | None = None, class_names: tuple[str, ...] = ()) -> "Instances":
+        masks = None if size_hw is None else np.zeros((0, *size_hw), dtype=bool)
+        return cls(
+            boxes_xyxy=np.zeros((0, 4), np.float32),
+            scores=np.zeros((0,), np.float32),
+            labels=np.zeros((0,), np.int64),
+            masks=masks,
+            class_names=class_names,
+        )
+
+    def label_names(self) -> list[str]:
+        return [self.class_names[i] if 0 <= i < len(self.class_names) else str(int(i)) for i in self.labels]
+
+
+@dataclass
+class SemanticMap:
+    """A per-pixel class map for one image.
+
+    Attributes:
+        class_ids: (H, W) uint8 class index per pixel, at the image's size.
+        class_names: names indexed by class id.
+        palette_bgr: (C, 3) uint8 colour per class, BGR, or None.
+        probabilities: (C, h, w) float32 softmax at model resolution, or None.
+        drivable_mask: (H, W) bool free-space mask, or None when not computed.
+    """
+
+    class_ids: np.ndarray
+    class_names: tuple[str, ...] = field(default_factory=tuple)
+    palette_bgr: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    drivable_mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _check("SemanticMap.class_ids", self.class_ids, (None, None), "u")
+        if self.class_ids.dtype != np.uint8:
+            raise ValueError(f"SemanticMap.class_ids: expected uint8, got {self.class_ids.dtype}")
+        if self.palette_bgr is not None:
+            _check("SemanticMap.palette_bgr", self.palette_bgr, (None, 3), "u")
+        if self.probabilities is not None:
+            _check("SemanticMap.probabilities", self.probabilities, (None, None, None), "f")
+        if self.drivable_mask is not None:
+            _check("SemanticMap.drivable_mask", self.drivable_mask, self.class_ids.shape, "b")
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return (int(self.class_ids.shape[0]), int(self.class_ids.shape[1]))

@@ -1,0 +1,198 @@
+"""The command line: parses arguments and calls into the rooms. Nothing else lives here.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error, 130 interrupted
+before the graph could finish (never after a clean drain: a drained stop exits 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from stream.errors import SegstreamError
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(EXIT_USAGE, f"segstream: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="stream a source through a pipeline to sinks")
+    p.add_argument("--config", help="TOML config (default: the built-in defaults, or ./config.toml if present)")
+    p.add_argument("--source", help="source URI: file, folder, glob, /dev/videoN, N, csi://N, rtsp://, http(s)://, gst:..., synthetic://")
+    p.add_argument("--output", action="append", default=None, help="sink URI; repeat for several (file.mp4, dir/, x.jsonl, display://0, gst:..., null://)")
+    p.add_argument("--pipeline", help="pipeline name (passthrough, edges, dashcam, instances, road)")
+    p.add_argument("--max-frames", type=int, help="stop after N frames from the source")
+    p.add_argument("--metrics-json", help="write the run's metrics to this JSON file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. runtime.queue_size=8")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_model_args(p, *, weights_required: bool) -> None:
+    p.add_argument("--model", required=True, help="model name, e.g. yolact_mobilenetv3, deeplabv3_mobilenet_v3_large")
+    p.add_argument("--weights", required=weights_required, help="checkpoint (.pth) or, with --backend onnxruntime, an .onnx file")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="run a model on images")
+    _add_model_args(p, weights_required=True)
+    p.add_argument("--score-threshold", type=float, default=0.05, help="instances: minimum score")
+    p.add_argument("--top-k", type=int, default=100, help="instances: at most K detections per image")
+    p.add_argument("--json", dest="json_out", help="instances: write detections (COCO results format with file names)")
+    p.add_argument("--mask-dir", help="semantic: write one uint8 class-id PNG per image here")
+    p.add_argument("--overlay", help="write rendered overlays to this folder")
+    p.add_argument("images", nargs="+", help="image files")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on a dataset")
+    _add_model_args(p, weights_required=True)
+    p.add_argument("--annotations", help="instances: COCO annotation JSON")
+    p.add_argument("--images", help="image folder")
+    p.add_argument("--labels", help="semantic: label PNG folder")
+    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid"], default="plain", help="semantic: label layout")
+    p.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", help="start from this checkpoint")
+    p.add_argument("--annotations", help="instances: COCO annotation JSON")
+    p.add_argument("--images", help="image folder")
+    p.add_argument("--labels", help="semantic: label PNG folder")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--iters", type=int, help="stop after this many iterations")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--input-size", help="HxW training input size")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint path to write")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX or TensorRT")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", help="checkpoint; random initialisation if omitted (for tests)")
+    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx")
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--int8", action="store_true")
+    p.add_argument("--calibration", help="INT8 calibration source (video file or image folder)")
+    p.add_argument("--input-size", help="HxW export size")
+    p.add_argument("--dynamic", action="store_true", help="dynamic height and width")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--out", required=True)
+
+
+def _add_verify(sub) -> None:
+    p = sub.add_parser("verify", help="compare an exported artifact with the torch model")
+    p.add_argument("artifact")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights")
+    p.add_argument("--input-size", help="HxW to test at (default: differs from the export size where dynamic)")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="measure speed")
+    bsub = p.add_subparsers(dest="bench_kind", required=True, parser_class=_Parser)
+    pp = bsub.add_parser("pipeline", help="end-to-end fps and latency of a pipeline")
+    pp.add_argument("--config")
+    pp.add_argument("--source", default=None)
+    pp.add_argument("--pipeline", default=None)
+    pp.add_argument("--max-frames", type=int, default=None)
+    pp.add_argument("--stages", type=int, default=4, help="runtime bench: number of no-op stages")
+    pp.add_argument("--json", dest="json_out")
+    pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pm = bsub.add_parser("model", help="model-only latency")
+    pm.add_argument("--model", required=True)
+    pm.add_argument("--weights")
+    pm.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], default="onnxruntime")
+    pm.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    pm.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
+    pm.add_argument("--input-size")
+    pm.add_argument("--iters", type=int, default=20)
+    pm.add_argument("--json", dest="json_out")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="generate a clip and run the default pipeline on it (what `make demo` runs)")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--frames", type=int, default=90)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="segstream", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_run, _add_predict, _add_eval, _add_export, _add_verify, _add_bench, _add_train, _add_demo):
+        add(sub)
+    return parser
+
+
+def _version() -> str:
+    from segstream import __version__
+
+    return f"segstream {__version__}"
+
+
+def _family_commands(model: str):
+    from models.registry import family_of
+
+    return importlib.import_module(f"models.{family_of(model)}.commands")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "run":
+        from pipelines.app import run_command
+
+        return run_command(args)
+    if cmd == "demo":
+        from pipelines.app import demo_command
+
+        return demo_command(args)
+    if cmd == "bench":
+        from pipelines.app import bench_command
+
+        return bench_command(args)
+    if cmd in ("predict", "eval", "train", "export", "verify"):
+        module = _family_commands(args.model)
+        name = {"eval": "evaluate"}.get(cmd, cmd)
+        return int(getattr(module, name)(args) or 0)
+    raise AssertionError(f"unhandled command {cmd}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except SegstreamError as exc:
+        if args.debug:
+            raise
+        print(f"segstream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("segstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
