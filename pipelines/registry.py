@@ -1,0 +1,38 @@
+"""Pipelines by name: each builder turns the config into the graph's steps."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+from stream.errors import ConfigError
+from stream.graph import Parallel, Stage
+from pipelines.config import AppConfig
+
+
+def build_passthrough(config: AppConfig) -> list[Stage | Parallel]:
+    """No stage: frames go from the source straight to the sinks."""
+    return []
+
+
+def build_edges(config: AppConfig) -> list[Stage | Parallel]:
+    from pipelines.edges import EdgeOverlayStage, EdgeStage, GrayStage
+
+    p = config.pipeline
+    return [GrayStage(), EdgeStage(p.edges_low, p.edges_high), EdgeOverlayStage()]
+
+
+PIPELINES: dict[str, Callable[[AppConfig], list]] = {
+    "passthrough": build_passthrough,
+    "edges": build_edges,
+}
+
+
+def build_pipeline(config: AppConfig) -> list[Stage | Parallel]:
+    name = config.pipeline.name
+    builder = PIPELINES.get(name)
+    if builder is None:
+        close = difflib.get_close_matches(name, PIPELINES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown pipeline {name!r}{hint} (known: {', '.join(PIPELINES)})")
+    return builder(config)

@@ -1,0 +1,169 @@
+"""Sinks that write files: video, image folder, JSON Lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import cv2
+import numpy as np
+
+from stream.errors import SinkError
+from stream.frame import Frame
+from stream.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+#: container suffix -> FourCC OpenCV can write here (its FFmpeg has no H.264 encoder).
+FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def _writable_parent(path: str, what: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise SinkError(f"{path}: cannot create the folder for the {what} ({exc.strerror}); choose another path") from None
+    if not os.access(parent, os.W_OK):
+        raise SinkError(f"{path}: the folder {parent} is not writable; choose another path or fix its permissions")
+
+
+class VideoFileSink(Sink):
+    """A video file written with OpenCV (mp4v for .mp4/.mov, MJPG for .avi/.mkv).
+
+    The writer opens on the first frame (its size fixes the video's size; later frames of
+    another size are resized and counted). ``close`` releases it, which finalises the file.
+
+    Args:
+        path: output file.
+        fps: frame rate written into the container.
+        fourcc: override the codec chosen from the suffix.
+    """
+
+    def __init__(self, path: str, fps: float | None = None, fourcc: str | None = None) -> None:
+        self.path = path
+        self.name = path
+        self.fps = float(fps) if fps else 30.0
+        suffix = os.path.splitext(path)[1].lower()
+        self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(suffix)
+        if self.fourcc is None:
+            raise SinkError(f"{path}: unknown video container {suffix!r}; use one of {sorted(FOURCC_BY_SUFFIX)}")
+        self._writer: cv2.VideoWriter | None = None
+        self._size_wh: tuple[int, int] | None = None
+        self.frames_written = 0
+        self.resized = 0
+
+    def open(self) -> None:
+        _writable_parent(self.path, "video")
+
+    def write(self, frame: Frame) -> None:
+        img = frame.display_bgr()
+        h, w = img.shape[:2]
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            if not self._writer.isOpened():
+                self._writer = None
+                raise SinkError(f"{self.path}: OpenCV cannot write {self.fourcc} video here; try .avi (MJPG) or .mp4 (mp4v)")
+            self._size_wh = (w, h)
+        if (w, h) != self._size_wh:
+            img = cv2.resize(img, self._size_wh, interpolation=cv2.INTER_AREA)
+            self.resized += 1
+        self._writer.write(np.ascontiguousarray(img))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            if self.resized:
+                log.warning("%s: %d frames of another size were resized to %dx%d", self.path, self.resized, *self._size_wh)
+            if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+                raise SinkError(f"{self.path}: the video file is empty after writing {self.frames_written} frames; is the disk full?")
+
+
+class ImageFolderSink(Sink):
+    """One image per frame, named by source sequence number (``%06d.jpg``)."""
+
+    def __init__(self, folder: str, ext: str = ".jpg") -> None:
+        self.folder = folder
+        self.name = folder
+        self.ext = ext
+
+    def open(self) -> None:
+        _writable_parent(os.path.join(self.folder, "x"), "images")
+
+    def write(self, frame: Frame) -> None:
+        path = os.path.join(self.folder, f"{frame.seq:06d}{self.ext}")
+        if not cv2.imwrite(path, frame.display_bgr()):
+            raise SinkError(f"{path}: could not write the image; is the disk full or the folder removed?")
+
+
+def to_jsonable(value):
+    """JSON form of a result: objects with ``to_json_dict()``, plain data, or None if neither."""
+    fn = getattr(value, "to_json_dict", None)
+    if callable(fn):
+        return fn()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [to_jsonable(v) for v in value]
+        return items
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return None
+
+
+def frame_record(frame: Frame) -> dict:
+    """The JSON Lines record of one frame (also what the results server sends)."""
+    results = {}
+    for name, value in frame.results.items():
+        j = to_jsonable(value)
+        if j is not None:
+            results[name] = j
+    return {
+        "source": frame.source_id,
+        "frame": frame.seq,
+        "pts_s": frame.pts_s,
+        "capture_ns": frame.capture_ns,
+        "age_ms": round(frame.age_ms(), 3),
+        "size_hw": list(frame.size_hw),
+        "timings_ms": {k: round(v, 3) for k, v in frame.timings_ms.items()},
+        "results": results,
+    }
+
+
+class JsonlSink(Sink):
+    """One JSON object per frame and line, flushed per line so a crash keeps what was written."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.name = path
+        self._fh = None
+
+    def open(self) -> None:
+        _writable_parent(self.path, "JSON Lines file")
+        try:
+            self._fh = open(self.path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise SinkError(f"{self.path}: cannot open for writing ({exc.strerror})") from None
+
+    def write(self, frame: Frame) -> None:
+        if self._fh is None:
+            self.open()
+        try:
+            self._fh.write(json.dumps(frame_record(frame), separators=(",", ":")) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise SinkError(f"{self.path}: write failed on frame {frame.seq} ({exc.strerror})") from None
+
+    def close(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError as exc:
+                raise SinkError(f"{self.path}: could not be finalised ({exc.strerror})") from None
+            finally:
+                self._fh = None
