@@ -258,6 +258,7 @@ class _StageNode(_Node):
         self._ready: list[tuple[int, int, Any]] = []
         self._uid = itertools.count()
         self._eos_ticket: int | None = None
+        self._fail_ticket: int | None = None
 
     def _take(self) -> tuple[int, Any] | None:
         """Gets the next input with its ticket, or None when this worker should exit.
@@ -297,6 +298,9 @@ class _StageNode(_Node):
                         out = self.stage.process(item)
                     except Exception as exc:
                         self.failed = True
+                        with self._emit_lock:
+                            if self._fail_ticket is None or ticket < self._fail_ticket:
+                                self._fail_ticket = ticket
                         g._fail(StageError(self.name, item.seq, item.source_id, exc), exc)
                         out = None
                     finally:
@@ -318,8 +322,10 @@ class _StageNode(_Node):
         with self._emit_lock:
             heapq.heappush(self._ready, (ticket, next(self._uid), out))
             while self._ready and self._ready[0][0] == self._next_emit:
-                _, _, item = heapq.heappop(self._ready)
+                ticket, _, item = heapq.heappop(self._ready)
                 self._next_emit += 1
+                if isinstance(item, Frame) and self._fail_ticket is not None and ticket > self._fail_ticket:
+                    continue  # other workers' frames after the failing one: the run ends at the failure
                 if item is not None:
                     self.emit(item)
 

@@ -35,8 +35,9 @@ def sample_to_bgr(sample, origin: str) -> np.ndarray:
     channels = {"BGR": 3, "RGB": 3, "BGRx": 4, "BGRA": 4, "GRAY8": 1}.get(fmt)
     if channels is None:
         raise SourceError(f"{origin}: appsink got format {fmt}; add 'videoconvert !' before the appsink")
+    Gst = load_gst(SourceError)
     buf = sample.get_buffer()
-    ok, info = buf.map(1)  # Gst.MapFlags.READ
+    ok, info = buf.map(Gst.MapFlags.READ)
     if not ok:
         raise SourceError(f"{origin}: could not map a GStreamer buffer")
     try:
