@@ -1,0 +1,75 @@
+"""Sinks by URI: video, image folder, JSON Lines, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from stream.errors import ConfigError, SinkError
+from stream.frame import Frame
+from stream.sinks import ImageFolderSink, JsonlSink, NullSink, VideoFileSink, open_sink
+from tests.conftest import count_video_frames
+
+
+def _frame(seq, h=48, w=64, value=0):
+    return Frame("src", seq, seq / 10, 0, np.full((h, w, 3), value, np.uint8))
+
+
+@pytest.mark.parametrize("uri, cls", [
+    ("a.mp4", VideoFileSink), ("a.avi", VideoFileSink), ("file:///tmp/a.mkv", VideoFileSink),
+    ("r.jsonl", JsonlSink), ("frames/", ImageFolderSink), ("framesdir", ImageFolderSink), ("null://", NullSink),
+])
+def test_factory(uri, cls):
+    assert isinstance(open_sink(uri), cls)
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("a.xyz", "unknown output type '.xyz'"), ("ftp://x/y", "unknown output scheme"), ("", "empty output"),
+])
+def test_factory_errors(uri, message):
+    with pytest.raises(ConfigError, match=message):
+        open_sink(uri)
+
+
+def test_video_sink_resizes_frames_of_another_size(tmp_path):
+    path = str(tmp_path / "v.avi")
+    sink = open_sink(path, fps=10)
+    sink.open()
+    for i in range(6):
+        sink.write(_frame(i, *((48, 64) if i % 2 == 0 else (100, 30))))
+    sink.close()
+    assert sink.resized == 3
+    assert count_video_frames(path) == 6
+
+
+def test_image_folder_and_jsonl(tmp_path):
+    folder, jsonl = str(tmp_path / "imgs") + "/", str(tmp_path / "r.jsonl")
+    sinks = [open_sink(folder), open_sink(jsonl)]
+    for s in sinks:
+        s.open()
+    f = _frame(7)
+    f.results["count"] = 3
+    f.results["unserialisable"] = object()
+    f.timings_ms["x"] = 1.23456
+    for s in sinks:
+        s.write(f)
+        s.close()
+    assert os.listdir(folder) == ["000007.jpg"]
+    rec = json.loads(open(jsonl).read())
+    assert rec["frame"] == 7 and rec["source"] == "src" and rec["results"] == {"count": 3}
+    assert rec["timings_ms"] == {"x": 1.235}
+
+
+def test_unwritable_destination_is_reported_before_frames_flow(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(SinkError, match="cannot create the folder for the video"):
+        open_sink(str(blocker / "v.mp4")).open()
+
+
+def test_video_sink_unknown_fourcc():
+    with pytest.raises(SinkError, match="unknown video container"):
+        VideoFileSink("x.webm")
