@@ -79,6 +79,32 @@ class Instances:
     def label_names(self) -> list[str]:
         return [self.class_names[i] if 0 <= i < len(self.class_names) else str(int(i)) for i in self.labels]
 
+    def to_json_dict(self, mask_format: str = "rle") -> list[dict]:
+        """One dict per instance for JSON Lines and AR clients.
+
+        Args:
+            mask_format: "rle" (COCO compressed RLE), "polygon" ([[x, y], ...] outlines) or "none".
+        """
+        from pipelines.masks import mask_polygons, rle_encode
+
+        names = self.label_names()
+        out = []
+        for i in range(len(self)):
+            x1, y1, x2, y2 = (round(float(v), 2) for v in self.boxes_xyxy[i])
+            item = {
+                "track_id": None if self.track_ids is None else int(self.track_ids[i]),
+                "label": int(self.labels[i]),
+                "label_name": names[i],
+                "score": round(float(self.scores[i]), 4),
+                "box_xyxy": [x1, y1, x2, y2],
+            }
+            if self.masks is not None and mask_format == "rle":
+                item["mask_rle"] = rle_encode(self.masks[i])
+            elif self.masks is not None and mask_format == "polygon":
+                item["mask_polygons"] = mask_polygons(self.masks[i])
+            out.append(item)
+        return out
+
 
 @dataclass
 class SemanticMap:
@@ -112,3 +138,20 @@ class SemanticMap:
     @property
     def size_hw(self) -> tuple[int, int]:
         return (int(self.class_ids.shape[0]), int(self.class_ids.shape[1]))
+
+    def class_shares(self) -> dict[str, float]:
+        """Fraction of the image per class name (classes present only)."""
+        counts = np.bincount(self.class_ids.ravel(), minlength=len(self.class_names))
+        total = float(self.class_ids.size)
+        return {(self.class_names[i] if i < len(self.class_names) else str(i)): round(c / total, 5)
+                for i, c in enumerate(counts) if c}
+
+    def to_json_dict(self) -> dict:
+        """Class shares and, when computed, the drivable area's share and outline polygons."""
+        from pipelines.masks import mask_polygons
+
+        out: dict = {"size_hw": list(self.size_hw), "class_shares": self.class_shares()}
+        if self.drivable_mask is not None:
+            out["drivable_share"] = round(float(self.drivable_mask.mean()), 5)
+            out["drivable_polygons"] = mask_polygons(self.drivable_mask, epsilon_px=3.0, min_area_px=64.0)
+        return out

@@ -1,7 +1,8 @@
 """One factory from URI to sink.
 
 ``out.mp4``/``out.avi`` video, ``frames/`` image folder (trailing slash or existing folder),
-``results.jsonl`` JSON Lines, ``display://0`` a window, ``gst:appsrc ! ...`` a GStreamer
+``results.jsonl`` JSON Lines, ``ws://127.0.0.1:8765?token=T`` a WebSocket results server,
+``display://0`` a window, ``gst:appsrc ! ...`` a GStreamer
 pipeline, ``null://`` nothing.
 """
 
@@ -32,6 +33,12 @@ def open_sink(uri: str, *, fps: float | None = None) -> Sink:
         from stream.sinks.gst import DisplaySink
 
         return DisplaySink(fps=fps)
+    if uri.startswith(("ws://", "wss://")):
+        from stream.sinks.websocket import WebSocketSink
+
+        if uri.startswith("wss://"):
+            raise ConfigError("wss:// is not served directly; put a TLS proxy in front of ws://127.0.0.1:PORT")
+        return WebSocketSink.from_uri(uri)
     if uri in ("null://", "null"):
         return NullSink()
     if "://" in uri and not uri.startswith("file://"):

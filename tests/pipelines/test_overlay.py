@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+
+from pipelines.overlay import OverlayStage, track_colour_bgr
+from pipelines.results import Instances, SemanticMap
+from stream.frame import Frame
+from stream.sinks.files import frame_record
+
+
+def _frame():
+    img = np.full((60, 80, 3), 100, np.uint8)
+    img.flags.writeable = False
+    f = Frame("cam", 4, 0.1, 0, img)
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 10:30, 10:30] = True
+    masks[1, 35:55, 40:70] = True
+    f.results["instances"] = Instances(
+        np.array([[10, 10, 30, 30], [40, 35, 70, 55]], np.float32), np.array([0.9, 0.6], np.float32),
+        np.array([0, 1]), masks, np.array([5, 9]), ("person", "car"))
+    ids = np.zeros((60, 80), np.uint8)
+    ids[40:, :] = 0
+    ids[:40, :] = 10
+    drivable = np.zeros((60, 80), bool)
+    drivable[40:, :] = True
+    f.results["semantic"] = SemanticMap(ids, tuple(f"c{i}" for i in range(19)), drivable_mask=drivable)
+    return f
+
+
+def test_overlay_draws_on_a_copy_in_track_colours():
+    f = _frame()
+    from pipelines.overlay import OverlayStyle
+
+    out = OverlayStage(OverlayStyle(hud=False)).process(f).overlay_bgr
+    assert out is not f.image_bgr and np.all(f.image_bgr == 100)  # the frame itself is untouched
+    # Inside each mask (away from contour and label) the colour moves towards the track colour.
+    for (y, x), tid in (((24, 22), 5), ((50, 60), 9)):
+        colour = np.array(track_colour_bgr(tid), float)
+        before = np.abs(100 - colour).sum()
+        after = np.abs(out[y, x].astype(float) - colour).sum()
+        assert after < before * 0.7
+    # The drivable area (rows 40+) outside instances is tinted green.
+    assert out[58, 5, 1] > out[58, 5, 2]
+    hud = OverlayStage().process(_frame()).overlay_bgr
+    assert np.any(hud[5:30, 10:200] == 255)  # the heads-up line is drawn in white
+
+
+def test_results_serialise_to_json_with_rle_and_drivable_polygons():
+    rec = frame_record(_frame())
+    text = json.dumps(rec)
+    doc = json.loads(text)
+    inst = doc["results"]["instances"]
+    assert [i["track_id"] for i in inst] == [5, 9]
+    assert inst[1]["label_name"] == "car" and inst[1]["box_xyxy"] == [40.0, 35.0, 70.0, 55.0]
+    assert inst[0]["mask_rle"]["size"] == [60, 80]
+    sem = doc["results"]["semantic"]
+    assert sem["drivable_share"] == round(20 / 60, 5)
+    assert len(sem["drivable_polygons"]) == 1
+    assert sem["class_shares"] == {"c0": round(20 / 60, 5), "c10": round(40 / 60, 5)}
