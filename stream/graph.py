@@ -634,7 +634,7 @@ class Graph:
         deadline = None if timeout is None else time.monotonic() + timeout
         stop_seen_at: float | None = None
         while True:
-            if all(not t.is_alive() for t in self._sink_node.threads):
+            if self._sink_node.dead or all(not t.is_alive() for t in self._sink_node.threads):
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False

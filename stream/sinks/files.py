@@ -29,11 +29,19 @@ def _writable_parent(path: str, what: str) -> None:
         raise SinkError(f"{path}: the folder {parent} is not writable; choose another path or fix its permissions")
 
 
+def free_bytes(path: str) -> int:
+    st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    return st.f_bavail * st.f_frsize
+
+
 class VideoFileSink(Sink):
     """A video file written with OpenCV (mp4v for .mp4/.mov, MJPG for .avi/.mkv).
 
     The writer opens on the first frame (its size fixes the video's size; later frames of
     another size are resized and counted). ``close`` releases it, which finalises the file.
+    OpenCV does not report write errors, so the sink watches the free space itself and stops
+    with a SinkError while there is still room to finalise the file (``reserve_frames``
+    frames' worth plus 256 KiB), so a full disk leaves a playable video of the frames before.
 
     Args:
         path: output file.
@@ -41,8 +49,9 @@ class VideoFileSink(Sink):
         fourcc: override the codec chosen from the suffix.
     """
 
-    def __init__(self, path: str, fps: float | None = None, fourcc: str | None = None) -> None:
+    def __init__(self, path: str, fps: float | None = None, fourcc: str | None = None, reserve_frames: int = 8) -> None:
         self.path = path
+        self.reserve_frames = reserve_frames
         self.name = path
         self.fps = float(fps) if fps else 30.0
         suffix = os.path.splitext(path)[1].lower()
@@ -69,8 +78,19 @@ class VideoFileSink(Sink):
         if (w, h) != self._size_wh:
             img = cv2.resize(img, self._size_wh, interpolation=cv2.INTER_AREA)
             self.resized += 1
+        if self.frames_written % 4 == 0:
+            self._check_space(frame.seq)
         self._writer.write(np.ascontiguousarray(img))
         self.frames_written += 1
+
+    def _check_space(self, seq: int) -> None:
+        written = os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        per_frame = written / self.frames_written if self.frames_written else self._size_wh[0] * self._size_wh[1] * 3
+        need = per_frame * self.reserve_frames + (256 << 10)
+        free = free_bytes(self.path)
+        if free < need:
+            raise SinkError(f"{self.path}: disk nearly full ({free >> 10} KiB free) at frame {seq}; "
+                            f"stopped after {self.frames_written} frames so the file stays playable")
 
     def close(self) -> None:
         if self._writer is not None:

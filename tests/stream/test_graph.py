@@ -232,3 +232,19 @@ def test_filtered_frames_are_counted():
     report = g.run(timeout=10)
     assert [f.seq for f in collect.frames] == [1, 3, 5, 7, 9]
     assert report.metrics["frames_filtered"] == 5
+
+
+def test_watchdog_reports_a_blocked_sink():
+    release = threading.Event()
+
+    class Blocking(CallbackSink):
+        def __init__(self):
+            super().__init__(lambda f: release.wait(30) if f.seq == 3 else None, name="blocking")
+
+    g = Graph(open_source("synthetic://?width=16&height=16&frames=20"), [FunctionStage("s", lambda f: f)],
+              [Blocking()], GraphSettings(watchdog_s=0.5))
+    t0 = time.monotonic()
+    report = g.run(timeout=20)
+    release.set()
+    assert time.monotonic() - t0 < 5
+    assert isinstance(report.error, WatchdogError) and "stage 'sink' has held frame 3" in str(report.error)

@@ -73,3 +73,33 @@ def test_unwritable_destination_is_reported_before_frames_flow(tmp_path):
 def test_video_sink_unknown_fourcc():
     with pytest.raises(SinkError, match="unknown video container"):
         VideoFileSink("x.webm")
+
+
+def test_full_disk_stops_with_a_playable_file(tmp_path):
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        from stream.graph import Graph
+        from stream.sources import open_source
+
+        path = str(mnt / "v.avi")
+        sink = open_sink(path, fps=10)
+        rng = np.random.default_rng(0)
+        noisy = [(rng.random((240, 320, 3)) * 255).astype(np.uint8) for _ in range(4)]  # ~100 KB per MJPG frame
+        from stream.graph import FunctionStage
+
+        def noise(f):
+            f.overlay_bgr = noisy[f.seq % 4]
+            return f
+
+        g = Graph(open_source("synthetic://?width=320&height=240&frames=500"), [FunctionStage("noise", noise)], [sink])
+        report = g.run(timeout=60)
+        assert isinstance(report.error, SinkError) and "disk nearly full" in str(report.error)
+        assert 5 < sink.frames_written < 500
+        assert count_video_frames(path) == sink.frames_written
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
