@@ -140,6 +140,8 @@ def frame_record(frame: Frame) -> dict:
     """The JSON Lines record of one frame (also what the results server sends)."""
     results = {}
     for name, value in frame.results.items():
+        if name.startswith("_"):  # intermediate data between stages
+            continue
         j = to_jsonable(value)
         if j is not None:
             results[name] = j

@@ -1,0 +1,82 @@
+"""Generic model stages: preprocess -> infer -> postprocess, each its own stage so the
+per-stage metrics show where the time goes and the backend call (which releases the GIL)
+overlaps with other stages' Python work.
+
+Intermediate data travels in ``Frame.results`` under keys starting with "_" (not published).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from stream.backends.base import Backend
+from stream.frame import Frame
+from stream.graph import Stage
+
+
+class Preprocessor(Protocol):
+    def __call__(self, image_bgr: np.ndarray) -> tuple[dict[str, np.ndarray], Any]:
+        """Returns the backend's feeds and what postprocess needs to undo the transform."""
+
+
+class Postprocessor(Protocol):
+    def __call__(self, outputs: dict[str, np.ndarray], info: Any) -> Any:
+        """Returns the task result (Instances, SemanticMap) in the frame's pixel coordinates."""
+
+
+class PreprocessStage(Stage):
+    def __init__(self, name: str, key: str, preprocess: Callable, workers: int = 1) -> None:
+        self.name = name
+        self.key = key
+        self.preprocess = preprocess
+        self.workers = workers
+
+    def process(self, frame: Frame) -> Frame:
+        feeds, info = self.preprocess(frame.image_bgr)
+        frame.results[f"_{self.key}.feeds"] = feeds
+        frame.results[f"_{self.key}.info"] = info
+        return frame
+
+
+class InferStage(Stage):
+    """Runs the backend. ONNX Runtime sessions are thread-safe, so ``workers`` > 1 is allowed."""
+
+    def __init__(self, name: str, key: str, backend: Backend, workers: int = 1) -> None:
+        self.name = name
+        self.key = key
+        self.backend = backend
+        self.workers = workers
+
+    def process(self, frame: Frame) -> Frame:
+        feeds = frame.results.pop(f"_{self.key}.feeds")
+        frame.results[f"_{self.key}.outputs"] = self.backend.run(feeds)
+        return frame
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class PostprocessStage(Stage):
+    def __init__(self, name: str, key: str, postprocess: Callable, workers: int = 1) -> None:
+        self.name = name
+        self.key = key
+        self.postprocess = postprocess
+        self.workers = workers
+
+    def process(self, frame: Frame) -> Frame:
+        outputs = frame.results.pop(f"_{self.key}.outputs")
+        info = frame.results.pop(f"_{self.key}.info")
+        frame.results[self.key] = self.postprocess(outputs, info)
+        return frame
+
+
+def model_branch(key: str, backend: Backend, preprocess: Callable, postprocess: Callable,
+                 infer_workers: int = 1) -> list[Stage]:
+    """The three stages of one model, named ``<key>.pre``, ``<key>.infer``, ``<key>.post``."""
+    return [
+        PreprocessStage(f"{key}.pre", key, preprocess),
+        InferStage(f"{key}.infer", key, backend, workers=infer_workers),
+        PostprocessStage(f"{key}.post", key, postprocess),
+    ]
