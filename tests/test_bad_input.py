@@ -1,0 +1,128 @@
+"""Bad input through the real CLI: one-line errors, distinct exit codes, no hangs, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, count_video_frames, segstream_cmd, write_video
+
+ENV = dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def _run(*args, timeout=60):
+    t0 = time.monotonic()
+    out = subprocess.run(segstream_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
+    return out, time.monotonic() - t0
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _src_missing(d):
+    return str(d / "missing.mp4")
+
+
+def _src_empty_dir(d):
+    (d / "empty").mkdir()
+    return str(d / "empty")
+
+
+def _src_not_video(d):
+    p = d / "notes.mp4"
+    p.write_text("this is text, not video")
+    return str(p)
+
+
+def _src_camera(d):
+    return "/dev/video63"
+
+
+def _src_unreachable(d):
+    return f"rtsp://admin:pw123@127.0.0.1:{_closed_port()}/live"
+
+
+def _src_not_image(d):
+    (d / "imgs").mkdir()
+    cv2.imwrite(str(d / "imgs" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    (d / "imgs" / "b.png").write_bytes(b"garbage")
+    return str(d / "imgs")
+
+
+@pytest.mark.parametrize("make_source, code, message", [
+    (_src_missing, 1, "missing.mp4: no such file; check the path"),
+    (_src_empty_dir, 1, "the folder has no images"),
+    (_src_not_video, 1, "not a video OpenCV/FFmpeg can decode"),
+    (_src_camera, 1, "camera 63 cannot be opened"),
+    (_src_unreachable, 1, "cannot connect within"),
+    (_src_not_image, 1, "b.png: not an image OpenCV can read"),
+])
+def test_bad_sources(tmp_path, make_source, code, message):
+    jsonl = tmp_path / "r.jsonl"
+    out, took = _run("run", "--source", make_source(tmp_path), "--pipeline", "edges", "--output", str(jsonl),
+                     "--quiet", "--set", "network.open_timeout_s=2")
+    assert out.returncode == code, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr and "pw123" not in out.stderr
+    assert took < 30
+    errors = [line for line in out.stderr.splitlines() if line.startswith("segstream: error:")]
+    assert len(errors) == 1
+
+
+def test_folder_with_one_bad_image_keeps_the_frames_before(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"{i}.png"), np.full((20, 30, 3), i * 50, np.uint8))
+    (d / "3.png").write_bytes(b"garbage")
+    jsonl = tmp_path / "r.jsonl"
+    out, _ = _run("run", "--source", str(d), "--pipeline", "passthrough", "--output", str(jsonl), "--quiet")
+    assert out.returncode == 1
+    assert [json.loads(x)["frame"] for x in jsonl.read_text().splitlines()] == [0, 1, 2]
+    assert "3 frames were written before the failure" in out.stderr
+
+
+def test_truncated_video_processes_frames_before_the_damage(tmp_path):
+    path = write_video(str(tmp_path / "v.avi"), 40, size_hw=(240, 320))
+    data = open(path, "rb").read()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) * 2 // 3])
+    video = tmp_path / "o.avi"
+    metrics = tmp_path / "m.json"
+    out, _ = _run("run", "--source", str(tmp_path / "cut.avi"), "--pipeline", "edges", "--output", str(video),
+                  "--metrics-json", str(metrics), "--quiet")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(metrics.read_text())
+    assert 10 < doc["frames_out"] < 40
+    assert doc["source"]["ended_early"] is True
+    assert count_video_frames(str(video)) == doc["frames_out"]
+
+
+def test_odd_frames_gray_bgra_16bit_and_size_changes(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "0.png"), np.full((48, 64), 128, np.uint8))
+    cv2.imwrite(str(d / "1.png"), np.full((48, 64, 4), 90, np.uint8))
+    cv2.imwrite(str(d / "2.png"), np.full((96, 40, 3), 40000, np.uint16))
+    cv2.imwrite(str(d / "3.png"), np.full((48, 64, 3), 10, np.uint8))
+    video = tmp_path / "o.avi"
+    out, _ = _run("run", "--source", str(d), "--pipeline", "edges", "--output", str(video), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert count_video_frames(str(video)) == 4
+
+
+def test_unwritable_output_is_reported_before_any_frame(tmp_path):
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    out, _ = _run("run", "--source", "synthetic://?frames=5", "--output", str(blocker / "o.mp4"))
+    assert out.returncode == 1
+    assert "cannot create the folder for the video" in out.stderr
