@@ -112,12 +112,141 @@ class RuntimeConfig:
 
 
 @dataclass
+class BackendConfig:
+    """How exported models run.
+
+    Attributes:
+        providers: ONNX Runtime execution providers in order of preference ("cpu", "cuda", "tensorrt").
+        allow_fallback: use the next provider (finally CPU) when one is missing, with a warning.
+        intra_op_threads: threads inside one model call (per model; two models run side by side).
+        inter_op_threads: threads across operators (0: ONNX Runtime's default).
+        optimization: "disable", "basic", "extended" or "all".
+    """
+
+    providers: list[str] = field(default_factory=lambda: ["cpu"])
+    allow_fallback: bool = True
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    optimization: str = "all"
+
+    def __post_init__(self) -> None:
+        known = ("cpu", "cuda", "tensorrt", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
+        for p in self.providers:
+            if p not in known:
+                raise ValueError(f"backend.providers: unknown provider {p!r}; use cpu, cuda or tensorrt")
+        if self.optimization not in ("disable", "basic", "extended", "all"):
+            raise ValueError(f"backend.optimization must be disable, basic, extended or all, got {self.optimization!r}")
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("backend thread counts must be >= 0")
+
+    def options(self) -> dict:
+        return {"providers": list(self.providers), "allow_fallback": self.allow_fallback,
+                "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
+                "optimization": self.optimization}
+
+
+@dataclass
+class InstancesConfig:
+    """The instance model (YOLACT by default).
+
+    Attributes:
+        artifact: exported model (.onnx, or a TensorRT .engine) that describes itself.
+        score_threshold: detections below are dropped. top_k: at most this many per frame.
+        mask_format: how masks go into JSON outputs: "rle", "polygon" or "none".
+        workers: inference threads for this model.
+    """
+
+    artifact: str = "weights/yolact_tiny_synthetic.onnx"
+    score_threshold: float = 0.3
+    top_k: int = 50
+    mask_format: str = "rle"
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.score_threshold <= 1:
+            raise ValueError(f"instances.score_threshold must be in [0, 1], got {self.score_threshold}")
+        if not 1 <= self.top_k <= 1000:
+            raise ValueError(f"instances.top_k must be in 1..1000, got {self.top_k}")
+        if self.mask_format not in ("rle", "polygon", "none"):
+            raise ValueError(f"instances.mask_format must be rle, polygon or none, got {self.mask_format!r}")
+
+
+@dataclass
+class SemanticConfig:
+    """The road-semantics model (DeepLab by default).
+
+    Attributes:
+        artifact: exported model (.onnx or .engine).
+        input_size: [H, W] the frame is resized to for the model (models exported with dynamic
+            size); empty: the artifact's own size.
+        smoothing: temporal smoothing for video: "off", "ema" (probabilities) or "hysteresis" (labels).
+        ema_alpha: weight of the newest frame for "ema".
+        drivable: compute the drivable-area mask (road connected to the bottom centre).
+        workers: inference threads for this model.
+    """
+
+    artifact: str = "weights/deeplab_tiny_synthetic.onnx"
+    input_size: list[int] = field(default_factory=list)
+    smoothing: str = "off"
+    ema_alpha: float = 0.6
+    drivable: bool = True
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.input_size and (len(self.input_size) != 2 or min(self.input_size) < 16):
+            raise ValueError(f"semantic.input_size must be [H, W] with both >= 16, got {self.input_size}")
+        if self.smoothing not in ("off", "ema", "hysteresis"):
+            raise ValueError(f"semantic.smoothing must be off, ema or hysteresis, got {self.smoothing!r}")
+        if not 0 < self.ema_alpha <= 1:
+            raise ValueError(f"semantic.ema_alpha must be in (0, 1], got {self.ema_alpha}")
+
+
+@dataclass
+class TrackingConfig:
+    """Attributes: iou_threshold to continue a track; max_age frames a lost track is kept."""
+
+    enabled: bool = True
+    iou_threshold: float = 0.3
+    max_age: int = 15
+
+    def __post_init__(self) -> None:
+        if not 0 < self.iou_threshold < 1:
+            raise ValueError(f"tracking.iou_threshold must be in (0, 1), got {self.iou_threshold}")
+        if self.max_age < 0:
+            raise ValueError(f"tracking.max_age must be >= 0, got {self.max_age}")
+
+
+@dataclass
+class OverlayConfig:
+    """What the AR overlay draws (opacities in [0, 1])."""
+
+    enabled: bool = True
+    mask_alpha: float = 0.45
+    drivable_alpha: float = 0.35
+    semantic_alpha: float = 0.0
+    contours: bool = True
+    labels: bool = True
+    hud: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("mask_alpha", "drivable_alpha", "semantic_alpha"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ValueError(f"overlay.{name} must be in [0, 1], got {v}")
+
+
+@dataclass
 class AppConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
 
     def graph_settings(self, live: bool) -> GraphSettings:
         r = self.runtime

@@ -126,6 +126,17 @@ def _add_bench(sub) -> None:
     pm.add_argument("--json", dest="json_out")
 
 
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="generate synthetic road scenes with ground truth (images or a video clip)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--kind", choices=["images", "video"], default="images")
+    p.add_argument("--count", type=int, default=100, help="images, or frames of the clip")
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=30.0)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="generate a clip and run the default pipeline on it (what `make demo` runs)")
     p.add_argument("--out", default="out/demo")
@@ -137,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_run, _add_predict, _add_eval, _add_export, _add_verify, _add_bench, _add_train, _add_demo):
+    for add in (_add_run, _add_predict, _add_eval, _add_export, _add_verify, _add_bench, _add_train, _add_generate,
+                _add_demo):
         add(sub)
     return parser
 
@@ -168,6 +180,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipelines.app import bench_command
 
         return bench_command(args)
+    if cmd == "generate":
+        from models.synthetic.commands import generate
+
+        return int(generate(args) or 0)
     if cmd in ("predict", "eval", "train", "export", "verify"):
         module = _family_commands(args.model)
         name = {"eval": "evaluate"}.get(cmd, cmd)
