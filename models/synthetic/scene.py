@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import cv2
 import numpy as np
 
@@ -132,11 +134,11 @@ class SceneSequence:
     Same seed and config -> identical frames. Iterate it or call `next_sample()`.
 
     Args:
-        seed: seed for `np.random.default_rng`.
+        seed: seed for `np.random.default_rng` (an int or a tuple of ints).
         config: output size, frame rate and the visibility threshold.
     """
 
-    def __init__(self, seed: int, config: SceneConfig | None = None) -> None:
+    def __init__(self, seed: int | tuple[int, ...], config: SceneConfig | None = None) -> None:
         self.config = config or SceneConfig()
         self._rng = np.random.default_rng(seed)
         rng = self._rng
@@ -161,17 +163,21 @@ class SceneSequence:
         self._next_id = 1
         # lighting and sensor
         self._gain = rng.uniform(0.65, 1.2)
-        self._tint = tuple(float(t) for t in rng.uniform(0.9, 1.1, 3))
+        # per-channel light: global gain times a colour tint, folded into every painted colour
+        self._light = tuple(self._gain * float(t) for t in rng.uniform(0.9, 1.1, 3))
         self._haze = rng.uniform(0.002, 0.008)
         self._blur = int(rng.choice([0, 3, 3, 5]))
-        self._noise_sigma = rng.uniform(2.0, 7.0)
         pad = 32
-        self._noise_pos = np.clip(rng.normal(0, self._noise_sigma, (h + pad, w + pad, 3)), 0, 255).astype(np.uint8)
-        self._noise_neg = np.clip(-rng.normal(0, self._noise_sigma, (h + pad, w + pad, 3)), 0, 255).astype(np.uint8)
+        # sensor noise: the difference of two uniform banks (triangular, zero mean), cut at
+        # a random offset each frame so that it changes without drawing 2.7 M numbers per frame
+        amp = int(rng.integers(4, 13))
+        self._noise_pos = rng.integers(0, amp, (h + pad, w + pad, 3), dtype=np.uint8)
+        self._noise_neg = rng.integers(0, amp, (h + pad, w + pad, 3), dtype=np.uint8)
         top = np.array(rng.uniform([150, 90, 40], [230, 170, 110]))
         bottom = np.array(rng.uniform([215, 195, 170], [250, 240, 235]))
         self._sky_top, self._sky_bottom = top, bottom
-        self._haze_color = bottom
+        self._sky_rows = None
+        self._haze_color = tuple(float(v) for v in bottom)
         self._asphalt = rng.uniform(70, 120) + rng.uniform(-6, 6, 3)
         self._sidewalk = rng.uniform(140, 190) + rng.uniform(-8, 8, 3)
         self._grass = np.array([60, 120, 95]) * rng.uniform(0.7, 1.2) + rng.uniform(-10, 10, 3)
@@ -180,6 +186,8 @@ class SceneSequence:
                         for _ in range(int(rng.integers(0, 7)))]
         self._density = rng.uniform(0.4, 1.0)
         self._movers: list[_Mover] = []
+        self._painted: list[_Mover] = []  # movers of the frame being rendered, far first
+        self._ids_live = False
         self._statics: list[_Static] = []
         self._scenery_until = 0.0
         self._extend_scenery()
@@ -190,6 +198,8 @@ class SceneSequence:
 
     # ---- world bookkeeping -------------------------------------------------------------
     def _new_id(self) -> int:
+        if self._next_id >= np.iinfo(np.uint16).max:
+            raise OverflowError(f"expected fewer than {np.iinfo(np.uint16).max} objects in one sequence")
         self._next_id += 1
         return self._next_id - 1
 
@@ -282,17 +292,22 @@ class SceneSequence:
     # ---- projection --------------------------------------------------------------------
     def _project(self, x, y, z) -> np.ndarray:
         """World points (broadcastable arrays, metres, camera-relative z) -> (N, 2) int32 pixels."""
-        x, y, z = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float))
-        z = np.maximum(z, 0.05)
-        u = self._cx + self._f * (x + self._curve * z * z) / z
-        v = self._horizon + self._f * (self._cam_h - y) / z
-        pts = np.stack([u, v], axis=-1).reshape(-1, 2)
-        return np.clip(np.round(pts), -30000, 30000).astype(np.int32)
+        z = np.maximum(np.asarray(z, float), 0.05)
+        u = self._cx + self._f * (np.asarray(x, float) + self._curve * z * z) / z
+        v = self._horizon + self._f * (self._cam_h - np.asarray(y, float)) / z
+        shape = np.broadcast_shapes(u.shape, v.shape)
+        pts = np.empty(shape + (2,), float)
+        pts[..., 0] = u
+        pts[..., 1] = v
+        pts = pts.reshape(-1, 2)
+        np.clip(np.rint(pts), -30000, 30000, out=pts)
+        return pts.astype(np.int32)
 
     def _shade(self, color, z: float, factor: float = 1.0) -> tuple:
-        a = 1.0 - np.exp(-self._haze * max(z, 0.0))
-        c = np.asarray(color, float) * factor * (1 - a) + self._haze_color * a
-        return tuple(float(v) for v in np.clip(c, 0, 255))
+        """Colour at distance z (metres): scaled by factor, blended into the haze."""
+        a = 1.0 - math.exp(-self._haze * max(float(z), 0.0))
+        return tuple(min(max((float(c) * factor * (1 - a) + hc * a) * g, 0.0), 255.0)
+                     for c, hc, g in zip(color, self._haze_color, self._light))
 
     # ---- rendering ---------------------------------------------------------------------
     def next_sample(self) -> SceneSample:
@@ -313,12 +328,24 @@ class SceneSequence:
         w, h = cfg.width, cfg.height
         img = np.empty((h, w, 3), np.uint8)
         cls = np.empty((h, w), np.uint8)
-        ids = np.zeros((h, w), np.int32)
-        hz = int(np.clip(round(self._horizon), 1, h - 1))
+        ids = np.zeros((h, w), np.uint16)
+        self._ids_live = False  # ids stays all zero until the first car or person is painted
+        self._draw_background(img, cls, ids)
+        self._draw_items(img, cls, ids)
+        self._finish_image(img)
+        instances, ignored = self._collect(ids, cls)
+        return SceneSample(self._index, img, cls, instances, ignored)
 
+    def _draw_background(self, img, cls, ids) -> None:
+        """Sky, ground, road, sidewalks and markings: flat things under everything else."""
+        h, w = cls.shape
+        hz = int(np.clip(round(self._horizon), 1, h - 1))
         # sky: vertical gradient with soft clouds
-        t = np.linspace(0, 1, hz)[:, None]
-        img[:hz] = (self._sky_top * (1 - t) + self._sky_bottom * t).astype(np.uint8)[:, None, :]
+        if self._sky_rows is None:
+            t = np.linspace(0, 1, hz)[:, None]
+            rows = (self._sky_top * (1 - t) + self._sky_bottom * t) * np.array(self._light)
+            self._sky_rows = np.clip(rows, 0, 255).astype(np.uint8)[:, None, :]
+        img[:hz] = self._sky_rows
         for cx, cy, rx, ry, a in self._clouds:
             c = (int(cx - self._cam_z * 0.5) % (w + 400)) - 200
             cy = int(cy * hz * 0.8)
@@ -328,7 +355,7 @@ class SceneSequence:
                 continue
             roi = img[y0:y1, x0:x1]
             layer = roi.copy()
-            cv2.ellipse(layer, (c - x0, cy - y0), (int(rx), int(ry)), 0, 0, 360, (245, 245, 245), -1)
+            cv2.ellipse(layer, (c - x0, cy - y0), (int(rx), int(ry)), 0, 0, 360, self._shade((245, 245, 245), 0), -1)
             cv2.addWeighted(layer, a, roi, 1 - a, 0, dst=roi)
         cls[:hz] = SKY
         # ground beyond the kerbs
@@ -364,25 +391,30 @@ class SceneSequence:
         dash_lines = [self._road_right - LANE_WIDTH_M * k for k in range(1, self._lanes_same)]
         dash_lines += [self._center_x - LANE_WIDTH_M * k for k in range(1, self._lanes_opp)]
         start = np.floor((self._cam_z + NEAR_Z_M) / 12.0) * 12.0
+        dz = np.arange(start, self._cam_z + 150, 12.0) - self._cam_z
+        z0, z1 = np.maximum(dz, NEAR_Z_M), dz + 3.0
+        z0, z1 = z0[z1 > z0], z1[z1 > z0]
         for x in dash_lines:
-            for dz in np.arange(start, self._cam_z + 150, 12.0):
-                z0, z1 = max(dz - self._cam_z, NEAR_Z_M), dz + 3.0 - self._cam_z
-                if z1 <= z0:
-                    continue
-                zz = np.linspace(z0, z1, 3)
-                marks.append(np.concatenate([self._project(x - 0.07, 0, zz), self._project(x + 0.07, 0, zz)[::-1]]))
+            quads = self._project(np.array([x - 0.07, x + 0.07, x + 0.07, x - 0.07]), 0.0,
+                                  np.stack([z0, z0, z1, z1], 1)).reshape(-1, 4, 2)
+            marks.extend(quads)
         self._fill(marks, self._shade((225, 225, 225), 40, 0.9 * (self._asphalt.mean() / 95)), ROAD, img, cls, ids, 0)
         self._fill(yellow, self._shade((40, 180, 210), 40), ROAD, img, cls, ids, 0)
 
-        # vertical things, far to near; buildings sit outside everything else laterally
+    def _draw_items(self, img, cls, ids) -> None:
+        """Buildings, trees, poles, cars and people in painter's order (far first)."""
+        # buildings sit laterally outside everything else, so they all go first
         items = []
         for s in self._statics:
             z = s.z - self._cam_z
             if s.kind == "building":
                 if z + s.length > NEAR_Z_M and z < VIEW_Z_M + 100:
                     items.append((1e6 + abs(s.x) * 1e3 + z, "building", s))
-            elif NEAR_Z_M < z < VIEW_Z_M + 60:
-                items.append((z, s.kind, s))
+            elif NEAR_Z_M < z < VIEW_Z_M:
+                u = self._cx + self._f * (s.x + self._curve * z * z) / z
+                reach = self._f * (s.height * 0.4 + 0.5) / z
+                if -reach < u < self.config.width + reach:  # skip what is off to the side
+                    items.append((z, s.kind, s))
         shadows = []
         for m in self._movers:
             z = m.z - self._cam_z
@@ -396,7 +428,7 @@ class SceneSequence:
             pts = np.concatenate([self._project(m.x - m.size / 2 - 0.1, 0, zz), self._project(m.x + m.size / 2 + 0.1, 0, zz)[::-1]])
             cv2.fillPoly(img, [pts], self._shade(self._asphalt, z, 0.45))
         items.sort(key=lambda it: -it[0])
-        drawn: dict[int, tuple[_Mover, float]] = {}
+        self._painted = []
         for _, kind, obj in items:
             if kind == "building":
                 self._draw_building(obj, img, cls, ids)
@@ -404,21 +436,21 @@ class SceneSequence:
                 self._draw_tree(obj, img, cls, ids)
             elif kind == "pole":
                 self._draw_pole(obj, img, cls, ids)
-            elif kind == "car":
-                self._draw_car(obj, img, cls, ids)
-                drawn[obj.object_id] = (obj, obj.z - self._cam_z)
             else:
-                self._draw_person(obj, img, cls, ids)
-                drawn[obj.object_id] = (obj, obj.z - self._cam_z)
-
-        self._finish_image(img)
-        instances, ignored = self._collect(ids, cls, drawn, [it for it in items if it[1] in ("car", "person")])
-        return SceneSample(self._index, img, cls, instances, ignored)
+                self._ids_live = True
+                (self._draw_car if kind == "car" else self._draw_person)(obj, img, cls, ids)
+                self._painted.append(obj)
 
     def _fill(self, polys, color, class_id, img, cls, ids, object_id) -> None:
         cv2.fillPoly(img, polys, color)
         cv2.fillPoly(cls, polys, int(class_id))
-        cv2.fillPoly(ids, polys, int(object_id))
+        if self._ids_live:
+            cv2.fillPoly(ids, polys, int(object_id))
+
+    @staticmethod
+    def _paint(polys, color, img) -> None:
+        """Details inside an already-filled silhouette of the same class: image only."""
+        cv2.fillPoly(img, polys, color)
 
     def _fill_convex(self, pts, color, class_id, img, cls, ids, object_id) -> None:
         hull = cv2.convexHull(pts)
@@ -443,19 +475,18 @@ class SceneSequence:
         cols = int(s.length // 3.0)
         if rows < 1 or cols < 1 or z0 > 120:
             return
-        wins = []
-        for c in range(cols):
-            za = s.z + c * 3.0 + 0.8 - self._cam_z
-            zb = za + 1.4
-            if za < NEAR_Z_M:
-                continue
-            for r in range(rows):
-                ya = r * 3.2 + 1.0 + s.extra * 0.2
-                wins.append(np.concatenate([self._project(s.x - side * 0.01, [ya, ya], [za, zb]),
-                                            self._project(s.x - side * 0.01, [ya + 1.5, ya + 1.5], [zb, za])]))
+        za = s.z + np.arange(cols) * 3.0 + 0.8 - self._cam_z
+        za = za[za >= NEAR_Z_M]
+        ya = np.arange(rows) * 3.2 + 1.0 + s.extra * 0.2
+        if len(za) == 0:
+            return
+        zg, yg = np.meshgrid(za, ya)
+        zq = np.stack([zg, zg + 1.4, zg + 1.4, zg], -1)
+        yq = np.stack([yg, yg, yg + 1.5, yg + 1.5], -1)
+        wins = list(self._project(s.x - side * 0.01, yq, zq).reshape(-1, 4, 2))
         if wins:
             glass = (100, 80, 60) if s.extra < 1 else (170, 150, 120)
-            self._fill(wins, self._shade(glass, z0), BUILDING, img, cls, ids, 0)
+            self._paint(wins, self._shade(glass, z0), img)
 
     def _draw_tree(self, s: _Static, img, cls, ids) -> None:
         z = s.z - self._cam_z
@@ -504,18 +535,18 @@ class SceneSequence:
         self._fill_convex(box(x0 + 0.12, x1 - 0.12, hb, hc, cz0, cz1), col, CAR, img, cls, ids, oid)
         # near face (rear or front), darker, with glass and lights
         face = self._project([x0, x1, x1, x0], [0.3, 0.3, hb, hb], z)
-        self._fill([face], self._shade(m.color, z, 0.8), CAR, img, cls, ids, oid)
+        self._paint([face], self._shade(m.color, z, 0.8), img)
         glass = self._project([x0 + 0.22, x1 - 0.22, x1 - 0.3, x0 + 0.3], [hb + 0.03, hb + 0.03, hc - 0.05, hc - 0.05], [cz0, cz0, cz0 + 0.3, cz0 + 0.3])
-        self._fill([glass], self._shade((70, 55, 45), z), CAR, img, cls, ids, oid)
+        self._paint([glass], self._shade((70, 55, 45), z), img)
         # side windows of the side the camera sees
         sx = x0 + 0.12 if m.x > 0 else x1 - 0.12
         side = self._project([sx, sx, sx, sx], [hb + 0.05, hb + 0.05, hc - 0.07, hc - 0.07], [cz0 + 0.35, cz1 - 0.2, cz1 - 0.35, cz0 + 0.5])
-        self._fill([side], self._shade((80, 60, 50), z), CAR, img, cls, ids, oid)
+        self._paint([side], self._shade((80, 60, 50), z), img)
         light = (40, 40, 200) if m.vz > 0 else (200, 230, 240)
         lamps = [self._project([xa, xa + 0.3, xa + 0.3, xa], [hb - 0.25, hb - 0.25, hb - 0.1, hb - 0.1], z) for xa in (x0 + 0.1, x1 - 0.4)]
         plate = self._project([m.x - 0.26, m.x + 0.26, m.x + 0.26, m.x - 0.26], [0.45, 0.45, 0.57, 0.57], z)
-        self._fill(lamps, self._shade(light, z), CAR, img, cls, ids, oid)
-        self._fill([plate], self._shade((225, 225, 225), z), CAR, img, cls, ids, oid)
+        self._paint(lamps, self._shade(light, z), img)
+        self._paint([plate], self._shade((225, 225, 225), z), img)
 
     def _draw_person(self, m: _Mover, img, cls, ids) -> None:
         z = m.z - self._cam_z
@@ -550,9 +581,7 @@ class SceneSequence:
             cv2.ellipse(img, head, (r, r), 0, 180, 360, self._shade((30, 30, 40), z), -1)
 
     def _finish_image(self, img: np.ndarray) -> None:
-        """Lighting gain and tint, optical blur and sensor noise, in place."""
-        g = self._gain
-        cv2.multiply(img, (g * self._tint[0], g * self._tint[1], g * self._tint[2], 0), dst=img)
+        """Optical blur and sensor noise, in place (the light is already in the colours)."""
         if self._blur:
             cv2.GaussianBlur(img, (self._blur, self._blur), 0, dst=img)
         h, w = img.shape[:2]
@@ -561,12 +590,12 @@ class SceneSequence:
         oy, ox = (int(v) for v in self._rng.integers(0, 32, 2))
         cv2.subtract(img, self._noise_neg[oy:oy + h, ox:ox + w], dst=img)
 
-    def _collect(self, ids, cls, drawn, items) -> tuple[list[SceneObject], list[int]]:
+    def _collect(self, ids, cls) -> tuple[list[SceneObject], list[int]]:
+        """Visible masks of the painted movers from the id map; ignore the too-small ones."""
         h, w = ids.shape
         instances, ignored = [], []
-        for _, label, m in items:  # far to near: the painting order
-            if m.object_id not in drawn:
-                continue
+        for m in self._painted:  # far to near: the painting order
+            label = m.label
             ys, xs = self._object_extent(m)
             y0, y1 = max(ys[0], 0), min(ys[1], h)
             x0, x1 = max(xs[0], 0), min(xs[1], w)
@@ -602,7 +631,7 @@ class SceneSequence:
                 (int(pts[:, 0].min()) - pad, int(pts[:, 0].max()) + pad))
 
 
-def generate_scene(seed: int, config: SceneConfig | None = None) -> SceneSample:
+def generate_scene(seed: int | tuple[int, ...], config: SceneConfig | None = None) -> SceneSample:
     """Render one still road scene.
 
     Args:

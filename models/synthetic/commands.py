@@ -1,0 +1,50 @@
+"""`segstream generate`: write synthetic road scenes or a clip with ground truth."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.synthetic.dataset import write_clip, write_image_set
+from models.synthetic.scene import SceneConfig, SceneSequence, generate_scene
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What `generate` wrote.
+
+    Attributes:
+        out: the output folder.
+        main_file: instances.json (images) or clip.mp4 (video).
+        count: number of images or frames.
+    """
+    out: Path
+    main_file: Path
+    count: int
+
+
+def generate(args: argparse.Namespace) -> GenerateResult:
+    """Generate scenes as described by the CLI arguments.
+
+    Args:
+        args: namespace with `out` (folder), `kind` ("images" or "video"), `count` (images or
+            frames, >= 1), `width`, `height` (pixels), `seed` (int) and `fps` (frames per
+            second of a clip; also the time step between frames).
+
+    Returns:
+        A `GenerateResult`. Image i of an image set is `generate_scene((seed, i))`; a clip is
+        `SceneSequence(seed)` frames 0..count-1.
+    """
+    if args.kind not in ("images", "video"):
+        raise ValueError(f"expected kind 'images' or 'video', got {args.kind!r}")
+    if args.count < 1:
+        raise ValueError(f"expected count >= 1, got {args.count}")
+    config = SceneConfig(width=int(args.width), height=int(args.height), fps=float(args.fps))
+    out = Path(args.out)
+    if args.kind == "images":
+        samples = (generate_scene((int(args.seed), i), config) for i in range(args.count))
+        main = write_image_set(samples, out)
+    else:
+        sequence = SceneSequence(int(args.seed), config)
+        main = write_clip((sequence.next_sample() for _ in range(args.count)), out, config.fps)
+    return GenerateResult(out, main, int(args.count))
