@@ -43,8 +43,41 @@ _OPT_LEVELS = {
 }
 
 
+def provider_entry(
+    name: str,
+    *,
+    device_id: int = 0,
+    trt_fp16: bool = False,
+    trt_engine_cache_path: str | None = None,
+) -> str | tuple[str, dict]:
+    """The ``providers=`` entry for one provider: its name, or (name, options) for GPU ones.
+
+    Args:
+        name: full provider name (``PROVIDER_ALIASES`` values).
+        device_id: CUDA device for the CUDA and TensorRT providers.
+        trt_fp16: TensorRT provider: allow FP16 kernels.
+        trt_engine_cache_path: TensorRT provider: keep built engines in this folder, so the
+            next start loads them instead of rebuilding (minutes for big models).
+    """
+    if name == "CUDAExecutionProvider":
+        return name, {"device_id": int(device_id)}
+    if name == "TensorrtExecutionProvider":
+        opts: dict = {"device_id": int(device_id), "trt_fp16_enable": bool(trt_fp16)}
+        if trt_engine_cache_path:
+            opts["trt_engine_cache_enable"] = True
+            opts["trt_engine_cache_path"] = str(trt_engine_cache_path)
+        return name, opts
+    return name
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX file with ONNX Runtime.
+
+    The providers are tried in the order given. A missing one is an error naming the
+    package to install unless ``allow_fallback``; then the next one is used (finally CPU)
+    with a warning. The provider actually used is logged once, when the session opens.
+    With CUDA first, inputs are bound from host memory and outputs through an I/O binding
+    (``session.io_binding()``), so ONNX Runtime does not stage copies per call.
 
     Args:
         path: the .onnx file.
@@ -53,6 +86,12 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: threads inside one operator (0: ONNX Runtime's default).
         inter_op_threads: threads across operators (0: default).
         optimization: "disable", "basic", "extended" or "all".
+        device_id: CUDA device for the CUDA and TensorRT providers.
+        io_binding: None: bind I/O when CUDA is the provider used; True: always (also on CPU);
+            False: never.
+        outputs_on: with I/O binding, where outputs land before the copy to the host:
+            "device" (the provider's device) or "cpu".
+        trt_fp16 / trt_engine_cache_path: TensorRT provider options (see ``provider_entry``).
     """
 
     name = "onnxruntime"
@@ -65,6 +104,12 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
         optimization: str = "all",
+        *,
+        device_id: int = 0,
+        io_binding: bool | None = None,
+        outputs_on: str = "device",
+        trt_fp16: bool = False,
+        trt_engine_cache_path: str | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -75,37 +120,55 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError(f"{self.path}: no such ONNX file; export one with 'segstream export'")
         if optimization not in _OPT_LEVELS:
             raise BackendError(f"optimization must be one of {sorted(_OPT_LEVELS)}, got {optimization!r}")
+        if outputs_on not in ("device", "cpu"):
+            raise BackendError(f"outputs_on must be 'device' or 'cpu', got {outputs_on!r}")
+        if not providers:
+            raise BackendError("providers is empty; give at least one of 'cpu', 'cuda', 'tensorrt'")
         available = set(ort.get_available_providers())
+        requested = [PROVIDER_ALIASES.get(p, p) for p in providers]
         chosen = []
-        for p in providers:
-            full = PROVIDER_ALIASES.get(p, p)
+        for full in requested:
             if full in available:
                 chosen.append(full)
-            elif not allow_fallback:
-                need = _PROVIDER_PACKAGES.get(full, "an onnxruntime build that has it")
+                continue
+            need = _PROVIDER_PACKAGES.get(full, "an onnxruntime build that has it")
+            if not allow_fallback:
                 raise BackendError(
                     f"execution provider {full} is not available (have {sorted(available)}); install {need} "
                     "or set allow_fallback = true"
                 )
-            else:
-                log.warning("execution provider %s not available, trying the next one", full)
+            log.warning("execution provider %s is not available (install %s); trying the next one", full, need)
         if not chosen:
-            if not allow_fallback:
-                raise BackendError(f"none of the providers {list(providers)} is available (have {sorted(available)})")
             chosen = ["CPUExecutionProvider"]
+        entries = [provider_entry(p, device_id=device_id, trt_fp16=trt_fp16, trt_engine_cache_path=trt_engine_cache_path)
+                   for p in chosen]
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(intra_op_threads)
         so.inter_op_num_threads = int(inter_op_threads)
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[optimization])
         so.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(self.path, sess_options=so, providers=chosen)
+            self._session = ort.InferenceSession(self.path, sess_options=so, providers=entries)
         except Exception as exc:  # ORT raises its own untyped errors; say which file and why
             raise ModelError(f"{self.path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from exc
         used = self._session.get_providers()
         self.providers = used
-        self.device = "cuda" if used and used[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
-        log.info("onnxruntime: %s runs on %s", os.path.basename(self.path), used[0] if used else "?")
+        first = used[0] if used else "CPUExecutionProvider"
+        if first != requested[0]:
+            # Also catches a GPU provider that is listed but fails to load its CUDA libraries:
+            # ONNX Runtime then drops it silently.
+            need = _PROVIDER_PACKAGES.get(requested[0], "an onnxruntime build that has it")
+            if not allow_fallback:
+                raise BackendError(
+                    f"{self.path}: asked for {requested[0]} but ONNX Runtime runs it on {first}; install {need} "
+                    "(and the CUDA libraries it needs) or set allow_fallback = true"
+                )
+            log.warning("onnxruntime: %s runs on %s, not the %s asked for (fallback allowed; install %s)",
+                        os.path.basename(self.path), first, requested[0], need)
+        else:
+            log.info("onnxruntime: %s runs on %s", os.path.basename(self.path), first)
+        on_gpu = first in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        self.device = f"cuda:{int(device_id)}" if on_gpu else "cpu"
         self.inputs = [
             TensorSpec(i.name, tuple(i.shape), np.dtype(_ORT_TYPES.get(i.type, np.float32)))
             for i in self._session.get_inputs()
@@ -117,9 +180,31 @@ class OnnxRuntimeBackend(Backend):
         props = self._session.get_modelmeta().custom_metadata_map
         self.metadata = ArtifactMetadata.from_json(props[METADATA_KEY], origin=self.path) if METADATA_KEY in props else None
         self._output_names = [o.name for o in self.outputs]
+        self.io_binding = (first == "CUDAExecutionProvider") if io_binding is None else bool(io_binding)
+        if outputs_on == "device" and on_gpu:
+            self._output_device = ("cuda", int(device_id))
+        else:
+            self._output_device = ("cpu", 0)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise BackendError(f"{self.path}: run after close")
+        if self.io_binding:
+            return self._run_bound(feeds)
         values = self._session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, values))
+
+    def _run_bound(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call through an I/O binding: host inputs bound as they are, outputs allocated by
+        ONNX Runtime on ``outputs_on`` and copied to the host once at the end."""
+        binding = self._session.io_binding()
+        for name, arr in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+        device_type, device_id = self._output_device
+        for name in self._output_names:
+            binding.bind_output(name, device_type, device_id)
+        self._session.run_with_iobinding(binding)
+        values = binding.copy_outputs_to_cpu()
         return dict(zip(self._output_names, values))
 
     def close(self) -> None:
