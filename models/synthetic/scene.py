@@ -165,7 +165,7 @@ class SceneSequence:
         self._gain = rng.uniform(0.65, 1.2)
         # per-channel light: global gain times a colour tint, folded into every painted colour
         self._light = tuple(self._gain * float(t) for t in rng.uniform(0.9, 1.1, 3))
-        self._haze = rng.uniform(0.002, 0.008)
+        self._haze = rng.uniform(0.0008, 0.004)
         self._blur = int(rng.choice([0, 3, 3, 5]))
         pad = 32
         # sensor noise: the difference of two uniform banks (triangular, zero mean), cut at
@@ -185,6 +185,12 @@ class SceneSequence:
                          rng.uniform(0.02, 0.06) * h, rng.uniform(0.3, 0.8))
                         for _ in range(int(rng.integers(0, 7)))]
         self._density = rng.uniform(0.4, 1.0)
+        self._urban = bool(rng.random() < 0.65)  # else open country: hills, trees, few buildings
+        self._building_share = rng.uniform(0.45, 0.7) if self._urban else rng.uniform(0.0, 0.1)
+        self._setback = rng.uniform(1.0, 6.0)
+        self._hills = [(rng.uniform(-0.2, 1.2) * w, rng.uniform(0.15, 0.5) * w, rng.uniform(0.03, 0.12) * h)
+                       for _ in range(int(rng.integers(0, 5)) if not self._urban else 0)]
+        self._hill_color = tuple(float(v) for v in rng.uniform([90, 140, 150], [130, 190, 200]))
         self._movers: list[_Mover] = []
         self._painted: list[_Mover] = []  # movers of the frame being rendered, far first
         self._ids_live = False
@@ -244,19 +250,21 @@ class SceneSequence:
         while self._scenery_until < target:
             z = self._scenery_until
             step = rng.uniform(6, 25)
+            tree_reach = max(self._setback - 0.3, 0.7) if self._urban else 9.0  # trees stay in front of buildings
             for side, edge in ((1, self._road_right), (-1, self._road_left)):
                 kerb = edge + side * SIDEWALK_WIDTH_M
                 r = rng.random()
-                if r < 0.55:
+                if r < self._building_share:
                     length = rng.uniform(8, 30)
+                    # one building line per side, so that buildings never intersect
                     self._statics.append(_Static(
-                        "building", kerb + side * rng.uniform(1.0, 8.0), z + rng.uniform(0, 4), length,
+                        "building", kerb + side * (self._setback + rng.uniform(0, 0.3)), z + rng.uniform(0, 4), length,
                         rng.uniform(5, 28), _BUILDING_COLORS[int(rng.integers(len(_BUILDING_COLORS)))],
                         float(rng.integers(0, 3))))
-                elif r < 0.9:
+                elif r < self._building_share + (1 - self._building_share) * 0.8:
                     for _ in range(int(rng.integers(1, 4))):
                         self._statics.append(_Static(
-                            "tree", kerb + side * rng.uniform(0.8, 6.0), z + rng.uniform(0, step), 0,
+                            "tree", kerb + side * rng.uniform(0.5, tree_reach), z + rng.uniform(0, step), 0,
                             rng.uniform(4, 11), tuple(np.array([40, 110, 60]) * rng.uniform(0.6, 1.3)),
                             rng.uniform(0.3, 0.5)))
                 if rng.random() < 0.35:
@@ -361,7 +369,11 @@ class SceneSequence:
         # ground beyond the kerbs
         img[hz:] = np.asarray(self._shade(self._grass, 40), np.uint8)
         cls[hz:] = TERRAIN
-        # far treeline over the horizon gap
+        # distant hills (terrain) and a treeline over the horizon gap
+        for hx, hw, hh in self._hills:
+            c = int(hx - self._cam_z * 0.02)
+            cv2.ellipse(img, (c, int(self._horizon)), (int(hw), int(hh)), 0, 180, 360, self._shade(self._hill_color, 120), -1)
+            cv2.ellipse(cls, (c, int(self._horizon)), (int(hw), int(hh)), 0, 180, 360, TERRAIN, -1)
         band = max(2, int(h * 0.012))
         xs = np.arange(0, w + 40, 40)
         bumps = self._horizon - band - (np.sin(xs * 0.05 + 1.3) + 1) * band * 0.8
@@ -409,7 +421,7 @@ class SceneSequence:
             z = s.z - self._cam_z
             if s.kind == "building":
                 if z + s.length > NEAR_Z_M and z < VIEW_Z_M + 100:
-                    items.append((1e6 + abs(s.x) * 1e3 + z, "building", s))
+                    items.append((1e6 + z, "building", s))
             elif NEAR_Z_M < z < VIEW_Z_M:
                 u = self._cx + self._f * (s.x + self._curve * z * z) / z
                 reach = self._f * (s.height * 0.4 + 0.5) / z
