@@ -215,6 +215,8 @@ class SceneSequence:
         if lane < self._lanes_same:
             x = self._road_right - LANE_WIDTH_M * (lane + 0.5)
             speed = self._ego_speed + rng.uniform(-4, 4)
+            if abs(x) < 1.5:  # ahead of us in our lane: never slower than the camera car
+                speed = self._ego_speed + rng.uniform(0, 4)
         else:
             x = self._center_x - LANE_WIDTH_M * (lane - self._lanes_same + 0.5)
             speed = -rng.uniform(8, 16)
@@ -276,6 +278,13 @@ class SceneSequence:
     def _advance(self) -> None:
         rng, dt = self._rng, self._dt
         self._cam_z += self._ego_speed * dt
+        # cars keep their lane and do not drive through the car ahead: a follower closer than
+        # 10 m takes the leader's speed (leader = nearest car further along the lane's direction)
+        cars = sorted((m for m in self._movers if m.label == "car"), key=lambda m: (round(m.x / LANE_WIDTH_M), m.z * np.sign(m.vz)))
+        for follower, leader in zip(cars, cars[1:]):
+            if round(follower.x / LANE_WIDTH_M) == round(leader.x / LANE_WIDTH_M) and abs(leader.z - follower.z) < 10:
+                if abs(leader.vz) < abs(follower.vz):
+                    follower.vz = leader.vz
         for m in self._movers:
             m.x += m.vx * dt
             m.z += m.vz * dt
