@@ -294,6 +294,11 @@ def make_entropy_calibrator(
     "no more batches") and re-raised by ``build_engine``.
     """
     trt = import_tensorrt()
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        raise BackendError(
+            f"TensorRT {trt.__version__} has no implicit INT8 calibration (deprecated in 10.1, later removed); "
+            "build with fp16, or use TensorRT 10.x"
+        )
     cudart = import_cudart() if feeder is not None else None
 
     from stream.backends.tensorrt import cuda_call

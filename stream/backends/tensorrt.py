@@ -245,6 +245,8 @@ class TensorRTBackend(Backend):
         if self._closed:
             raise BackendError(f"{self.path}: run after close")
         cudart = self._cudart
+        # The current device is per thread, and stages call run() from their own threads.
+        cuda_call(cudart, cudart.cudaSetDevice(self._device_index), f"cudaSetDevice({self._device_index})")
         names = [t.name for t in self.inputs]
         if sorted(feeds) != sorted(names):
             raise ModelError(f"{self.path}: expected inputs {names}, got {sorted(feeds)}")

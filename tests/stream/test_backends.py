@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pytest
 
-from stream.backends import ArtifactMetadata, OnnxRuntimeBackend, open_backend
+from stream.backends import OnnxRuntimeBackend, open_backend
 from stream.backends.onnxruntime import provider_entry
 from stream.errors import BackendError, ModelError
 
@@ -130,3 +130,13 @@ def test_cuda_provider_with_io_binding_matches_cpu(tiny_onnx, outputs_on):
     gpu = OnnxRuntimeBackend(tiny_onnx, providers=["cuda"], allow_fallback=False, outputs_on=outputs_on)
     assert gpu.device == "cuda:0" and gpu.io_binding
     assert relative_error(gpu.run({"image": x})["logits"], ref) < 1e-4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cuda") is None, reason="cuda-python is not installed")
+def test_cuda_errors_become_backend_errors_naming_the_call():
+    from stream.backends.tensorrt import cuda_call, import_cudart
+
+    cudart = import_cudart()
+    # No driver here (cudaErrorInsufficientDriver) or no such device on a GPU machine: both must raise.
+    with pytest.raises(BackendError, match=r"CUDA cudaSetDevice\(9999\) failed with cudaError"):
+        cuda_call(cudart, cudart.cudaSetDevice(9999), "cudaSetDevice(9999)")
