@@ -1,0 +1,152 @@
+"""YOLACT configurations: one frozen dataclass per model name, values as in the official
+``data/config.py`` (``yolact_base_config`` and its variants)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from stream.errors import ConfigError, ModelError
+
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+)
+
+#: COCO category ids of the 80 classes, in label order (official ``COCO_LABEL_MAP`` inverted).
+COCO_CATEGORY_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
+    34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
+    62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+)
+
+#: ImageNet statistics on 0-255 values, RGB order (the official BGR MEANS/STD reversed).
+RGB_MEAN = (123.68, 116.78, 103.94)
+RGB_STD = (58.40, 57.12, 57.38)
+
+_BASE_SCALES = (24, 48, 96, 192, 384)
+
+
+@dataclass(frozen=True)
+class YolactConfig:
+    """Everything that shapes a YOLACT network and its pre/post-processing.
+
+    Attributes:
+        name: model name ("yolact_base", ...).
+        backbone: "resnet101", "resnet50", "darknet53", "mobilenetv3_large" or "tiny".
+        selected_layers: backbone outputs fed to the FPN (C3, C4, C5).
+        class_names: foreground classes; ``num_classes`` = len + 1 (background is 0).
+        max_size: square input size in pixels (550 for the released models).
+        pred_scales: anchor sizes in pixels per FPN level (P3..P7).
+        aspect_ratios: anchor aspect ratios (shared by every level).
+        square_anchors: the released models' ``use_square_anchors`` (h = w).
+        fpn_features: FPN channels (256). proto_channels: ProtoNet hidden channels (256).
+        mask_dim: number of prototypes k (32). head_channels: prediction-head "upfeature" channels.
+        num_downsample: extra FPN levels by stride-2 convs (P6, P7).
+        mean / std: normalisation on 0-255 values in ``color_order``; DarkNet uses 0 / 255.
+        color_order: channel order of the network input.
+        tiny_widths: channel widths of the "tiny" backbone stages.
+    """
+
+    name: str
+    backbone: str
+    selected_layers: tuple[int, ...]
+    class_names: tuple[str, ...] = COCO_CLASSES
+    max_size: int = 550
+    pred_scales: tuple[float, ...] = _BASE_SCALES
+    aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)
+    square_anchors: bool = True
+    fpn_features: int = 256
+    proto_channels: int = 256
+    mask_dim: int = 32
+    head_channels: int = 256
+    num_downsample: int = 2
+    mean: tuple[float, float, float] = RGB_MEAN
+    std: tuple[float, float, float] = RGB_STD
+    color_order: str = "RGB"
+    tiny_widths: tuple[int, ...] = field(default=(16, 24, 32, 48, 64))
+    # Training settings (official yolact_base_config values).
+    positive_iou: float = 0.5
+    negative_iou: float = 0.4
+    crowd_iou: float = 0.7
+    negpos_ratio: int = 3
+    bbox_alpha: float = 1.5
+    conf_alpha: float = 1.0
+    mask_alpha: float = 6.125
+    semantic_alpha: float = 1.0
+    masks_to_train: int = 100
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background."""
+        return len(self.class_names) + 1
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per location."""
+        return len(self.aspect_ratios)
+
+    def with_classes(self, class_names) -> "YolactConfig":
+        names = tuple(class_names)
+        if not names:
+            raise ConfigError(f"{self.name}: class_names is empty; give at least one class")
+        return replace(self, class_names=names)
+
+
+def _scaled(size: int) -> tuple[int, ...]:
+    return tuple(int(s / 550 * size) for s in _BASE_SCALES)
+
+
+CONFIGS: dict[str, YolactConfig] = {
+    "yolact_base": YolactConfig("yolact_base", "resnet101", (1, 2, 3)),
+    "yolact_resnet50": YolactConfig("yolact_resnet50", "resnet50", (1, 2, 3)),
+    "yolact_im700": YolactConfig("yolact_im700", "resnet101", (1, 2, 3), max_size=700, pred_scales=_scaled(700),
+                                 masks_to_train=300),
+    "yolact_darknet53": YolactConfig("yolact_darknet53", "darknet53", (2, 3, 4), mean=(0.0, 0.0, 0.0),
+                                     std=(255.0, 255.0, 255.0)),
+    # Edge model: torchvision MobileNetV3-Large features (stride 8/16/32 taps), the same head.
+    "yolact_mobilenetv3": YolactConfig("yolact_mobilenetv3", "mobilenetv3_large", (6, 12, 16)),
+    # Tests and the embedded demo: a few plain conv stages, 160 px input, narrow FPN and head.
+    "yolact_tiny": YolactConfig("yolact_tiny", "tiny", (2, 3, 4), max_size=160, pred_scales=_scaled(160),
+                                fpn_features=48, proto_channels=48, mask_dim=16, head_channels=48),
+}
+
+
+def get_config(name: str) -> YolactConfig:
+    """The configuration of a model name, or ConfigError listing the known ones."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown YOLACT model {name!r}; expected one of {', '.join(sorted(CONFIGS))}") from None
+
+
+_CKPT_NAME = re.compile(r"^(?P<name>.+?)_(?P<epoch>\d+)_(?P<iter>\d+)$")
+
+
+def config_name_from_path(path: str) -> str | None:
+    """The configuration a checkpoint file name implies, as the official ``SavePath.from_str``:
+    ``yolact_base_54_800000.pth`` -> "yolact_base"; ``yolact_tiny.pth`` -> "yolact_tiny"; else None."""
+    import os
+
+    stem = os.path.splitext(os.path.basename(path))[0]
+    m = _CKPT_NAME.match(stem)
+    name = m.group("name") if m else stem
+    return name if name in CONFIGS else None
+
+
+def resolve_config(model: str | None, weights: str | None) -> YolactConfig:
+    """The configuration for ``--model`` and ``--weights``: they must agree when both name one."""
+    from_file = config_name_from_path(weights) if weights else None
+    if model is None and from_file is None:
+        raise ConfigError(f"cannot tell the YOLACT configuration of {weights!r}; pass --model (one of {', '.join(sorted(CONFIGS))})")
+    if model is not None and from_file is not None and model != from_file:
+        raise ModelError(f"{weights}: the file name says configuration {from_file!r} but --model is {model!r}; "
+                         "pass the matching --model or rename the file")
+    return get_config(model or from_file)

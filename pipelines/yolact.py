@@ -1,0 +1,410 @@
+"""YOLACT pre- and post-processing on numpy/OpenCV, as the official evaluation computes them.
+
+The network part runs in a backend (ONNX Runtime, TensorRT) and returns, for one image:
+
+- ``boxes``  (1, P, 4) float32: decoded boxes, x1 y1 x2 y2 normalised to [0, 1] (anchors and
+  the 0.1/0.2 variances are constants inside the graph);
+- ``scores`` (1, P, C+1) float32: softmax class scores, column 0 = background;
+- ``coeffs`` (1, P, K) float32: tanh mask coefficients;
+- ``protos`` (1, Hp, Wp, K) float32: ReLU prototypes (138 x 138 x 32 at 550).
+
+Everything after that (Fast NMS, mask assembly, crop, upsampling, threshold) happens here.
+Settings come from the artifact's ``ArtifactMetadata``, so this module never needs torch.
+Nothing here modifies its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipelines.results import Instances
+from stream.backends.base import ArtifactMetadata, Backend
+from stream.errors import ModelError
+
+#: Names of the exported graph's input and outputs.
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("boxes", "scores", "coeffs", "protos")
+
+
+# --------------------------------------------------------------------------- anchors
+
+def make_priors(
+    conv_sizes_hw: list[tuple[int, int]],
+    scales: list[list[float]],
+    aspect_ratios: list[list[float]],
+    max_size: int,
+    square_anchors: bool = True,
+) -> np.ndarray:
+    """YOLACT's anchors ("priors"), in the order the prediction head flattens its outputs.
+
+    Per level, row-major over (row y, column x), then over scales and aspect ratios:
+    centre ((x + 0.5) / conv_w, (y + 0.5) / conv_h), width ``scale * sqrt(ar) / max_size``,
+    height ``scale / sqrt(ar) / max_size`` or, with ``square_anchors`` (the released models'
+    "backward compatibility" bug), height = width.
+
+    Args:
+        conv_sizes_hw: (h, w) of each prediction level, P3 first.
+        scales: anchor sizes in pixels per level (of an image of ``max_size``).
+        aspect_ratios: aspect ratios per level.
+        max_size: the network input size the pixel scales refer to.
+        square_anchors: set h = w.
+
+    Returns:
+        (P, 4) float32 priors, centre-size form (cx, cy, w, h), normalised to [0, 1].
+    """
+    if not (len(conv_sizes_hw) == len(scales) == len(aspect_ratios)):
+        raise ValueError(f"make_priors: {len(conv_sizes_hw)} levels but {len(scales)} scale lists "
+                         f"and {len(aspect_ratios)} aspect-ratio lists")
+    levels = []
+    for (h, w), level_scales, ars in zip(conv_sizes_hw, scales, aspect_ratios):
+        per_loc = []
+        for scale in level_scales:
+            for ar in ars:
+                r = math.sqrt(ar)
+                pw = scale * r / max_size
+                ph = pw if square_anchors else scale / r / max_size
+                per_loc.append((pw, ph))
+        wh = np.asarray(per_loc, np.float64)  # (A, 2)
+        ys, xs = np.meshgrid((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w, indexing="ij")
+        centres = np.stack([xs.ravel(), ys.ravel()], axis=1)  # (h*w, 2)
+        a = len(wh)
+        pri = np.concatenate([np.repeat(centres, a, axis=0), np.tile(wh, (h * w, 1))], axis=1)
+        levels.append(pri)
+    return np.concatenate(levels, axis=0).astype(np.float32)
+
+
+def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances=(0.1, 0.2)) -> np.ndarray:
+    """SSD box decoding (official ``box_utils.decode``).
+
+    Args:
+        loc: (P, 4) float32 regression outputs (dx, dy, dw, dh).
+        priors: (P, 4) float32 centre-size priors.
+
+    Returns:
+        (P, 4) float32 boxes x1 y1 x2 y2, normalised, unclipped.
+    """
+    cxcy = priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:]
+    wh = priors[:, 2:] * np.exp(loc[:, 2:] * variances[1])
+    x1y1 = cxcy - wh / 2
+    return np.concatenate([x1y1, x1y1 + wh], axis=1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- pre-processing
+
+@dataclass(frozen=True)
+class YolactFrameInfo:
+    """What post-processing needs to undo pre-processing.
+
+    Attributes:
+        size_hw: (H, W) of the original image in pixels.
+        input_size_hw: (h, w) the network saw (the image was resized to it, aspect ignored).
+    """
+
+    size_hw: tuple[int, int]
+    input_size_hw: tuple[int, int]
+
+
+class YolactPreprocess:
+    """The official ``FastBaseTransform``: float BGR image -> bilinear resize to the input size
+    (aspect ratio ignored, no antialiasing) -> (x - mean) / std -> the model's channel order.
+
+    Args:
+        input_size_hw: network input (h, w), (550, 550) for the released models.
+        mean / std: per channel, on 0-255 values, in ``color_order``.
+        color_order: "RGB" (all released YOLACT models) or "BGR".
+    """
+
+    def __init__(self, input_size_hw=(550, 550), mean=(123.68, 116.78, 103.94), std=(58.40, 57.12, 57.38),
+                 color_order: str = "RGB") -> None:
+        if color_order not in ("RGB", "BGR"):
+            raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
+        self.input_size_hw = (int(input_size_hw[0]), int(input_size_hw[1]))
+        self.color_order = color_order
+        self._mean = np.asarray(mean, np.float32)
+        self._inv_std = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
+
+    @classmethod
+    def from_metadata(cls, meta: ArtifactMetadata) -> "YolactPreprocess":
+        if meta.input_size_hw is None:
+            raise ModelError(f"{meta.model}: YOLACT artifacts need a fixed input size; re-export without --dynamic")
+        return cls(meta.input_size_hw, meta.mean, meta.std, meta.color_order)
+
+    def __call__(self, image_bgr: np.ndarray) -> tuple[dict[str, np.ndarray], YolactFrameInfo]:
+        """Args:
+            image_bgr: (H, W, 3) uint8 BGR image (not modified).
+
+        Returns:
+            ({"image": (1, 3, h, w) float32}, YolactFrameInfo).
+        """
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(f"image_bgr: expected (H, W, 3), got {image_bgr.shape}")
+        h, w = self.input_size_hw
+        # Resize in float like the official transform (uint8 resizing would round).
+        img = cv2.resize(image_bgr.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.color_order == "RGB":
+            img = img[:, :, ::-1]
+        img = (img - self._mean) * self._inv_std
+        tensor = np.ascontiguousarray(img.transpose(2, 0, 1))[None]
+        info = YolactFrameInfo(size_hw=(int(image_bgr.shape[0]), int(image_bgr.shape[1])), input_size_hw=(h, w))
+        return {INPUT_NAME: tensor}, info
+
+
+# --------------------------------------------------------------------------- post-processing
+
+def box_iou_batched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU (official ``jaccard``), batched.
+
+    Args:
+        a: (B, n, 4) and b: (B, m, 4) float32 x1 y1 x2 y2.
+
+    Returns:
+        (B, n, m) float32.
+    """
+    ix1 = np.maximum(a[:, :, None, 0], b[:, None, :, 0])
+    iy1 = np.maximum(a[:, :, None, 1], b[:, None, :, 1])
+    ix2 = np.minimum(a[:, :, None, 2], b[:, None, :, 2])
+    iy2 = np.minimum(a[:, :, None, 3], b[:, None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = ((a[:, :, 2] - a[:, :, 0]) * (a[:, :, 3] - a[:, :, 1]))[:, :, None]
+    area_b = ((b[:, :, 2] - b[:, :, 0]) * (b[:, :, 3] - b[:, :, 1]))[:, None, :]
+    return inter / (area_a + area_b - inter)
+
+
+@dataclass
+class Detections:
+    """Fast NMS output, before masks are assembled (normalised coordinates).
+
+    Attributes:
+        boxes: (N, 4) float32 x1 y1 x2 y2 normalised. scores: (N,) float32.
+        labels: (N,) int64 0-based foreground class. coeffs: (N, K) float32.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    coeffs: np.ndarray
+
+
+def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_thresh: float = 0.05,
+             iou_thresh: float = 0.5, top_k: int = 200, max_detections: int = 100) -> Detections:
+    """The official ``Detect``: candidate filter, per-class Fast NMS, global top-k.
+
+    Priors whose best foreground score is <= ``conf_thresh`` are dropped. For each class, the
+    ``top_k`` best remaining priors are kept in score order and a box is suppressed when any
+    higher-scored box of that class overlaps it by IoU > ``iou_thresh`` (suppressed boxes still
+    suppress: that is the "fast" approximation). Kept boxes of all classes are sorted by score and
+    the best ``max_detections`` returned. As in the official code, per-class scores are not
+    re-thresholded after NMS.
+
+    Args:
+        boxes: (P, 4) float32 decoded boxes. scores: (P, C+1) softmax scores (column 0 background).
+        coeffs: (P, K) float32 mask coefficients.
+    """
+    fg = scores[:, 1:]
+    keep = fg.max(axis=1) > conf_thresh
+    if not keep.any():
+        k = coeffs.shape[1]
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64),
+                          np.zeros((0, k), np.float32))
+    cand_scores = np.ascontiguousarray(fg[keep].T)  # (C, n)
+    cand_boxes = boxes[keep]
+    cand_coeffs = coeffs[keep]
+    num_classes, n = cand_scores.shape
+    k = min(top_k, n)
+    # Stable descending sort, as torch.sort(stable=True, descending=True) in the reference.
+    order = np.argsort(-cand_scores, axis=1, kind="stable")[:, :k]  # (C, k)
+    sorted_scores = np.take_along_axis(cand_scores, order, axis=1)
+    cls_boxes = cand_boxes[order]  # (C, k, 4)
+    iou = box_iou_batched(cls_boxes, cls_boxes)
+    iou = np.triu(iou, k=1)
+    keep_nms = iou.max(axis=1) <= iou_thresh  # (C, k)
+    classes = np.broadcast_to(np.arange(num_classes)[:, None], keep_nms.shape)[keep_nms]
+    kept_scores = sorted_scores[keep_nms]
+    kept_idx = order[keep_nms]
+    final = np.argsort(-kept_scores, kind="stable")[:max_detections]
+    idx = kept_idx[final]
+    return Detections(
+        boxes=cand_boxes[idx].astype(np.float32),
+        scores=kept_scores[final].astype(np.float32),
+        labels=classes[final].astype(np.int64),
+        coeffs=cand_coeffs[idx].astype(np.float32),
+    )
+
+
+def _interp_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps of torch's bilinear resize (align_corners=False) for one axis.
+
+    Returns:
+        i0, i1 (out_size,) int64 source indices and l1 (out_size,) float32 weight of i1.
+    """
+    scale = np.float32(in_size / out_size)
+    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0))
+    i0 = np.floor(src).astype(np.int64)
+    i0 = np.minimum(i0, in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    l1 = (src - i0).astype(np.float32)
+    return i0, i1, l1
+
+
+def _crop_range(lo: np.ndarray, hi: np.ndarray, size: int, padding: int = 1) -> tuple[int, int]:
+    """Integer [a, b) of proto cells kept by the official ``crop`` (``lo*size - pad <= c < hi*size + pad``)."""
+    s = np.float32(size)
+    a = min(lo * s, hi * s)
+    b = max(lo * s, hi * s)
+    a = max(a - np.float32(padding), np.float32(0))
+    b = min(b + np.float32(padding), s)
+    return int(math.ceil(float(a))), int(math.ceil(float(b)))
+
+
+class YolactPostprocess:
+    """Network outputs -> ``Instances`` in the original image's pixels (official ``postprocess``).
+
+    Masks: sigmoid(protos @ coeffs), zeroed outside each box (padded by one proto cell) at
+    prototype resolution, bilinearly upsampled to the image size, thresholded at 0.5. Only
+    the region of the image that the cropped mask can reach is upsampled, with the same source
+    taps and weights as torch's ``F.interpolate``, so the result equals a full-frame upsample.
+    Boxes: scaled to pixels, clamped to the image and truncated to whole pixels, as the
+    official code does.
+
+    Args:
+        class_names: foreground class names (labels index them).
+        conf_thresh / iou_thresh / top_k / max_detections: Fast NMS settings (official defaults).
+        score_threshold: drop detections with score <= this after NMS (0: keep all).
+        masks: assemble masks (False: boxes only).
+    """
+
+    def __init__(self, class_names=(), *, conf_thresh: float = 0.05, iou_thresh: float = 0.5, top_k: int = 200,
+                 max_detections: int = 100, score_threshold: float = 0.0, masks: bool = True) -> None:
+        for name, v in (("conf_thresh", conf_thresh), ("iou_thresh", iou_thresh), ("score_threshold", score_threshold)):
+            if not 0 <= v <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if top_k < 1 or max_detections < 1:
+            raise ValueError(f"top_k and max_detections must be >= 1, got {top_k} and {max_detections}")
+        self.class_names = tuple(class_names)
+        self.conf_thresh = conf_thresh
+        self.iou_thresh = iou_thresh
+        self.top_k = top_k
+        self.max_detections = max_detections
+        self.score_threshold = score_threshold
+        self.masks = masks
+        self._taps: dict[tuple[int, int], tuple] = {}
+
+    @classmethod
+    def from_metadata(cls, meta: ArtifactMetadata, **overrides) -> "YolactPostprocess":
+        nms = dict(meta.extra.get("nms", {}))
+        nms.update(overrides)
+        return cls(meta.class_names, **nms)
+
+    def _axis_taps(self, out_size: int, in_size: int):
+        key = (out_size, in_size)
+        if key not in self._taps:
+            self._taps[key] = _interp_taps(out_size, in_size)
+        return self._taps[key]
+
+    def __call__(self, outputs: dict[str, np.ndarray], info: YolactFrameInfo) -> Instances:
+        """Args:
+            outputs: the backend's outputs (see the module docstring), batch of one.
+            info: from ``YolactPreprocess``.
+        """
+        missing = [n for n in OUTPUT_NAMES if n not in outputs]
+        if missing:
+            raise ModelError(f"YOLACT outputs lack {missing}; expected {list(OUTPUT_NAMES)} (export with 'segstream export')")
+        boxes, scores, coeffs, protos = (outputs[n][0] for n in OUTPUT_NAMES)
+        det = fast_nms(boxes, scores, coeffs, conf_thresh=self.conf_thresh, iou_thresh=self.iou_thresh,
+                       top_k=self.top_k, max_detections=self.max_detections)
+        if self.score_threshold > 0:
+            sel = det.scores > self.score_threshold
+            det = Detections(det.boxes[sel], det.scores[sel], det.labels[sel], det.coeffs[sel])
+        return self.assemble(det, protos, info.size_hw)
+
+    def assemble(self, det: Detections, protos: np.ndarray, size_hw: tuple[int, int]) -> Instances:
+        """Boxes to pixels and masks to the image size.
+
+        Args:
+            det: detections (normalised boxes). protos: (Hp, Wp, K) float32. size_hw: (H, W) pixels.
+        """
+        h, w = size_hw
+        n = len(det.scores)
+        boxes_px = np.zeros((n, 4), np.float32)
+        for j, (lo, hi, size) in enumerate(((0, 2, w), (1, 3, h))):
+            a = det.boxes[:, lo] * np.float32(size)
+            b = det.boxes[:, hi] * np.float32(size)
+            boxes_px[:, lo] = np.clip(np.minimum(a, b), 0, size)
+            boxes_px[:, hi] = np.clip(np.maximum(a, b), 0, size)
+        boxes_px = np.trunc(boxes_px).astype(np.float32)
+        masks = None
+        if self.masks:
+            masks = self._masks(det, protos, h, w)
+        return Instances(boxes_xyxy=boxes_px, scores=det.scores.astype(np.float32), labels=det.labels.astype(np.int64),
+                         masks=masks, class_names=self.class_names)
+
+    def _masks(self, det: Detections, protos: np.ndarray, h: int, w: int) -> np.ndarray:
+        hp, wp, _ = protos.shape
+        n = len(det.scores)
+        out = np.zeros((n, h, w), dtype=bool)
+        y0, y1, ly = self._axis_taps(h, hp)
+        x0, x1, lx = self._axis_taps(w, wp)
+        for i in range(n):
+            xa, xb = _crop_range(det.boxes[i, 0], det.boxes[i, 2], wp)
+            ya, yb = _crop_range(det.boxes[i, 1], det.boxes[i, 3], hp)
+            if xa >= xb or ya >= yb:
+                continue
+            # Output pixels whose taps reach the kept cells; every other pixel is exactly 0.
+            ra = int(np.searchsorted(y1, ya, side="left"))
+            rb = int(np.searchsorted(y0, yb, side="left"))
+            ca = int(np.searchsorted(x1, xa, side="left"))
+            cb = int(np.searchsorted(x0, xb, side="left"))
+            if ra >= rb or ca >= cb:
+                continue
+            # Prototype cells that these pixels read, with the cells outside the crop zeroed.
+            pa, pb = int(y0[ra]), int(y1[rb - 1]) + 1
+            qa, qb = int(x0[ca]), int(x1[cb - 1]) + 1
+            logits = protos[pa:pb, qa:qb] @ det.coeffs[i]
+            cell = 1.0 / (1.0 + np.exp(-logits, dtype=np.float32))
+            keep_r = (np.arange(pa, pb) >= ya) & (np.arange(pa, pb) < yb)
+            keep_c = (np.arange(qa, qb) >= xa) & (np.arange(qa, qb) < xb)
+            cell = cell * (keep_r[:, None] & keep_c[None, :])
+            # Separable bilinear interpolation of the small cell block to the pixel block.
+            ry0, ry1, wy = y0[ra:rb] - pa, y1[ra:rb] - pa, ly[ra:rb, None]
+            rows = cell[ry0] * (1 - wy) + cell[ry1] * wy
+            cx0, cx1, wx = x0[ca:cb] - qa, x1[ca:cb] - qa, lx[ca:cb]
+            block = rows[:, cx0] * (1 - wx) + rows[:, cx1] * wx
+            out[i, ra:rb, ca:cb] = block > 0.5
+        return out
+
+
+class YolactRunner:
+    """Pre-processing, the backend call and post-processing for one BGR image. No threads.
+
+    Args:
+        backend: a ``Backend`` running an exported YOLACT artifact (with segstream metadata).
+        score_threshold / max_detections: override the artifact's post-processing settings.
+    """
+
+    def __init__(self, backend: Backend, *, score_threshold: float | None = None, max_detections: int | None = None) -> None:
+        meta = backend.metadata
+        if meta is None or meta.task != "instances" or not meta.model.startswith("yolact"):
+            found = "no metadata" if meta is None else f"model {meta.model!r}, task {meta.task!r}"
+            raise ModelError(f"{backend.path}: expected a YOLACT instance artifact, found {found}; "
+                             "export one with 'segstream export --model yolact_...'")
+        backend.require_io([INPUT_NAME], list(OUTPUT_NAMES))
+        self.backend = backend
+        self.metadata = meta
+        self.preprocess = YolactPreprocess.from_metadata(meta)
+        overrides = {}
+        if score_threshold is not None:
+            overrides["score_threshold"] = score_threshold
+        if max_detections is not None:
+            overrides["max_detections"] = max_detections
+        self.postprocess = YolactPostprocess.from_metadata(meta, **overrides)
+
+    def __call__(self, image_bgr: np.ndarray) -> Instances:
+        """Args:
+            image_bgr: (H, W, 3) uint8. Returns: Instances in its pixel coordinates."""
+        feeds, info = self.preprocess(image_bgr)
+        return self.postprocess(self.backend.run(feeds), info)
