@@ -461,7 +461,8 @@ def build_engine(
         _platform_check(builder, "fp16")
         config.set_flag(trt.BuilderFlag.FP16)
     profile = None
-    if any(p[0] != p[2] for p in profiles.values()):
+    # A network with any dynamic input needs a profile, even one pinned to a single shape.
+    if any(d is None for shape in onnx_shapes.values() for d in shape):
         profile = builder.create_optimization_profile()
         for name, (lo, opt, hi) in profiles.items():
             profile.set_shape(name, lo, opt, hi)
