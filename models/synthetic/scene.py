@@ -157,7 +157,8 @@ class SceneSequence:
         self._road_right = LANE_WIDTH_M * (self._lanes_same - self._ego_lane - 0.5)
         self._road_left = self._road_right - LANE_WIDTH_M * (self._lanes_same + self._lanes_opp)
         self._center_x = self._road_right - LANE_WIDTH_M * self._lanes_same
-        self._ego_speed = rng.uniform(6.0, 16.0)
+        self._cruise_speed = rng.uniform(6.0, 16.0)  # camera car, m/s; it brakes for people
+        self._ego_speed = self._cruise_speed
         self._cam_z = 0.0
         self._index = 0
         self._next_id = 1
@@ -214,9 +215,9 @@ class SceneSequence:
         lane = int(rng.integers(0, self._lanes_same + self._lanes_opp))
         if lane < self._lanes_same:
             x = self._road_right - LANE_WIDTH_M * (lane + 0.5)
-            speed = self._ego_speed + rng.uniform(-4, 4)
+            speed = self._cruise_speed + rng.uniform(-4, 4)
             if abs(x) < 1.5:  # ahead of us in our lane: never slower than the camera car
-                speed = self._ego_speed + rng.uniform(0, 4)
+                speed = self._cruise_speed + rng.uniform(0, 4)
         else:
             x = self._center_x - LANE_WIDTH_M * (lane - self._lanes_same + 0.5)
             speed = -rng.uniform(8, 16)
@@ -277,6 +278,11 @@ class SceneSequence:
 
     def _advance(self) -> None:
         rng, dt = self._rng, self._dt
+        # the camera car brakes (6 m/s^2) for a person on the road and speeds up again (2 m/s^2)
+        blocked = any(m.label == "person" and self._road_left < m.x < self._road_right
+                      and -1.0 < m.z - self._cam_z < 35 for m in self._movers)
+        step = (0.0 - self._ego_speed) if blocked else (self._cruise_speed - self._ego_speed)
+        self._ego_speed += float(np.clip(step, -6.0 * dt, 2.0 * dt))
         self._cam_z += self._ego_speed * dt
         # cars keep their lane and do not drive through the car ahead: a follower closer than
         # 10 m takes the leader's speed (leader = nearest car further along the lane's direction)
@@ -286,6 +292,11 @@ class SceneSequence:
                 if abs(leader.vz) < abs(follower.vz):
                     follower.vz = leader.vz
         for m in self._movers:
+            # a crossing pedestrian waits at the kerb while the camera car is close
+            on_kerb = not (self._road_left < m.x < self._road_right)
+            entering = (m.x > self._road_right and m.vx < 0) or (m.x < self._road_left and m.vx > 0)
+            if on_kerb and entering and m.z - self._cam_z < 40:
+                continue
             m.x += m.vx * dt
             m.z += m.vz * dt
             m.phase += dt * 7.0
