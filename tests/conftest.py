@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
+
+try:  # torch before GStreamer in one process: the other order crashes torch.onnx.export
+    import torch  # noqa: F401
+except ImportError:
+    pass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,9 +68,10 @@ def segstream_cmd(*args: str) -> list[str]:
 
 
 def _gst_ok() -> bool:
-    from stream.gst import gst_available
-
-    return gst_available()
+    # Probed in a child process: initialising GStreamer in the test process before torch is
+    # imported makes a later torch.onnx.export segfault, so collection must not do it.
+    code = "from stream.gst import gst_available; raise SystemExit(0 if gst_available() else 1)"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=60).returncode == 0
 
 
 needs_gstreamer = pytest.mark.skipif(not _gst_ok(), reason="PyGObject/GStreamer not installed (see README: make installs it when the Debian packages exist)")

@@ -11,10 +11,11 @@ from stream.errors import ConfigError
 
 
 def _tensorrt_backend(path: str, **options: Any) -> Backend:
-    # Imported lazily: TensorRT and CUDA bindings exist only on GPU machines.
+    # Imported lazily: TensorRT and CUDA bindings exist only on GPU machines. An engine has
+    # its precision and providers built in; of the runtime options only the device applies.
     from stream.backends.tensorrt import TensorRTBackend
 
-    return TensorRTBackend(path, **options)
+    return TensorRTBackend(path, device=int(options.get("device_id", 0)))
 
 
 BACKENDS_BY_SUFFIX = {
