@@ -22,9 +22,30 @@ def build_edges(config: AppConfig) -> list[Stage | Parallel]:
     return [GrayStage(), EdgeStage(p.edges_low, p.edges_high), EdgeOverlayStage()]
 
 
+def build_dashcam(config: AppConfig) -> list[Stage | Parallel]:
+    from pipelines.dashcam import build_dashcam as build
+
+    return build(config)
+
+
+def build_instances(config: AppConfig) -> list[Stage | Parallel]:
+    from pipelines.dashcam import build_instances as build
+
+    return build(config)
+
+
+def build_road(config: AppConfig) -> list[Stage | Parallel]:
+    from pipelines.dashcam import build_road as build
+
+    return build(config)
+
+
 PIPELINES: dict[str, Callable[[AppConfig], list]] = {
     "passthrough": build_passthrough,
     "edges": build_edges,
+    "dashcam": build_dashcam,
+    "instances": build_instances,
+    "road": build_road,
 }
 
 

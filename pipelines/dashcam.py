@@ -1,0 +1,73 @@
+"""The dashcam pipeline: YOLACT instances and DeepLab road semantics as parallel branches on
+each frame, joined by frame, then tracking, the AR overlay and the sinks.
+
+    source -> [instances: pre -> infer -> post] -+-> join -> track -> overlay -> sinks
+           -> [semantic:  pre -> infer -> post] -+
+
+``--pipeline instances`` and ``--pipeline road`` run one branch. Models are exported artifacts
+(ONNX or TensorRT) that describe themselves; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipelines.config import AppConfig
+from pipelines.inference import model_branch
+from pipelines.overlay import OverlayStage, OverlayStyle
+from pipelines.tracking import TrackStage
+from stream.backends import open_backend
+from stream.errors import ConfigError
+from stream.graph import Parallel, Stage
+
+
+def _backend(path: str, what: str, config: AppConfig):
+    if not path:
+        raise ConfigError(f"{what}.artifact is empty; point it to an exported model (.onnx or .engine)")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what}.artifact: {path} does not exist; export one with 'segstream export' "
+                          "(or run 'make demo' once to build the embedded models)")
+    return open_backend(path, **config.backend.options())
+
+
+def instance_stages(config: AppConfig) -> list[Stage]:
+    from pipelines.yolact import YolactRunner
+
+    c = config.instances
+    runner = YolactRunner(_backend(c.artifact, "instances", config), score_threshold=c.score_threshold,
+                          max_detections=c.top_k)
+    return model_branch("instances", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
+
+
+def semantic_stages(config: AppConfig) -> list[Stage]:
+    from pipelines.road import SemanticRunner
+
+    c = config.semantic
+    runner = SemanticRunner(_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,
+                            smoothing=c.smoothing, ema_alpha=c.ema_alpha, drivable=c.drivable)
+    return model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
+
+
+def _finish(config: AppConfig, with_instances: bool) -> list[Stage]:
+    stages: list[Stage] = []
+    if with_instances and config.tracking.enabled:
+        stages.append(TrackStage("instances", iou_threshold=config.tracking.iou_threshold,
+                                 max_age=config.tracking.max_age))
+    o = config.overlay
+    if o.enabled:
+        stages.append(OverlayStage(OverlayStyle(o.mask_alpha, o.drivable_alpha, o.semantic_alpha,
+                                                contours=o.contours, labels=o.labels, hud=o.hud)))
+    return stages
+
+
+def build_dashcam(config: AppConfig) -> list:
+    return [Parallel({"instances": instance_stages(config), "semantic": semantic_stages(config)}, name="join"),
+            *_finish(config, True)]
+
+
+def build_instances(config: AppConfig) -> list:
+    return [*instance_stages(config), *_finish(config, True)]
+
+
+def build_road(config: AppConfig) -> list:
+    return [*semantic_stages(config), *_finish(config, False)]
