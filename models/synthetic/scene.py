@@ -171,9 +171,10 @@ class SceneSequence:
         pad = 32
         # sensor noise: the difference of two uniform banks (triangular, zero mean), cut at
         # a random offset each frame so that it changes without drawing 2.7 M numbers per frame
-        amp = int(rng.integers(4, 13))
-        self._noise_pos = rng.integers(0, amp, (h + pad, w + pad, 3), dtype=np.uint8)
-        self._noise_neg = rng.integers(0, amp, (h + pad, w + pad, 3), dtype=np.uint8)
+        shift = np.uint8(8 - int(rng.integers(2, 5)))  # values 0..3, 0..7 or 0..15
+        shape = (h + pad, w + pad, 3)
+        self._noise_pos = np.frombuffer(rng.bytes(int(np.prod(shape))), np.uint8).reshape(shape) >> shift
+        self._noise_neg = np.frombuffer(rng.bytes(int(np.prod(shape))), np.uint8).reshape(shape) >> shift
         top = np.array(rng.uniform([150, 90, 40], [230, 170, 110]))
         bottom = np.array(rng.uniform([215, 195, 170], [250, 240, 235]))
         self._sky_top, self._sky_bottom = top, bottom
@@ -372,7 +373,9 @@ class SceneSequence:
         if self._sky_rows is None:
             t = np.linspace(0, 1, hz)[:, None]
             rows = (self._sky_top * (1 - t) + self._sky_bottom * t) * np.array(self._light)
-            self._sky_rows = np.clip(rows, 0, 255).astype(np.uint8)[:, None, :]
+            # a contiguous (hz, W, 3) copy: memcpy per frame instead of a slow broadcast
+            self._sky_rows = np.ascontiguousarray(np.broadcast_to(
+                np.clip(rows, 0, 255).astype(np.uint8)[:, None, :], (hz, w, 3)))
         img[:hz] = self._sky_rows
         for cx, cy, rx, ry, a in self._clouds:
             c = (int(cx - self._cam_z * 0.5) % (w + 400)) - 200
@@ -387,7 +390,7 @@ class SceneSequence:
             cv2.addWeighted(layer, a, roi, 1 - a, 0, dst=roi)
         cls[:hz] = SKY
         # ground beyond the kerbs
-        img[hz:] = np.asarray(self._shade(self._grass, 40), np.uint8)
+        cv2.rectangle(img, (0, hz), (w, h), self._shade(self._grass, 40), -1)
         cls[hz:] = TERRAIN
         # distant hills (terrain) and a treeline over the horizon gap
         for hx, hw, hh in self._hills:
