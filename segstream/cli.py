@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from stream.errors import SegstreamError
+from stream.errors import ConfigError, SegstreamError
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -183,7 +183,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "generate":
         from models.synthetic.commands import generate
 
-        return int(generate(args) or 0)
+        if args.count < 1 or args.width < 16 or args.height < 16 or args.fps <= 0:
+            raise ConfigError("generate: --count must be >= 1, --width/--height >= 16 and --fps > 0")
+        result = generate(args)
+        print(f"generate: wrote {result.count} {'frames' if args.kind == 'video' else 'images'} to {result.main_file}")
+        return EXIT_OK
     if cmd in ("predict", "eval", "train", "export", "verify"):
         module = _family_commands(args.model)
         name = {"eval": "evaluate"}.get(cmd, cmd)
