@@ -189,6 +189,25 @@ class Detections:
     coeffs: np.ndarray
 
 
+def _top_k_sorted(scores: np.ndarray, k: int) -> np.ndarray:
+    """(C, n) scores -> (C, k) column indices of each row's k best, best first (ties by index,
+    as a stable descending sort)."""
+    n = scores.shape[1]
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part.sort(axis=1)  # index order, so the stable sort below breaks ties by index
+        vals = np.take_along_axis(scores, part, axis=1)
+        return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+def _fast_nms_keep(cls_boxes: np.ndarray, iou_thresh: float) -> np.ndarray:
+    """(C, k, 4) boxes sorted by score per class -> (C, k) bool: no higher-scored box of the
+    same class overlaps it by more than ``iou_thresh``."""
+    iou = np.triu(box_iou_batched(cls_boxes, cls_boxes), k=1)
+    return iou.max(axis=1) <= iou_thresh if iou.shape[1] else np.ones(iou.shape[:2], bool)
+
+
 def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_thresh: float = 0.05,
              iou_thresh: float = 0.5, top_k: int = 200, max_detections: int = 100) -> Detections:
     """The official ``Detect``: candidate filter, per-class Fast NMS, global top-k.
@@ -214,15 +233,27 @@ def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_
     cand_boxes = boxes[keep]
     cand_coeffs = coeffs[keep]
     num_classes, n = cand_scores.shape
-    k = min(top_k, n)
-    # Stable descending sort, as torch.sort(stable=True, descending=True) in the reference.
-    order = np.argsort(-cand_scores, axis=1, kind="stable")[:, :k]  # (C, k)
+    order = _top_k_sorted(cand_scores, min(top_k, n))  # (C, k) prior indices, best first
     sorted_scores = np.take_along_axis(cand_scores, order, axis=1)
-    cls_boxes = cand_boxes[order]  # (C, k, 4)
-    iou = box_iou_batched(cls_boxes, cls_boxes)
-    iou = np.triu(iou, k=1)
-    keep_nms = iou.max(axis=1) <= iou_thresh  # (C, k)
-    classes = np.broadcast_to(np.arange(num_classes)[:, None], keep_nms.shape)[keep_nms]
+    # A box's fate depends only on the higher-scored boxes of its class, so the lowest-scored
+    # boxes can be left out without changing anything above them. Fast NMS on each class's
+    # first few boxes gives boxes that are certainly kept; the max_detections-th best of them
+    # bounds the final cut from below, and boxes under that bound can never be returned.
+    k1 = min(16, order.shape[1])
+    keep1 = _fast_nms_keep(cand_boxes[order[:, :k1]], iou_thresh)
+    kept1 = sorted_scores[:, :k1][keep1]
+    if len(kept1) >= max_detections:
+        bound = np.partition(kept1, len(kept1) - max_detections)[len(kept1) - max_detections]
+        counts = (sorted_scores >= bound).sum(axis=1)
+    else:
+        counts = np.full(num_classes, order.shape[1])
+    live = np.flatnonzero(counts)  # classes with at least one box that can still be returned
+    counts = counts[live]
+    m = int(counts.max())
+    order, sorted_scores = order[live, :m], sorted_scores[live, :m]
+    valid = np.arange(m)[None, :] < counts[:, None]
+    keep_nms = _fast_nms_keep(cand_boxes[order], iou_thresh) & valid  # (C', m)
+    classes = np.broadcast_to(live[:, None], keep_nms.shape)[keep_nms]
     kept_scores = sorted_scores[keep_nms]
     kept_idx = order[keep_nms]
     final = np.argsort(-kept_scores, kind="stable")[:max_detections]

@@ -1,0 +1,103 @@
+"""Loading and saving YOLACT checkpoints.
+
+Reads the official ``.pth`` files (a plain state dict, e.g. ``yolact_base_54_800000.pth``)
+and the ones ``segstream train`` writes (``{"state_dict": ..., "segstream": {...}}``, which add
+the class names). Always ``torch.load(..., weights_only=True)``: nothing in a file is executed.
+As the official ``Yolact.load_weights``, legacy ``backbone.layerN.*`` keys and
+``fpn.downsample_layers.N`` beyond the configured count are dropped; anything else that does
+not match is an error naming the configuration and a few of the keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+
+from models.yolact.config import CONFIGS, YolactConfig, config_name_from_path, resolve_config
+from models.yolact.model import Yolact
+from stream.errors import ModelError
+
+_LEGACY_BACKBONE = re.compile(r"^backbone\.layer(?!s\.)")
+_DOWNSAMPLE = re.compile(r"^fpn\.downsample_layers\.(\d+)\.")
+
+
+def _read(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such checkpoint file; give the path to a YOLACT .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged zip/pickle data
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"{path}: cannot read it as a PyTorch checkpoint ({first[:160]}); "
+                         "the file is damaged or truncated: download or train it again") from None
+    if not isinstance(obj, dict):
+        raise ModelError(f"{path}: expected a state dict (a dict of tensors), found {type(obj).__name__}")
+    return obj
+
+
+def _class_names_from(meta: dict | None, state: dict, cfg: YolactConfig) -> tuple[str, ...]:
+    if meta and isinstance(meta.get("class_names"), (list, tuple)):
+        return tuple(str(c) for c in meta["class_names"])
+    conf = state.get("prediction_layers.0.conf_layer.weight")
+    if conf is not None and conf.shape[0] % cfg.num_anchors == 0:
+        n = conf.shape[0] // cfg.num_anchors - 1
+        if n != len(cfg.class_names) and n > 0:
+            return tuple(f"class_{i}" for i in range(n))
+    return cfg.class_names
+
+
+def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConfig]:
+    """Builds the configuration's network and loads a checkpoint into it (eval mode).
+
+    Args:
+        path: .pth file. model: configuration name; taken from the file name when None.
+
+    Returns:
+        (network, configuration with the checkpoint's class names).
+
+    Raises:
+        ModelError: unreadable file, or keys/shapes that do not fit the configuration.
+    """
+    obj = _read(path)
+    meta = obj.get("segstream") if isinstance(obj.get("segstream"), dict) else None
+    if model is None and config_name_from_path(path) is None and meta and meta.get("model") in CONFIGS:
+        model = str(meta["model"])
+    cfg = resolve_config(model, path)
+    state = obj["state_dict"] if meta is not None and isinstance(obj.get("state_dict"), dict) else obj
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: expected a dict of tensors, found other values; it is not a YOLACT checkpoint")
+    cfg = cfg.with_classes(_class_names_from(meta, state, cfg))
+    state = {k: v for k, v in state.items()
+             if not _LEGACY_BACKBONE.match(k)
+             and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}
+    net = Yolact(cfg)
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} with other shapes (e.g. {', '.join(wrong[:2])})")
+        raise ModelError(f"{path}: does not fit configuration {cfg.name!r}: {'; '.join(parts)}; "
+                         "pass the --model the file was trained with")
+    net.load_state_dict(state, strict=False)
+    return net.eval(), cfg
+
+
+def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
+    """Writes a checkpoint ``load_yolact`` reads back (state dict + class names, no code)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    meta = {"model": net.cfg.name, "class_names": list(net.cfg.class_names)}
+    meta.update(extra or {})
+    tmp = path + ".tmp"
+    torch.save({"state_dict": net.state_dict(), "segstream": meta}, tmp)
+    os.replace(tmp, path)
+    return path
