@@ -200,20 +200,3 @@ def bench_command(args) -> int:
         return 0
     raise ConfigError(f"bench {args.bench_kind}: not available yet")
 
-
-def demo_command(args) -> int:
-    """``make demo``: the OpenCV-only pipeline on generated frames (models arrive with the
-    dashcam pipeline)."""
-    os.makedirs(args.out, exist_ok=True)
-    config = load_config(None)
-    config.source.uri = f"synthetic://?width=1280&height=720&fps=30&frames={args.frames}"
-    config.pipeline.name = "edges"
-    config.output.uris = [os.path.join(args.out, "overlay.mp4"), os.path.join(args.out, "results.jsonl")]
-    graph = make_graph(config)
-    report, _ = run_graph(graph, progress=True, total=args.frames)
-    write_json(os.path.join(args.out, "metrics.json"), report.metrics)
-    if report.error is not None:
-        raise report.error
-    print(f"demo: wrote {args.out}/overlay.mp4, results.jsonl and metrics.json "
-          f"({report.metrics['frames_out']} frames, {report.metrics['fps']:.1f} fps)")
-    return 0

@@ -173,7 +173,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_command(args)
     if cmd == "demo":
-        from pipelines.app import demo_command
+        from segstream.demo import demo_command
 
         return demo_command(args)
     if cmd == "bench":

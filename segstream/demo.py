@@ -1,0 +1,202 @@
+"""``segstream demo`` (what ``make demo`` runs): generate a road clip with ground truth, run the
+full dashcam pipeline on it with the embedded models, write the overlay video, the JSON Lines
+results and the metrics, and score the results against the ground truth.
+
+Needs no network and no GPU. The embedded models are the small YOLACT and DeepLab networks the
+project trained on generated scenes (``weights/``; see README for the commands).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from stream.errors import ConfigError
+from stream.frame import Frame
+from stream.sinks.base import Sink
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+INSTANCES_ARTIFACT = os.path.join(WEIGHTS_DIR, "yolact_tiny_synthetic.onnx")
+SEMANTIC_ARTIFACT = os.path.join(WEIGHTS_DIR, "deeplab_tiny_synthetic.onnx")
+
+
+@dataclass
+class Accuracy:
+    """Figures against ground truth.
+
+    Attributes:
+        mask_ap50: per class name, COCO mask AP at IoU 0.5 (pycocotools).
+        mask_ap: per class name, COCO mask AP at IoU 0.5:0.95.
+        miou: mean IoU over the classes present in the ground truth.
+        class_iou: IoU per class name.
+        pixel_accuracy: fraction of non-ignored pixels labelled right.
+        id_switches: tracker identity switches against the ground-truth object ids.
+    """
+
+    mask_ap50: dict[str, float]
+    mask_ap: dict[str, float]
+    miou: float
+    class_iou: dict[str, float]
+    pixel_accuracy: float
+    id_switches: int
+    id_matches: int
+
+
+class GroundTruthSink(Sink):
+    """Collects predictions per frame and compares them with a generated clip's ground truth.
+
+    Args:
+        clip_dir: the folder ``segstream generate --kind video`` wrote (instances.json, labels/).
+        num_classes: semantic classes (19, Cityscapes train ids).
+    """
+
+    name = "ground-truth"
+
+    def __init__(self, clip_dir: str, num_classes: int = 19) -> None:
+        self.clip_dir = clip_dir
+        with open(os.path.join(clip_dir, "instances.json"), encoding="utf-8") as fh:
+            self.coco_gt = json.load(fh)
+        self.image_id = {img["frame_index"]: img["id"] for img in self.coco_gt["images"]}
+        self.category_id = {c["name"]: c["id"] for c in self.coco_gt["categories"]}
+        self.gt_by_image: dict[int, list[dict]] = {}
+        for ann in self.coco_gt["annotations"]:
+            self.gt_by_image.setdefault(ann["image_id"], []).append(ann)
+        self.num_classes = num_classes
+        self.confusion = np.zeros((num_classes, num_classes), np.int64)
+        self.detections: list[dict] = []
+        self._lock = threading.Lock()
+        from pipelines.tracking import IdSwitchCounter
+
+        self.switches = IdSwitchCounter(iou_threshold=0.5)
+
+    def write(self, frame: Frame) -> None:
+        from pipelines.masks import rle_encode
+        from pipelines.results import Instances, SemanticMap
+
+        image_id = self.image_id.get(frame.seq)
+        if image_id is None:
+            return
+        inst = frame.results.get("instances")
+        if isinstance(inst, Instances):
+            names = inst.label_names()
+            for i in range(len(inst)):
+                cat = self.category_id.get(names[i])
+                if cat is None or inst.masks is None:
+                    continue
+                x1, y1, x2, y2 = (float(v) for v in inst.boxes_xyxy[i])
+                self.detections.append({"image_id": image_id, "category_id": cat, "score": float(inst.scores[i]),
+                                        "bbox": [x1, y1, x2 - x1, y2 - y1], "segmentation": rle_encode(inst.masks[i])})
+            gts = [a for a in self.gt_by_image.get(image_id, []) if not a.get("iscrowd")]
+            if inst.track_ids is not None and gts:
+                gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                                     for a in gts], np.float32)
+                self.switches.update(np.array([a["track_id"] for a in gts]), gt_boxes, inst.track_ids, inst.boxes_xyxy)
+        sem = frame.results.get("semantic")
+        if isinstance(sem, SemanticMap):
+            gt = cv2.imread(os.path.join(self.clip_dir, "labels", f"{frame.seq:06d}.png"), cv2.IMREAD_UNCHANGED)
+            if gt is not None and gt.shape == sem.class_ids.shape:
+                valid = gt < self.num_classes
+                idx = gt[valid].astype(np.int64) * self.num_classes + np.minimum(sem.class_ids[valid], self.num_classes - 1)
+                self.confusion += np.bincount(idx, minlength=self.num_classes ** 2).reshape(self.num_classes, -1)
+
+    def accuracy(self, class_names: tuple[str, ...]) -> Accuracy:
+        ap50, ap = self._coco_ap()
+        inter = np.diag(self.confusion).astype(np.float64)
+        union = self.confusion.sum(0) + self.confusion.sum(1) - inter
+        present = self.confusion.sum(1) > 0
+        iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        class_iou = {class_names[i]: round(float(iou[i]), 4) for i in np.nonzero(present)[0]}
+        total = self.confusion.sum()
+        return Accuracy(
+            mask_ap50=ap50, mask_ap=ap,
+            miou=round(float(iou[present].mean()) if present.any() else 0.0, 4),
+            class_iou=class_iou,
+            pixel_accuracy=round(float(inter.sum() / total) if total else 0.0, 4),
+            id_switches=self.switches.switches, id_matches=self.switches.matches,
+        )
+
+    def _coco_ap(self) -> tuple[dict[str, float], dict[str, float]]:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        import contextlib
+        import io
+
+        if not self.detections:
+            return ({c: 0.0 for c in self.category_id}, {c: 0.0 for c in self.category_id})
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = self.coco_gt
+            gt.createIndex()
+            dt = gt.loadRes(self.detections)
+            ev = COCOeval(gt, dt, "segm")
+            ev.params.imgIds = sorted(self.image_id.values())
+            ev.evaluate()
+            ev.accumulate()
+        ap50, ap = {}, {}
+        prec = ev.eval["precision"]  # [T, R, K, A, M]
+        for k, cat_id in enumerate(ev.params.catIds):
+            name = next(n for n, c in self.category_id.items() if c == cat_id)
+            p50 = prec[0, :, k, 0, -1]
+            pall = prec[:, :, k, 0, -1]
+            ap50[name] = round(float(p50[p50 > -1].mean()) if (p50 > -1).any() else 0.0, 4)
+            ap[name] = round(float(pall[pall > -1].mean()) if (pall > -1).any() else 0.0, 4)
+        return ap50, ap
+
+
+def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: int = 2024,
+             instances_artifact: str = INSTANCES_ARTIFACT, semantic_artifact: str = SEMANTIC_ARTIFACT) -> dict:
+    """Generates a clip, runs the dashcam pipeline on it, scores it. Returns the summary."""
+    import itertools
+
+    from models.synthetic.dataset import write_clip
+    from models.synthetic.scene import SceneConfig, SceneSequence
+    from pipelines.app import make_graph, run_graph, write_json
+    from pipelines.config import load_config
+
+    for path in (instances_artifact, semantic_artifact):
+        if not os.path.isfile(path):
+            raise ConfigError(f"{path} is missing: the embedded models ship with the repository "
+                              "(see README, 'Embedded models', for the commands that rebuild them)")
+    clip_dir = os.path.join(out, "clip")
+    fps = 15.0
+    seq = SceneSequence(seed, SceneConfig(width=width, height=height, fps=fps))
+    write_clip(itertools.islice(seq, frames), clip_dir, fps=fps)
+    config = load_config(None)
+    config.source.uri = os.path.join(clip_dir, "clip.mp4")
+    config.pipeline.name = "dashcam"
+    config.instances.artifact = instances_artifact
+    config.semantic.artifact = semantic_artifact
+    config.output.uris = [os.path.join(out, "overlay.mp4"), os.path.join(out, "results.jsonl")]
+    gt = GroundTruthSink(clip_dir)
+    graph = make_graph(config, extra_sinks=[gt])
+    report, _ = run_graph(graph, progress=True, total=frames)
+    write_json(os.path.join(out, "metrics.json"), report.metrics)
+    if report.error is not None:
+        raise report.error
+    from models.synthetic.classes import CITYSCAPES_CLASSES
+
+    acc = gt.accuracy(CITYSCAPES_CLASSES)
+    summary = {"frames": report.metrics["frames_out"], "fps": report.metrics["fps"],
+               "latency_ms": report.metrics["latency_ms"], "accuracy": acc.__dict__}
+    write_json(os.path.join(out, "accuracy.json"), summary)
+    return summary
+
+
+
+def demo_command(args) -> int:
+    """``segstream demo``: prints the figures; exit 0 when the run finished."""
+    summary = run_demo(args.out, args.frames)
+    acc = summary["accuracy"]
+    print(f"demo: {summary['frames']} frames at {summary['fps']:.1f} fps, latency p50 {summary['latency_ms']['p50']:.0f} ms "
+          f"p95 {summary['latency_ms']['p95']:.0f} ms")
+    print("demo: mask AP50 " + ", ".join(f"{k} {v:.3f}" for k, v in acc["mask_ap50"].items())
+          + f"; mIoU {acc['miou']:.3f}; pixel accuracy {acc['pixel_accuracy']:.3f}; "
+          f"ID switches {acc['id_switches']} in {acc['id_matches']} matches")
+    print(f"demo: wrote {args.out}/overlay.mp4, results.jsonl, metrics.json, accuracy.json and the clip in {args.out}/clip/")
+    return 0
