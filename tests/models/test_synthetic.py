@@ -98,6 +98,16 @@ def test_clip_ids_are_stable_and_objects_move():
     assert not np.array_equal(frames[0].image_bgr, frames[1].image_bgr)
 
 
+@pytest.mark.parametrize("seed", [4, 21, 30])
+def test_nobody_walks_into_the_camera(seed):
+    # crossing pedestrians wait at the kerb while the camera car is near, and it brakes for them;
+    # people on the sidewalk may pass close by, but nobody fills a tenth of the frame
+    for frame in _clip(seed, 90):
+        for obj in frame.instances:
+            if obj.label == "person":
+                assert obj.area < 0.1 * SMALL.width * SMALL.height, (frame.index, obj.object_id, obj.depth_m)
+
+
 def test_clip_is_deterministic():
     a, b = _clip(11, 8), _clip(11, 8)
     for fa, fb in zip(a, b):
