@@ -29,7 +29,9 @@ def generate(args: argparse.Namespace) -> GenerateResult:
     Args:
         args: namespace with `out` (folder), `kind` ("images" or "video"), `count` (images or
             frames, >= 1), `width`, `height` (pixels), `seed` (int) and `fps` (frames per
-            second of a clip; also the time step between frames).
+            second of a clip; also the time step between frames). Optional
+            `min_visible_pixels` (default 64): smaller objects are ignored (255 in the labels,
+            no annotation); see `models.synthetic.scene`.
 
     Returns:
         A `GenerateResult`. Image i of an image set is `generate_scene((seed, i))`; a clip is
@@ -39,7 +41,9 @@ def generate(args: argparse.Namespace) -> GenerateResult:
         raise ValueError(f"expected kind 'images' or 'video', got {args.kind!r}")
     if args.count < 1:
         raise ValueError(f"expected count >= 1, got {args.count}")
-    config = SceneConfig(width=int(args.width), height=int(args.height), fps=float(args.fps))
+    min_visible = getattr(args, "min_visible_pixels", None) or SceneConfig.min_visible_pixels
+    config = SceneConfig(width=int(args.width), height=int(args.height), fps=float(args.fps),
+                         min_visible_pixels=int(min_visible))
     out = Path(args.out)
     if args.kind == "images":
         samples = (generate_scene((int(args.seed), i), config) for i in range(args.count))
