@@ -1,0 +1,315 @@
+"""Semantic models by name: torchvision's segmentation builders used as they are, DeepLabV3+
+in the VainF layout, and ``deeplab_tiny``; plus the checkpoint loader.
+
+Checkpoints are read with ``torch.load(weights_only=True)`` and accepted in three layouts:
+- a plain state dict (torchvision's released ``*.pth`` files);
+- a dict with ``model_state`` (VainF's files, and the files ``segstream train`` writes, which
+  add a ``segstream`` dict with the model name, classes and output stride);
+- a dict with ``state_dict`` or ``model`` holding a state dict (common trainer layouts).
+A ``module.`` prefix from DataParallel is removed. The number of classes is read from the
+file's final classifier, so the same loader handles 21-class COCO/VOC files and 19-class
+Cityscapes files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
+from pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
+from stream.errors import ConfigError, ModelError
+
+#: torchvision's 21 COCO-with-VOC-labels categories (its released weights).
+VOC_CLASSES = (
+    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
+IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class SemanticSpec:
+    """How to build one named model and what its weights expect.
+
+    Attributes:
+        name: registry name.
+        kind: "torchvision" or "deeplabv3plus".
+        classifier_key: state-dict key of the final conv weight (num_classes = its dim 0).
+        layout: one line naming the expected key layout, for error messages.
+        has_aux: the architecture can carry torchvision's aux head (FCNHead on a middle layer).
+        size_policy: how frames are resized for this model's published weights.
+        default_classes: class names for a checkpoint with that many classes.
+        plus: DeepLabV3+ settings (kind "deeplabv3plus" only).
+    """
+
+    name: str
+    kind: str
+    classifier_key: str
+    layout: str
+    has_aux: bool = False
+    size_policy: SizePolicy = field(default_factory=SizePolicy)
+    default_classes: tuple[str, ...] = CITYSCAPES_CLASSES
+    plus: DeepLabV3PlusConfig | None = None
+
+
+_TV_LAYOUT = "torchvision state dict: backbone.*, classifier.*{extra}, optional aux_classifier.*"
+_PLUS_LAYOUT = ("VainF DeepLabV3+ state dict (plain or under 'model_state'): backbone.{bb}*, classifier.project.*, "
+                "classifier.aspp.convs.*, classifier.classifier.3.weight")
+
+SPECS: dict[str, SemanticSpec] = {}
+
+
+def _tv(name: str, classifier_key: str, has_aux: bool, extra: str = "") -> None:
+    SPECS[name] = SemanticSpec(
+        name=name, kind="torchvision", classifier_key=classifier_key, layout=_TV_LAYOUT.format(extra=extra),
+        has_aux=has_aux, size_policy=SizePolicy(kind="short_side", short_side=520), default_classes=VOC_CLASSES,
+    )
+
+
+_tv("deeplabv3_mobilenet_v3_large", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
+_tv("deeplabv3_resnet50", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
+_tv("deeplabv3_resnet101", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
+_tv("fcn_resnet50", "classifier.4.weight", True)
+_tv("fcn_resnet101", "classifier.4.weight", True)
+_tv("lraspp_mobilenet_v3_large", "classifier.high_classifier.weight", False, " (classifier.cbr, low/high_classifier)")
+
+for _name, _bb, _prefix in (("deeplabv3plus_mobilenet", "mobilenetv2", "low_level_features."),
+                            ("deeplabv3plus_resnet50", "resnet50", "layer1."),
+                            ("deeplabv3plus_resnet101", "resnet101", "layer1.")):
+    SPECS[_name] = SemanticSpec(
+        name=_name, kind="deeplabv3plus", classifier_key="classifier.classifier.3.weight",
+        layout=_PLUS_LAYOUT.format(bb=_prefix), size_policy=SizePolicy(kind="native"),
+        plus=DeepLabV3PlusConfig(backbone=_bb),
+    )
+#: A DeepLabV3+ a few hundred kB large: tests, and the demo model trained on synthetic scenes.
+SPECS["deeplab_tiny"] = SemanticSpec(
+    name="deeplab_tiny", kind="deeplabv3plus", classifier_key="classifier.classifier.3.weight",
+    layout=_PLUS_LAYOUT.format(bb="low_level_features."), size_policy=SizePolicy(kind="fixed", size_hw=(256, 512)),
+    plus=DeepLabV3PlusConfig(backbone="mobilenetv2", width_mult=0.25, aspp_channels=32, low_level_out=8),
+)
+
+
+def spec_of(name: str) -> SemanticSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise ConfigError(f"unknown semantic model {name!r}; expected one of {', '.join(sorted(SPECS))}") from None
+
+
+def output_stride_from_filename(path: str) -> int | None:
+    """16 or 8 from an ``..._os16.pth`` / ``..._os8.pth`` file name, else None."""
+    m = re.search(r"os(8|16)(?!\d)", os.path.basename(path).lower())
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class LoadedModel:
+    """A built model with what the runtime needs to know about it.
+
+    Attributes:
+        model: the nn.Module (eval mode); forward returns {"out": logits, ["aux": logits]}.
+        spec: the model's spec.
+        num_classes: output channels.
+        class_names: one name per output channel.
+        output_stride: DeepLabV3+ output stride (None for torchvision models).
+        checkpoint: extra fields of a segstream checkpoint (model, class_names, ...), else {}.
+    """
+
+    model: nn.Module
+    spec: SemanticSpec
+    num_classes: int
+    class_names: tuple[str, ...]
+    output_stride: int | None = None
+    checkpoint: dict = field(default_factory=dict)
+
+
+def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_stride: int | None = None) -> nn.Module:
+    """Builds a randomly initialised model (no download: torchvision weights are never fetched).
+
+    Args:
+        name: registry name.
+        num_classes: output channels.
+        aux: add torchvision's aux head (ignored where the architecture has none).
+        output_stride: DeepLabV3+ only: 16 or 8 (default 16).
+    """
+    spec = spec_of(name)
+    if spec.kind == "torchvision":
+        if output_stride is not None:
+            raise ConfigError(f"{name}: output stride is fixed by torchvision (8 for ResNet, 16 for MobileNetV3); drop the option")
+        from torchvision.models import segmentation as tvseg
+
+        builder = getattr(tvseg, name)
+        kwargs = dict(weights=None, weights_backbone=None, num_classes=num_classes)
+        if spec.has_aux:
+            kwargs["aux_loss"] = bool(aux)
+        return builder(**kwargs)
+    cfg = replace(spec.plus, num_classes=num_classes, output_stride=output_stride or spec.plus.output_stride)
+    return DeepLabV3Plus(cfg)
+
+
+def _read_state_dict(path: str, spec: SemanticSpec) -> tuple[dict, dict]:
+    """Returns (state dict, segstream info) from a checkpoint file, or raises ModelError."""
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such checkpoint file; give the path of a {spec.name} .pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors: all mean "not a loadable checkpoint"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {spec.layout}") from None
+    if not isinstance(obj, dict):
+        raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a {spec.layout}")
+    info = obj.get("segstream", {}) if isinstance(obj.get("segstream"), dict) else {}
+    for key in ("model_state", "state_dict", "model"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise ModelError(f"{path}: no state dict of tensors found, expected a {spec.layout}")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj, info
+
+
+def load_model(name: str, weights: str | None = None, *, num_classes: int | None = None, aux: bool | None = None,
+               output_stride: int | None = None, strict_classes: bool = True) -> LoadedModel:
+    """Builds ``name`` and loads ``weights`` into it.
+
+    Args:
+        name: registry name.
+        weights: checkpoint path; None gives random weights (tests, export checks).
+        num_classes: wanted output channels. None: the file's (or 19 without a file). If it
+            differs from the file's and ``strict_classes`` is False, every layer but the final
+            classifier(s) is loaded (fine-tuning a 21-class file to 19 classes).
+        aux: keep torchvision's aux head. None: keep it where the file has it.
+        output_stride: DeepLabV3+: 16 or 8; None: the segstream checkpoint's, else the file
+            name's ``_os16`` / ``_os8``, else 16 (VainF's released files are all OS16).
+        strict_classes: raise if ``num_classes`` differs from the file's.
+
+    Returns:
+        LoadedModel in eval mode.
+    """
+    spec = spec_of(name)
+    state, info = ({}, {}) if weights is None else _read_state_dict(weights, spec)
+    if info.get("model") not in (None, name):
+        raise ModelError(f"{weights}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}")
+    file_classes = None
+    if state:
+        w = state.get(spec.classifier_key)
+        if w is None or w.dim() != 4:
+            sample = ", ".join(list(state)[:3])
+            raise ModelError(f"{weights}: no {spec.classifier_key} in it (first keys: {sample}); expected a {spec.layout}")
+        file_classes = int(w.shape[0])
+    want_classes = num_classes or file_classes or 19
+    if file_classes is not None and want_classes != file_classes and strict_classes:
+        raise ModelError(f"{weights}: has {file_classes} classes, {want_classes} asked for; drop --num-classes or fine-tune with 'segstream train'")
+    file_aux = any(k.startswith("aux_classifier.") for k in state)
+    keep_aux = spec.has_aux and (file_aux if aux is None else bool(aux))
+    stride = None
+    if spec.kind == "deeplabv3plus":
+        stride = output_stride or info.get("output_stride") or (output_stride_from_filename(weights) if weights else None) or 16
+    with torch.random.fork_rng(devices=[]):
+        # Random weights (no file) are seeded so an export and a later verify see the same model.
+        torch.manual_seed(0)
+        model = build_model(name, num_classes=want_classes, aux=keep_aux, output_stride=stride)
+    if state:
+        _load_into(model, state, weights, spec, drop_aux=not keep_aux, same_classes=want_classes == file_classes,
+                   new_aux=keep_aux and not file_aux)
+    names = tuple(info.get("class_names") or ())
+    if len(names) != want_classes:
+        default = spec.default_classes if len(spec.default_classes) == want_classes else CITYSCAPES_CLASSES
+        names = default if len(default) == want_classes else tuple(f"class_{i}" for i in range(want_classes))
+    return LoadedModel(model=model.eval(), spec=spec, num_classes=want_classes, class_names=names,
+                       output_stride=stride, checkpoint=info)
+
+
+def _load_into(model: nn.Module, state: dict, path: str, spec: SemanticSpec, *, drop_aux: bool, same_classes: bool,
+               new_aux: bool = False) -> None:
+    """Loads ``state`` strictly, except: the aux head is dropped (``drop_aux``) or left random
+    (``new_aux``: training adds one the file lacks), and with another class count every tensor
+    whose shape follows the classes is left random."""
+    if drop_aux:
+        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+    own = model.state_dict()
+    if not same_classes:
+        # Fine-tuning to other classes: leave the layers whose shape follows the class count.
+        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        missing = [k for k in own if k not in state]
+        if len(missing) > 8:
+            raise ModelError(f"{path}: only {len(state)} of {len(own)} tensors fit {spec.name}; expected a {spec.layout}")
+        model.load_state_dict(state, strict=False)
+        return
+    missing = [k for k in own if k not in state and not (new_aux and k.startswith("aux_classifier."))]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} of other shape (e.g. {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)})")
+        raise ModelError(f"{path}: does not fit {spec.name}: {'; '.join(parts)}; expected a {spec.layout}")
+    model.load_state_dict(state, strict=not new_aux)
+
+
+def save_checkpoint(path: str, loaded: LoadedModel, *, extra: dict | None = None) -> str:
+    """Writes a checkpoint ``load_model`` reads back: {"model_state": ..., "segstream": {...}}.
+
+    Only tensors, strings and numbers: loadable with ``weights_only=True``.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    info = {"model": loaded.spec.name, "num_classes": loaded.num_classes, "class_names": list(loaded.class_names)}
+    if loaded.output_stride is not None:
+        info["output_stride"] = int(loaded.output_stride)
+    info.update(extra or {})
+    torch.save({"model_state": loaded.model.state_dict(), "segstream": info}, path)
+    return path
+
+
+class LogitsOnly(nn.Module):
+    """Wraps a segmentation model so forward returns ``out`` only: (N, C, H, W) float32 logits.
+
+    The export and the torch backend use it; the aux head, if any, is not run.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if hasattr(model, "aux_classifier"):
+            model.aux_classifier = None
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | None = None,
+                      size_policy: SizePolicy | None = None):
+    """The ArtifactMetadata an export of ``loaded`` carries (classes, palette, mean/std, size policy)."""
+    from stream.backends.base import ArtifactMetadata
+
+    policy = size_policy or loaded.spec.size_policy
+    if input_size_hw is not None:
+        policy = SizePolicy(kind="fixed", size_hw=tuple(input_size_hw))
+    palette = CITYSCAPES_PALETTE_BGR if loaded.class_names == CITYSCAPES_CLASSES else default_palette_bgr(loaded.num_classes)
+    return ArtifactMetadata(
+        model=loaded.spec.name,
+        task="semantic",
+        class_names=tuple(loaded.class_names),
+        input_size_hw=tuple(input_size_hw) if input_size_hw is not None else None,
+        mean=IMAGENET_MEAN_255,
+        std=IMAGENET_STD_255,
+        color_order="RGB",
+        palette_bgr=tuple(tuple(int(c) for c in p) for p in palette),
+        extra={"size_policy": policy.to_dict(), "input_name": "image", "output_name": "logits",
+               "output_stride": loaded.output_stride},
+        versions={"torch": torch.__version__},
+    )
