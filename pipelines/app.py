@@ -88,7 +88,7 @@ def run_graph(graph: Graph, *, progress: bool, total: int | None) -> tuple[RunRe
             graph.close()
     stuck = [t.name for n in graph._nodes for t in n.threads if t.is_alive()]
     reason = "error" if graph.error is not None else (graph._stop_reason or "eos")
-    return RunReport(reason, graph.error, graph.metrics.report(), stuck), sig.signum
+    return RunReport(reason, graph.error, graph.report(), stuck), sig.signum
 
 
 def write_json(path: str, doc: dict) -> None:

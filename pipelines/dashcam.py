@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from pipelines.config import AppConfig
-from pipelines.inference import model_branch
+from pipelines.inference import PostprocessStage, model_branch
 from pipelines.overlay import OverlayStage, OverlayStyle
 from pipelines.tracking import TrackStage
 from stream.backends import open_backend
@@ -39,13 +39,24 @@ def instance_stages(config: AppConfig) -> list[Stage]:
     return model_branch("instances", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
 
 
+class SemanticPostStage(PostprocessStage):
+    """The semantic post-processing stage; reports the flicker of the class maps it produced."""
+
+    def metrics(self) -> dict:
+        mean = self.postprocess.flicker.mean
+        return {} if mean is None else {"flicker_mean": round(mean, 5)}
+
+
 def semantic_stages(config: AppConfig) -> list[Stage]:
     from pipelines.road import SemanticRunner
 
     c = config.semantic
     runner = SemanticRunner(_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,
                             smoothing=c.smoothing, ema_alpha=c.ema_alpha, drivable=c.drivable)
-    return model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
+    pre, infer, _ = model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess,
+                                 infer_workers=c.workers)
+    # Smoothing keeps state across frames: one post-processing worker, frames in order.
+    return [pre, infer, SemanticPostStage("semantic.post", "semantic", runner.postprocess)]
 
 
 def _finish(config: AppConfig, with_instances: bool) -> list[Stage]:

@@ -59,6 +59,10 @@ class Stage:
     def close(self) -> None:
         """Called once after the last frame, also after errors."""
 
+    def metrics(self) -> dict:
+        """Stage-specific figures for the run's metrics (under "extra" -> stage name)."""
+        return {}
+
 
 class FunctionStage(Stage):
     """A stage from a function ``fn(frame) -> frame | None``."""
@@ -600,6 +604,15 @@ class Graph:
     def error_cause(self) -> BaseException | None:
         return self._error_cause
 
+    def report(self) -> dict:
+        """The metrics document, with each stage's own figures under "extra"."""
+        doc = self.metrics.report()
+        extras = {st.name: st.metrics() for st in self._all_stages()}
+        extras = {k: v for k, v in extras.items() if v}
+        if extras:
+            doc.setdefault("extra", {}).update(extras)
+        return doc
+
     def queue_depths(self) -> dict[str, int]:
         return {q.name: q.depth() for q in self._queues}
 
@@ -696,4 +709,4 @@ class Graph:
             self.close()
         stuck = [t.name for n in self._nodes for t in n.threads if t.is_alive()]
         reason = "error" if self._error is not None else (self._stop_reason or "eos")
-        return RunReport(reason=reason, error=self._error, metrics=self.metrics.report(), stuck_threads=stuck)
+        return RunReport(reason=reason, error=self._error, metrics=self.report(), stuck_threads=stuck)
