@@ -176,6 +176,80 @@ def bench_pipeline(source_uri: str, stages: int, max_frames: int | None, queue_s
     return doc
 
 
+def model_only_fps(graph: Graph, iters: int = 15, warmup: int = 3) -> dict | None:
+    """Frames per second of the graph's models alone: every inference stage's backend run one
+    after the other on the same preprocessed frame, same backends and threads as the pipeline."""
+    from pipelines.inference import InferStage, PreprocessStage
+
+    stages = graph._all_stages()
+    pairs = []
+    for st in stages:
+        if isinstance(st, InferStage):
+            pre = next((p for p in stages if isinstance(p, PreprocessStage) and p.key == st.key), None)
+            if pre is not None:
+                pairs.append((pre, st))
+    if not pairs:
+        return None
+    src = make_source_like(graph)
+    src.open()
+    try:
+        item = src.read(threading.Event())
+    finally:
+        src.close()
+    if item is None:
+        return None
+    per_model = {}
+    for pre, infer in pairs:
+        feeds, _ = pre.preprocess(item.image_bgr)
+        for _ in range(warmup):
+            infer.backend.run(feeds)
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            infer.backend.run(feeds)
+            times.append((time.perf_counter() - t0) * 1e3)
+        per_model[infer.key] = round(float(sorted(times)[len(times) // 2]), 3)
+    total_ms = sum(per_model.values())
+    return {"fps": 1000.0 / total_ms if total_ms else 0.0, "per_model_ms": per_model}
+
+
+def make_source_like(graph: Graph):
+    """A fresh source with the same URI as the graph's (to take one frame for model-only timing)."""
+    uri = getattr(graph.source, "path", None) or getattr(graph.source, "pattern", None) or graph.source.name
+    return open_source(uri)
+
+
+def _print_pipeline_bench(doc: dict) -> None:
+    print(f"pipeline: {doc['frames_out']} frames, {doc['fps']:.2f} fps end to end, latency p50 "
+          f"{doc['latency_ms']['p50']:.0f} ms p95 {doc['latency_ms']['p95']:.0f} ms")
+    for name, st in doc["stages"].items():
+        print(f"  {name:<18} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms")
+    if "model_only_fps" in doc:
+        print(f"  models alone: {doc['model_only_fps']:.2f} fps ({doc['model_only_ms']} ms per frame); "
+              f"efficiency {doc['efficiency']:.2f}")
+
+
+def plot_stages(doc: dict, path: str) -> None:
+    """A bar chart of per-stage p50 latency (PNG, OpenCV)."""
+    import cv2
+    import numpy as np
+
+    stages = list(doc["stages"].items())
+    w, h, left = 760, 80 + 34 * len(stages), 200
+    img = np.full((h, w, 3), 255, np.uint8)
+    cv2.putText(img, f"{doc['fps']:.1f} fps end to end, p50 latency {doc['latency_ms']['p50']:.0f} ms", (10, 26),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    top = max(st["p50_ms"] for _, st in stages) or 1.0
+    for i, (name, st) in enumerate(stages):
+        y = 50 + 34 * i
+        bar = int((w - left - 90) * st["p50_ms"] / top)
+        cv2.rectangle(img, (left, y), (left + max(bar, 1), y + 24), (60, 140, 200), -1)
+        cv2.putText(img, name, (10, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{st['p50_ms']:.1f} ms", (left + max(bar, 1) + 6, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(path, img)
+
+
 def bench_command(args) -> int:
     if args.bench_kind == "pipeline":
         if args.pipeline is None and args.config is None:
@@ -190,11 +264,19 @@ def bench_command(args) -> int:
             config = _config_from_args(args)
             config.output.uris = ["null://"]
             graph = make_graph(config, max_frames=args.max_frames)
+            # Models alone first (the run closes the backends), on the same backends and threads.
+            model_only = model_only_fps(graph)
             report, _ = run_graph(graph, progress=False, total=None)
             doc = report.metrics
             if report.error is not None:
                 raise report.error
-            print(json.dumps(doc, indent=2))
+            if model_only:
+                doc["model_only_fps"] = round(model_only["fps"], 3)
+                doc["model_only_ms"] = model_only["per_model_ms"]
+                doc["efficiency"] = round(doc["fps"] / model_only["fps"], 3) if model_only["fps"] else None
+            _print_pipeline_bench(doc)
+            if getattr(args, "plot", None):
+                plot_stages(doc, args.plot)
         if args.json_out:
             write_json(args.json_out, doc)
         return 0

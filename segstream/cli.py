@@ -114,6 +114,7 @@ def _add_bench(sub) -> None:
     pp.add_argument("--max-frames", type=int, default=None)
     pp.add_argument("--stages", type=int, default=4, help="runtime bench: number of no-op stages")
     pp.add_argument("--json", dest="json_out")
+    pp.add_argument("--plot", help="write the per-stage latency chart (PNG)")
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pm = bsub.add_parser("model", help="model-only latency")
     pm.add_argument("--model", required=True)
@@ -124,6 +125,17 @@ def _add_bench(sub) -> None:
     pm.add_argument("--input-size")
     pm.add_argument("--iters", type=int, default=20)
     pm.add_argument("--json", dest="json_out")
+    pm.add_argument("--plot", help="write a latency-per-iteration chart (PNG)")
+    pc = bsub.add_parser("compare", help="one table across backends and precisions for a model, measured in one run")
+    pc.add_argument("--model", required=True)
+    pc.add_argument("--weights")
+    pc.add_argument("--backends", default="torch,onnxruntime", help="comma-separated: torch,onnxruntime,tensorrt")
+    pc.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,int8")
+    pc.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    pc.add_argument("--input-size")
+    pc.add_argument("--iters", type=int, default=20)
+    pc.add_argument("--json", dest="json_out")
+    pc.add_argument("--plot", help="write a bar chart (PNG)")
 
 
 def _add_generate(sub) -> None:
@@ -176,6 +188,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from segstream.demo import demo_command
 
         return demo_command(args)
+    if cmd == "bench" and args.bench_kind in ("model", "compare"):
+        from export.bench_cli import bench_command as model_bench
+
+        return model_bench(args)
     if cmd == "bench":
         from pipelines.app import bench_command
 
