@@ -127,3 +127,24 @@ def test_too_large_messages_are_counted_not_sent():
 def test_bad_options():
     with pytest.raises(ConfigError, match="unknown option"):
         open_sink("ws://127.0.0.1:0?tokn=x")
+
+
+def test_example_client_prints_frames():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    sink = _sink("ws://127.0.0.1:0?token=abc")
+    try:
+        proc = subprocess.Popen([sys.executable, "examples/ws_client.py", f"ws://127.0.0.1:{sink.port}",
+                                 "--token", "abc", "--count", "3"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        _wait_clients(sink, 1)
+        for i in range(3):
+            sink.write(_frame(i))
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert [line.split(":")[0] for line in out.splitlines()] == ["frame 0", "frame 1", "frame 2"]
+    finally:
+        sink.close()
