@@ -91,7 +91,7 @@ for _name, _bb, _prefix in (("deeplabv3plus_mobilenet", "mobilenetv2", "low_leve
 #: A DeepLabV3+ a few hundred kB large: tests, and the demo model trained on synthetic scenes.
 SPECS["deeplab_tiny"] = SemanticSpec(
     name="deeplab_tiny", kind="deeplabv3plus", classifier_key="classifier.classifier.3.weight",
-    layout=_PLUS_LAYOUT.format(bb="low_level_features."), size_policy=SizePolicy(kind="fixed", size_hw=(256, 512)),
+    layout=_PLUS_LAYOUT.format(bb="low_level_features."), size_policy=SizePolicy(kind="native"),
     plus=DeepLabV3PlusConfig(backbone="mobilenetv2", width_mult=0.25, aspp_channels=32, low_level_out=8),
 )
 
