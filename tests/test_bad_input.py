@@ -126,3 +126,41 @@ def test_unwritable_output_is_reported_before_any_frame(tmp_path):
     out, _ = _run("run", "--source", "synthetic://?frames=5", "--output", str(blocker / "o.mp4"))
     assert out.returncode == 1
     assert "cannot create the folder for the video" in out.stderr
+
+
+def _onnx_double(path, metadata: str | None = None):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    if metadata is not None:
+        e = m.metadata_props.add()
+        e.key, e.value = "segstream", metadata
+    onnx.save(m, str(path))
+    return str(path)
+
+
+_YOLACT_META = json.dumps({"model": "yolact_tiny", "task": "instances", "class_names": ["person", "car"],
+                           "input_size_hw": [8, 8], "mean": [0, 0, 0], "std": [1, 1, 1]})
+
+
+@pytest.mark.parametrize("make, extra, code, message", [
+    (lambda d: (d / "junk.onnx").write_bytes(b"not a model") and str(d / "junk.onnx"), [], 1,
+     "ONNX Runtime cannot load it"),
+    (lambda d: _onnx_double(d / "plain.onnx"), [], 1, "expected a YOLACT instance artifact, found no metadata"),
+    (lambda d: _onnx_double(d / "io.onnx", _YOLACT_META), [], 1, "expected inputs ['image']"),
+    (lambda d: _onnx_double(d / "meta.onnx", "{not json"), [], 1, "metadata is not valid JSON"),
+    (lambda d: _onnx_double(d / "p.onnx", _YOLACT_META), ["--set", "backend.providers=['cuda']",
+                                                         "--set", "backend.allow_fallback=false"], 1,
+     "onnxruntime-gpu"),
+])
+def test_bad_model_artifacts(tmp_path, make, extra, code, message):
+    path = make(tmp_path)
+    out, took = _run("run", "--pipeline", "instances", "--source", "synthetic://?frames=3",
+                     "--set", f"instances.artifact='{path}'", "--output", "null://", *extra)
+    assert out.returncode == code, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr and took < 60
