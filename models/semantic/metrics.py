@@ -44,6 +44,6 @@ class ConfusionMatrix:
         return {
             "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
             "pixel_accuracy": float(np.trace(self.matrix) / total) if total else float("nan"),
-            "per_class_iou": {names[i]: round(float(v), 5) for i, v in enumerate(iou) if np.isfinite(v)},
+            "per_class_iou": {names[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
             "pixels": total,
         }
