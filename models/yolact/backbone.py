@@ -134,6 +134,11 @@ class TinyBackbone(nn.Module):
             ))
             cin = w
         self.channels = list(widths)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # He init keeps activations from fading through the stages (there are no
+                # pretrained weights for this backbone; torchvision's ResNets do the same).
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []

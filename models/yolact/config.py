@@ -93,6 +93,31 @@ class YolactConfig:
         """Anchors per location."""
         return len(self.aspect_ratios)
 
+    def artifact_metadata(self, num_priors: int, versions: dict | None = None):
+        """What an artifact of this configuration says about itself (``YolactRunner`` reads it)."""
+        from pipelines.yolact import OUTPUT_NAMES
+        from stream.backends.base import ArtifactMetadata
+
+        return ArtifactMetadata(
+            model=self.name,
+            task="instances",
+            class_names=tuple(self.class_names),
+            input_size_hw=(self.max_size, self.max_size),
+            mean=tuple(float(v) for v in self.mean),
+            std=tuple(float(v) for v in self.std),
+            color_order=self.color_order,
+            extra={
+                "outputs": list(OUTPUT_NAMES),
+                "boxes": "decoded, x1y1x2y2 normalised; priors and variances (0.1, 0.2) baked in",
+                "num_priors": int(num_priors),
+                "num_prototypes": int(self.mask_dim),
+                "anchors": {"scales_px": list(self.pred_scales), "aspect_ratios": list(self.aspect_ratios),
+                            "square": bool(self.square_anchors), "max_size": int(self.max_size)},
+                "nms": {"conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100},
+            },
+            versions=dict(versions or {}),
+        )
+
     def with_classes(self, class_names) -> "YolactConfig":
         names = tuple(class_names)
         if not names:

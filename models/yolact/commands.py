@@ -1,0 +1,251 @@
+"""``segstream predict | eval | train | export | verify`` for the YOLACT family.
+
+Each function takes the argparse Namespace built in ``segstream/cli.py`` and returns an exit code.
+Inference for both backends goes through ``pipelines.yolact.YolactRunner`` (numpy pre- and
+post-processing), so torch and ONNX Runtime results differ only by the network's arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import cv2
+import numpy as np
+
+from stream.errors import ConfigError, ModelError
+
+
+def _parse_size(text: str | None) -> int | None:
+    """"550" or "550x550" -> 550; YOLACT inputs are square."""
+    if not text:
+        return None
+    parts = text.lower().split("x")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"--input-size: expected S or SxS (e.g. 550), got {text!r}") from None
+    if len(vals) not in (1, 2) or (len(vals) == 2 and vals[0] != vals[1]) or min(vals) < 32:
+        raise ConfigError(f"--input-size: YOLACT takes a square input of at least 32 px (e.g. 550 or 550x550), got {text!r}")
+    return vals[0]
+
+
+def make_runner(model: str, weights: str, backend: str, **overrides):
+    """A ``YolactRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
+    from pipelines.yolact import YolactRunner
+
+    if not weights:
+        raise ConfigError("--weights is required: a YOLACT .pth checkpoint, or an .onnx file with --backend onnxruntime")
+    is_onnx = weights.lower().endswith(".onnx")
+    if backend == "onnxruntime":
+        if not is_onnx:
+            raise ConfigError(f"--backend onnxruntime needs an .onnx file, got {weights!r}; export one with 'segstream export'")
+        from stream.backends.onnxruntime import OnnxRuntimeBackend
+
+        be = OnnxRuntimeBackend(weights, providers=("cpu",))
+        if be.metadata is not None and be.metadata.model != model:
+            raise ModelError(f"{weights}: exported from {be.metadata.model!r}, but --model is {model!r}; pass --model {be.metadata.model}")
+        return YolactRunner(be, **overrides)
+    if is_onnx:
+        raise ConfigError(f"{weights} is an ONNX file; run it with --backend onnxruntime")
+    from models.yolact.checkpoint import load_yolact
+    from models.yolact.runtime import torch_runner
+
+    net, _ = load_yolact(weights, model)
+    return torch_runner(net, weights, **overrides)
+
+
+def _read_image(path: str) -> np.ndarray:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ConfigError(f"{path}: cannot read it as an image (missing, empty or not an image file)")
+    return img
+
+
+def detections_json(inst, image_name: str) -> list[dict]:
+    """One entry per detection: image, label, label_name, score, bbox [x, y, w, h] px, segmentation (COCO RLE)."""
+    from pycocotools import mask as mask_util
+
+    names = inst.label_names()
+    out = []
+    for i in range(len(inst)):
+        x1, y1, x2, y2 = (float(v) for v in inst.boxes_xyxy[i])
+        entry = {"image": image_name, "label": int(inst.labels[i]), "label_name": names[i],
+                 "score": round(float(inst.scores[i]), 5), "bbox": [x1, y1, x2 - x1, y2 - y1]}
+        if inst.masks is not None:
+            rle = mask_util.encode(np.asfortranarray(inst.masks[i].astype(np.uint8)))
+            entry["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        out.append(entry)
+    return out
+
+
+def predict(args) -> int:
+    """Runs the model on images; writes the detections JSON and/or overlays."""
+    from pipelines.overlay import OverlayStyle, draw_instances
+
+    if args.top_k is not None and args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    if not 0 <= args.score_threshold <= 1:
+        raise ConfigError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    if not args.json_out and not args.overlay:
+        raise ConfigError("nothing to write: give --json OUT.json and/or --overlay DIR")
+    images = [(p, _read_image(p)) for p in args.images]
+    runner = make_runner(args.model, args.weights, args.backend, score_threshold=args.score_threshold,
+                         max_detections=args.top_k)
+    entries = []
+    style = OverlayStyle()
+    if args.overlay:
+        os.makedirs(args.overlay, exist_ok=True)
+    for path, img in images:
+        inst = runner(img)
+        entries.extend(detections_json(inst, os.path.basename(path)))
+        if args.overlay:
+            out = img.copy()
+            draw_instances(out, inst, style)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            if not cv2.imwrite(os.path.join(args.overlay, stem + ".png"), out):
+                raise ConfigError(f"cannot write the overlay of {path} into {args.overlay}")
+        print(f"{os.path.basename(path)}: {len(inst)} detections", file=sys.stderr)
+    if args.json_out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
+        with open(args.json_out, "w", encoding="utf-8") as f:
+            json.dump(entries, f)
+    return 0
+
+
+def evaluate(args) -> int:
+    """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools)."""
+    from models.yolact.data import CocoInstances
+    from models.yolact.evaluate import evaluate_coco
+
+    if not args.annotations or not args.images:
+        raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
+    data = CocoInstances(args.annotations, args.images)
+    runner = make_runner(args.model, args.weights, args.backend)
+    n_model = len(runner.metadata.class_names)
+    if n_model != len(data.class_names):
+        raise ConfigError(f"{args.weights} predicts {n_model} classes but {args.annotations} has {len(data.class_names)}; "
+                          "evaluate on a dataset with the model's classes")
+    figures = evaluate_coco(runner, data, progress=True)
+    for kind in ("box", "mask"):
+        f = figures[kind]
+        print(f"{kind:>4}: AP {f['AP'] * 100:.2f}  AP50 {f['AP50'] * 100:.2f}  AP75 {f['AP75'] * 100:.2f}")
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as fh:
+            json.dump({"model": args.model, "weights": args.weights, **figures}, fh, indent=2)
+    return 0
+
+
+def _load_for_finetune(net, path: str) -> list[str]:
+    """Loads every tensor of a checkpoint whose name and shape fit; returns the names left as initialised."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and isinstance(obj.get("segstream"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ModelError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    own = net.state_dict()
+    fit = {k: v for k, v in obj.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if len(fit) < len(own) // 2:
+        raise ModelError(f"{path}: only {len(fit)} of {len(own)} tensors fit {net.cfg.name!r}; pass the --model it was trained as")
+    net.load_state_dict(fit, strict=False)
+    return [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
+
+
+def train(args) -> int:
+    """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
+    from dataclasses import replace
+
+    import torch
+
+    from models.yolact.checkpoint import save_yolact
+    from models.yolact.config import get_config
+    from models.yolact.data import CocoInstances
+    from models.yolact.model import Yolact
+    from models.yolact.train import train_yolact
+
+    if not args.annotations or not args.images:
+        raise ConfigError("train needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    data = CocoInstances(args.annotations, args.images)
+    if args.num_classes is not None and args.num_classes != len(data.class_names):
+        raise ConfigError(f"--num-classes {args.num_classes} but {args.annotations} has {len(data.class_names)} categories")
+    cfg = get_config(args.model).with_classes(data.class_names)
+    size = _parse_size(args.input_size)
+    if size is not None and size != cfg.max_size:
+        cfg = replace(cfg, max_size=size, pred_scales=tuple(int(s / cfg.max_size * size) for s in cfg.pred_scales))
+    torch.manual_seed(args.seed)
+    net = Yolact(cfg)
+    if args.weights:
+        fresh = _load_for_finetune(net, args.weights)
+        if fresh:
+            print(f"fine-tuning from {args.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
+    iters = args.iters or args.epochs * math.ceil(len(data) / args.batch_size)
+    report = train_yolact(net, data, iters=iters, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    extra = {"iterations": iters}
+    if cfg.max_size != get_config(args.model).max_size:
+        extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
+    save_yolact(net, args.out, extra)
+    first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)]))
+    last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):]))
+    print(f"trained {iters} iterations in {report.seconds:.0f} s: loss {first:.3f} -> {last:.3f}; wrote {args.out}")
+    return 0
+
+
+def _network(model: str, weights: str | None, num_classes: int | None):
+    from models.yolact.checkpoint import load_yolact
+    from models.yolact.config import get_config
+    from models.yolact.model import Yolact
+
+    if weights:
+        net, _ = load_yolact(weights, model)
+        return net
+    cfg = get_config(model)
+    if num_classes is not None:
+        cfg = cfg.with_classes(tuple(f"class_{i}" for i in range(num_classes)))
+    return Yolact(cfg).eval()
+
+
+def export(args) -> int:
+    """Writes the ONNX artifact (and, with --format tensorrt, builds an engine from it)."""
+    from export.yolact import export_yolact_onnx
+
+    if args.dynamic:
+        raise ConfigError("YOLACT exports at a fixed square size (its anchors are constants); drop --dynamic")
+    net = _network(args.model, args.weights, args.num_classes)
+    size = _parse_size(args.input_size)
+    if size is not None and size != net.cfg.max_size:
+        raise ConfigError(f"--input-size {size}: {args.model} was built for {net.cfg.max_size} px and its anchors depend on it; "
+                          f"train at {size} (segstream train --input-size) or leave it out")
+    if args.opset != 18:
+        raise ConfigError(f"--opset {args.opset}: YOLACT exports with opset 18 only")
+    if args.format == "onnx":
+        export_yolact_onnx(net=net, out_path=args.out)
+        print(f"wrote {args.out}")
+        return 0
+    from export.tensorrt import build_engine
+
+    onnx_path = os.path.splitext(args.out)[0] + ".onnx"
+    export_yolact_onnx(net=net, out_path=onnx_path)
+    build_engine(onnx_path=onnx_path, out_path=args.out, fp16=args.fp16, int8=args.int8)
+    print(f"wrote {onnx_path} and {args.out}")
+    return 0
+
+
+def verify(args) -> int:
+    """Compares an ONNX artifact with the torch model: raw outputs and end-to-end detections."""
+    from models.yolact.verify import verify_artifact
+
+    if not args.weights:
+        raise ConfigError("verify needs --weights: the checkpoint the artifact was exported from")
+    net = _network(args.model, args.weights, None)
+    report = verify_artifact(args.artifact, net)
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        raise ModelError(f"{args.artifact} does not reproduce {args.weights}: {report.failure}")
+    return 0
