@@ -21,7 +21,7 @@ PARITY_SIZES = ((360, 640), (512, 1024), (720, 1280))
 
 def export_semantic(*, model: str, weights: str | None, out_path: str, num_classes: int | None = None,
                     trace_size_hw: tuple[int, int] = (512, 1024), dynamic_hw: bool = True, opset: int = 18,
-                    output_stride: int | None = None) -> str:
+                    output_stride: int | None = None, size_policy=None) -> str:
     """Exports a semantic model to ONNX.
 
     Args:
@@ -33,6 +33,9 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
         dynamic_hw: dynamic height and width.
         opset: ONNX opset (18).
         output_stride: DeepLabV3+ only (default: from the checkpoint or its file name, else 16).
+        size_policy: ``pipelines.road.SizePolicy`` the runtime applies to frames by default
+            (dynamic exports; default: the model's, e.g. native for DeepLabV3+, shorter side
+            520 for torchvision's models). A fixed-size export always resizes to its size.
 
     Returns:
         out_path.
@@ -42,7 +45,7 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
     from models.semantic.zoo import LogitsOnly, artifact_metadata, load_model
 
     loaded = load_model(model, weights, num_classes=num_classes, aux=False, output_stride=output_stride)
-    meta = artifact_metadata(loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw))
+    meta = artifact_metadata(loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw), size_policy=size_policy)
     meta = replace(meta, versions=export_versions())
     wrapped = LogitsOnly(loaded.model).eval()
     example = torch.zeros(1, 3, *trace_size_hw)

@@ -14,7 +14,7 @@ import sys
 import cv2
 import numpy as np
 
-from pipelines.road import SemanticRunner, overlay
+from pipelines.road import SemanticRunner, SizePolicy, overlay
 from stream.errors import ConfigError, ModelError
 
 
@@ -129,6 +129,8 @@ def train(args) -> int:
 
 
 def export(args) -> int:
+    """ONNX (or a TensorRT engine built from it). ``--dynamic``: any H/W; ``--input-size``: the
+    trace size and, with ``--dynamic``, the size frames are resized to by default."""
     from export.semantic import export_semantic
 
     size = parse_hw(args.input_size)
@@ -142,8 +144,11 @@ def export(args) -> int:
     onnx_path = args.out if args.format == "onnx" else os.path.splitext(args.out)[0] + ".onnx"
     if args.format == "onnx" and (args.fp16 or args.int8):
         raise ConfigError("--fp16/--int8 apply to --format tensorrt; ONNX is exported in fp32")
+    # --dynamic with --input-size: any size runs, frames are resized to that size by default.
+    policy = SizePolicy(kind="fixed", size_hw=size) if args.dynamic and size else None
     export_semantic(model=args.model, weights=args.weights, out_path=onnx_path, num_classes=args.num_classes,
-                    trace_size_hw=size or (512, 1024), dynamic_hw=bool(args.dynamic), opset=args.opset)
+                    trace_size_hw=size or (512, 1024), dynamic_hw=bool(args.dynamic), opset=args.opset,
+                    size_policy=policy)
     print(f"wrote {onnx_path}")
     if args.format == "tensorrt":
         from export.tensorrt import build_engine

@@ -154,6 +154,33 @@ def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_s
     return DeepLabV3Plus(cfg)
 
 
+#: torchvision's released file names (COCO_WITH_VOC_LABELS_V1), as they sit in the hub cache.
+TORCHVISION_FILES = {
+    "deeplabv3_mobilenet_v3_large": "deeplabv3_mobilenet_v3_large-fc3c493d.pth",
+    "deeplabv3_resnet50": "deeplabv3_resnet50_coco-cd0a2569.pth",
+    "deeplabv3_resnet101": "deeplabv3_resnet101_coco-586e9e4e.pth",
+    "fcn_resnet50": "fcn_resnet50_coco-1167a1af.pth",
+    "fcn_resnet101": "fcn_resnet101_coco-7ecb50ca.pth",
+    "lraspp_mobilenet_v3_large": "lraspp_mobilenet_v3_large-d234d4ea.pth",
+}
+
+
+def resolve_weights(path: str, spec: SemanticSpec) -> str:
+    """The checkpoint file for ``--weights``: the path itself, or, for the word ``torchvision``
+    or a bare file name, that file in torch's hub cache (``$TORCH_HOME/hub/checkpoints``).
+    Nothing is downloaded."""
+    if os.path.isfile(path) or os.path.dirname(path):
+        return path
+    name = TORCHVISION_FILES.get(spec.name) if path == "torchvision" else path
+    if name is None:
+        raise ModelError(f"{spec.name}: torchvision publishes no weights for it; give a checkpoint path")
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", name)
+    if not os.path.isfile(cached):
+        raise ModelError(f"{path}: not a file, and {cached} is not in the torch hub cache; download {name} from "
+                         "https://download.pytorch.org/models/ and give its path")
+    return cached
+
+
 def _read_state_dict(path: str, spec: SemanticSpec) -> tuple[dict, dict]:
     """Returns (state dict, segstream info) from a checkpoint file, or raises ModelError."""
     if not os.path.isfile(path):
@@ -183,7 +210,8 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
 
     Args:
         name: registry name.
-        weights: checkpoint path; None gives random weights (tests, export checks).
+        weights: checkpoint path (or ``torchvision`` / a bare file name: from the torch hub
+            cache, see ``resolve_weights``); None gives random weights (tests, export checks).
         num_classes: wanted output channels. None: the file's (or 19 without a file). If it
             differs from the file's and ``strict_classes`` is False, every layer but the final
             classifier(s) is loaded (fine-tuning a 21-class file to 19 classes).
@@ -196,6 +224,8 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
         LoadedModel in eval mode.
     """
     spec = spec_of(name)
+    if weights is not None:
+        weights = resolve_weights(weights, spec)
     state, info = ({}, {}) if weights is None else _read_state_dict(weights, spec)
     if info.get("model") not in (None, name):
         raise ModelError(f"{weights}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}")

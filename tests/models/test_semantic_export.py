@@ -50,7 +50,12 @@ def test_one_file_opset_18_dynamic_size_and_metadata(tiny_onnx):
     assert meta.class_names[0] == "road" and len(meta.class_names) == 19
     assert meta.palette_bgr[13] == (142, 0, 0)
     assert meta.mean == (123.675, 116.28, 103.53) and meta.color_order == "RGB"
-    assert meta.input_size_hw is None and meta.extra["size_policy"]["kind"] == "native"
+    # dynamic H/W; --input-size became the default resize of the runtime
+    assert meta.input_size_hw is None and meta.extra["size_policy"] == {"kind": "fixed", "size_hw": [256, 512], "short_side": None}
+    from pipelines.road import SemanticSettings, SizePolicy
+
+    assert SemanticSettings.from_metadata(meta).size_policy == SizePolicy("fixed", size_hw=(256, 512))
+    assert SemanticSettings.from_metadata(meta, input_size_hw=(64, 96)).size_policy.size_hw == (64, 96)
     assert meta.extra["output_stride"] == 16 and "torch" in meta.versions and "onnx" in meta.versions
 
 
@@ -89,7 +94,10 @@ def test_verify_command_and_runner_agree_with_torch(tiny_onnx, tmp_path):
 
     save_checkpoint(str(ckpt), load_model("deeplab_tiny"))
     ort_runner = make_runner(argparse.Namespace(model="deeplab_tiny", weights=tiny_onnx, backend="onnxruntime"))
-    torch_runner = make_runner(argparse.Namespace(model="deeplab_tiny", weights=str(ckpt), backend="torch"))
+    # the artifact resizes frames to its export size (256x512); the torch model is told the same
+    torch_runner = make_runner(argparse.Namespace(model="deeplab_tiny", weights=str(ckpt), backend="torch"),
+                               input_size_hw=(256, 512))
+    assert ort_runner.settings.size_policy == torch_runner.settings.size_policy
     img = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
     a, b = ort_runner(img), torch_runner(img)
     assert np.mean(a.class_ids == b.class_ids) >= 0.999

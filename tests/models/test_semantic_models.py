@@ -172,3 +172,18 @@ def test_corrupt_and_wrong_files_name_the_expected_layout(tmp_path):
     torch.save([torch.zeros(2)], lst)
     with pytest.raises(ModelError, match="holds a list, expected a"):
         load_model("deeplab_tiny", str(lst))
+
+
+def test_torchvision_file_from_the_hub_cache(tmp_path, monkeypatch):
+    from torchvision.models import segmentation
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ModelError, match="not in the torch hub cache; download lraspp_mobilenet_v3_large-d234d4ea.pth"):
+        load_model("lraspp_mobilenet_v3_large", "torchvision")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    src = segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None)
+    torch.save(src.state_dict(), tmp_path / "hub" / "checkpoints" / "lraspp_mobilenet_v3_large-d234d4ea.pth")
+    loaded = load_model("lraspp_mobilenet_v3_large", "torchvision")
+    assert torch.equal(loaded.model.state_dict()["classifier.high_classifier.weight"], src.state_dict()["classifier.high_classifier.weight"])
+    with pytest.raises(ModelError, match="publishes no weights"):
+        load_model("deeplab_tiny", "torchvision")
