@@ -152,8 +152,8 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
         if progress and (it % 10 == 0 or it == iters - 1):
             done = (it + 1) / iters
             bar = "#" * int(done * 30)
-            parts = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items() if k != "total")
-            print(f"\rtrain [{bar:<30}] {it + 1}/{iters} loss {float(total):.3f} ({parts}) "
+            parts = " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items() if k != "total")
+            print(f"\rtrain [{bar:<30}] {it + 1}/{iters} loss {float(total.detach()):.3f} ({parts}) "
                   f"lr {opt.param_groups[0]['lr']:.2e} {time.monotonic() - start:.0f}s", end="", file=sys.stderr)
         if checkpoint_path and checkpoint_every and (it + 1) % checkpoint_every == 0:
             save_yolact(net, checkpoint_path, {"iteration": it + 1})

@@ -1,0 +1,117 @@
+"""The YOLACT commands through the real CLI: predict (JSON schema, RLE), eval, train, export, verify."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+mask_util = pytest.importorskip("pycocotools.mask")
+
+from models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
+from segstream.cli import main  # noqa: E402
+from tests.models.yolact_helpers import SHAPE_CLASSES, trained_tiny, write_shapes_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """The trained tiny model as a checkpoint and as an ONNX file exported through the CLI."""
+    net, cfg, _, ann, imgs = trained_tiny()
+    folder = tmp_path_factory.mktemp("yolact_cli")
+    ckpt = save_yolact(net, str(folder / "shapes.pth"))
+    onnx_path = str(folder / "shapes.onnx")
+    assert main(["export", "--model", "yolact_tiny", "--weights", ckpt, "--out", onnx_path]) == 0
+    images = [os.path.join(imgs, f) for f in sorted(os.listdir(imgs))[:3]]
+    return ckpt, onnx_path, ann, imgs, images
+
+
+def test_predict_writes_coco_style_json_and_overlays(artifacts, tmp_path):
+    ckpt, _, _, _, images = artifacts
+    out = tmp_path / "det.json"
+    code = main(["predict", "--model", "yolact_tiny", "--weights", ckpt, "--score-threshold", "0.3",
+                 "--json", str(out), "--overlay", str(tmp_path / "ov"), *images])
+    assert code == 0
+    dets = json.loads(out.read_text())
+    assert len(dets) >= 3
+    for d in dets:
+        assert set(d) == {"image", "label", "label_name", "score", "bbox", "segmentation"}
+        assert d["image"] in {os.path.basename(p) for p in images}
+        assert d["label_name"] == SHAPE_CLASSES[d["label"]] and d["score"] > 0.3
+        img = cv2.imread(images[[os.path.basename(p) for p in images].index(d["image"])])
+        x, y, w, h = d["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= img.shape[1] and y + h <= img.shape[0]
+        m = mask_util.decode({"size": d["segmentation"]["size"], "counts": d["segmentation"]["counts"].encode()})
+        assert m.shape == img.shape[:2] and m.sum() > 0
+        ys, xs = np.nonzero(m)
+        assert xs.min() >= x - 8 and xs.max() <= x + w + 8  # mask inside its box (crop padding)
+    assert sorted(os.listdir(tmp_path / "ov")) == sorted(os.path.splitext(os.path.basename(p))[0] + ".png"
+                                                         for p in images)
+
+
+def test_predict_top_k_and_onnxruntime_agree_with_torch(artifacts, tmp_path):
+    ckpt, onnx_path, _, _, images = artifacts
+    outs = {}
+    for backend, weights in (("torch", ckpt), ("onnxruntime", onnx_path)):
+        path = tmp_path / f"{backend}.json"
+        assert main(["predict", "--model", "yolact_tiny", "--weights", weights, "--backend", backend,
+                     "--top-k", "2", "--json", str(path), images[0]]) == 0
+        outs[backend] = json.loads(path.read_text())
+    assert len(outs["torch"]) == 2
+    assert [d["label"] for d in outs["torch"]] == [d["label"] for d in outs["onnxruntime"]]
+    assert [d["score"] for d in outs["torch"]] == pytest.approx([d["score"] for d in outs["onnxruntime"]], rel=1e-3)
+
+
+def test_eval_reports_box_and_mask_ap(artifacts, tmp_path, capsys):
+    _, onnx_path, ann, imgs, _ = artifacts
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "yolact_tiny", "--weights", onnx_path, "--backend", "onnxruntime",
+                 "--annotations", ann, "--images", imgs, "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    for kind in ("box", "mask"):
+        assert set(figures[kind]) == {"AP", "AP50", "AP75"}
+    assert figures["mask"]["AP50"] > 0.5
+    assert "mask: AP" in capsys.readouterr().out
+
+
+def test_verify_passes_for_the_exported_artifact(artifacts, capsys):
+    ckpt, onnx_path, _, _, _ = artifacts
+    assert main(["verify", onnx_path, "--model", "yolact_tiny", "--weights", ckpt]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_train_writes_a_checkpoint_the_loader_reads(tmp_path):
+    ann, imgs = write_shapes_dataset(str(tmp_path / "data"), 3, seed=9)
+    out = tmp_path / "run" / "tiny.pth"
+    assert main(["train", "--model", "yolact_tiny", "--annotations", ann, "--images", imgs, "--iters", "3",
+                 "--batch-size", "2", "--out", str(out)]) == 0
+    net, cfg = load_yolact(str(out))
+    assert cfg.class_names == SHAPE_CLASSES and cfg.name == "yolact_tiny"
+    # Fine-tuning from it (augmentation on) also runs and writes a new checkpoint.
+    out2 = tmp_path / "run" / "tiny2.pth"
+    assert main(["train", "--model", "yolact_tiny", "--weights", str(out), "--annotations", ann, "--images", imgs,
+                 "--iters", "2", "--batch-size", "2", "--out", str(out2)]) == 0
+    assert load_yolact(str(out2))[1].class_names == SHAPE_CLASSES
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "--model", "yolact_tiny", "--weights", "{ckpt}", "--backend", "onnxruntime", "--json", "x.json", "{img}"],
+     "needs an .onnx file"),
+    (["predict", "--model", "yolact_tiny", "--weights", "{onnx}", "--json", "x.json", "{img}"],
+     "run it with --backend onnxruntime"),
+    (["predict", "--model", "yolact_resnet50", "--weights", "{onnx}", "--backend", "onnxruntime", "--json", "x.json",
+      "{img}"], "exported from 'yolact_tiny'"),
+    (["predict", "--model", "yolact_tiny", "--weights", "{ckpt}", "--json", "x.json", "missing.png"],
+     "cannot read it as an image"),
+    (["export", "--model", "yolact_tiny", "--dynamic", "--out", "x.onnx"], "drop --dynamic"),
+])
+def test_usage_errors_are_one_line(artifacts, tmp_path, capsys, argv, message):
+    ckpt, onnx_path, _, _, images = artifacts
+    argv = [a.format(ckpt=ckpt, onnx=onnx_path, img=images[0]) for a in argv]
+    argv = [str(tmp_path / a) if a.endswith((".json", "x.onnx")) else a for a in argv]
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code in (1, 2) and message in err and len(err.splitlines()) == 1
