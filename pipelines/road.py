@@ -498,7 +498,7 @@ def colorize(class_ids: np.ndarray, palette_bgr: np.ndarray) -> np.ndarray:
     return lut[class_ids]
 
 
-def overlay(image_bgr: np.ndarray, sem: SemanticMap, alpha: float = 0.5) -> np.ndarray:
+def render_overlay(image_bgr: np.ndarray, sem: SemanticMap, alpha: float = 0.5) -> np.ndarray:
     """The class colours blended over a copy of the image, drivable area outlined in green."""
     palette = sem.palette_bgr if sem.palette_bgr is not None else default_palette_bgr(len(sem.class_names))
     out = cv2.addWeighted(colorize(sem.class_ids, palette), alpha, image_bgr, 1 - alpha, 0)

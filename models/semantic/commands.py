@@ -12,9 +12,8 @@ import os
 import sys
 
 import cv2
-import numpy as np
 
-from pipelines.road import SemanticRunner, SizePolicy, overlay
+from pipelines.road import SemanticRunner, SizePolicy, render_overlay
 from stream.errors import ConfigError, ModelError
 
 
@@ -75,7 +74,7 @@ def predict(args) -> int:
                 raise ModelError(f"{out}: cannot be written")
         if args.overlay:
             out = os.path.join(args.overlay, stem + ".jpg")
-            if not cv2.imwrite(out, overlay(img, sem)):
+            if not cv2.imwrite(out, render_overlay(img, sem)):
                 raise ModelError(f"{out}: cannot be written")
         share = 0.0 if sem.drivable_mask is None else float(sem.drivable_mask.mean())
         print(f"{path}: {sem.size_hw[1]}x{sem.size_hw[0]}, drivable {share:.1%}")

@@ -181,12 +181,29 @@ def resolve_weights(path: str, spec: SemanticSpec) -> str:
     return cached
 
 
+def _numpy_scalar_globals() -> list:
+    """numpy scalars and dtypes, allowed in ``weights_only`` loads: VainF's files store
+    ``best_score`` as a numpy float. Rebuilding a scalar from its bytes runs no code."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    allowed: list = [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType"):
+        if hasattr(getattr(np, "dtypes", None), name):
+            allowed.append(getattr(np.dtypes, name))
+    return allowed
+
+
 def _read_state_dict(path: str, spec: SemanticSpec) -> tuple[dict, dict]:
     """Returns (state dict, segstream info) from a checkpoint file, or raises ModelError."""
     if not os.path.isfile(path):
         raise ModelError(f"{path}: no such checkpoint file; give the path of a {spec.name} .pth file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors: all mean "not a loadable checkpoint"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {spec.layout}") from None

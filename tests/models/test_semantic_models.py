@@ -78,7 +78,10 @@ def test_vainf_checkpoint_loads_at_the_stride_its_name_says(tmp_path, stride):
     src = build_model("deeplab_tiny", output_stride=stride).eval()
     # VainF's save_ckpt layout: a dict with model_state plus training state.
     path = tmp_path / f"best_deeplabv3plus_mobilenet_cityscapes_os{stride}.pth"
-    torch.save({"cur_itrs": 30000, "model_state": src.state_dict(), "best_score": 0.72}, path)
+    # best_score is a numpy float in VainF's files: allowed, the load stays weights_only
+    import numpy as np
+
+    torch.save({"cur_itrs": 30000, "model_state": src.state_dict(), "best_score": np.float64(0.72)}, path)
     loaded = load_model("deeplab_tiny", str(path))
     assert loaded.output_stride == stride
     assert _dilations(loaded.model)[0] == _dilations(src)[0]
@@ -187,3 +190,13 @@ def test_torchvision_file_from_the_hub_cache(tmp_path, monkeypatch):
     assert torch.equal(loaded.model.state_dict()["classifier.high_classifier.weight"], src.state_dict()["classifier.high_classifier.weight"])
     with pytest.raises(ModelError, match="publishes no weights"):
         load_model("deeplab_tiny", "torchvision")
+
+
+def test_weights_only_still_refuses_arbitrary_objects(tmp_path):
+    import argparse
+
+    path = tmp_path / "evil.pth"
+    # a pickled class outside the allow-list (an argparse.Namespace here) is refused, not built
+    torch.save({"model_state": build_model("deeplab_tiny").state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(ModelError, match="cannot read it as a torch checkpoint"):
+        load_model("deeplab_tiny", str(path))

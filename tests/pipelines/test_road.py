@@ -158,6 +158,7 @@ def test_flicker_meter_counts_changed_pixels():
 
 
 def test_runner_on_onnxruntime_reads_its_settings_from_the_artifact(tmp_path):
+    pytest.importorskip("torch")  # to export the test artifact; the runner itself is torch-free
     from stream.backends.onnxruntime import OnnxRuntimeBackend
     from tests.export.tiny_model import TINY_META, export_tiny
 
