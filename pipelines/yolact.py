@@ -282,16 +282,6 @@ def _interp_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, n
     return i0, i1, l1
 
 
-def _crop_range(lo: np.ndarray, hi: np.ndarray, size: int, padding: int = 1) -> tuple[int, int]:
-    """Integer [a, b) of proto cells kept by the official ``crop`` (``lo*size - pad <= c < hi*size + pad``)."""
-    s = np.float32(size)
-    a = min(lo * s, hi * s)
-    b = max(lo * s, hi * s)
-    a = max(a - np.float32(padding), np.float32(0))
-    b = min(b + np.float32(padding), s)
-    return int(math.ceil(float(a))), int(math.ceil(float(b)))
-
-
 class YolactPostprocess:
     """Network outputs -> ``Instances`` in the original image's pixels (official ``postprocess``).
 
@@ -331,12 +321,6 @@ class YolactPostprocess:
         nms.update(overrides)
         return cls(meta.class_names, **nms)
 
-    def _axis_taps(self, out_size: int, in_size: int):
-        key = (out_size, in_size)
-        if key not in self._taps:
-            self._taps[key] = _interp_taps(out_size, in_size)
-        return self._taps[key]
-
     def __call__(self, outputs: dict[str, np.ndarray], info: YolactFrameInfo) -> Instances:
         """Args:
             outputs: the backend's outputs (see the module docstring), batch of one.
@@ -375,38 +359,55 @@ class YolactPostprocess:
                          masks=masks, class_names=self.class_names)
 
     def _masks(self, det: Detections, protos: np.ndarray, h: int, w: int) -> np.ndarray:
-        hp, wp, _ = protos.shape
+        hp, wp, k = protos.shape
         n = len(det.scores)
         out = np.zeros((n, h, w), dtype=bool)
-        y0, y1, ly = self._axis_taps(h, hp)
-        x0, x1, lx = self._axis_taps(w, wp)
+        if n == 0:
+            return out
+        coeffs = np.ascontiguousarray(det.coeffs, dtype=np.float32).reshape(n, k, 1)
+        wy, y0, y1 = self._axis_matrix(h, hp)
+        wx, x0, x1 = self._axis_matrix(w, wp)
+        xa, xb = _crop_ranges(det.boxes[:, 0], det.boxes[:, 2], wp)
+        ya, yb = _crop_ranges(det.boxes[:, 1], det.boxes[:, 3], hp)
+        # Output pixels whose taps reach the kept cells; every other pixel is exactly 0.
+        ra, rb = np.searchsorted(y1, ya, side="left"), np.searchsorted(y0, yb, side="left")
+        ca, cb = np.searchsorted(x1, xa, side="left"), np.searchsorted(x0, xb, side="left")
         for i in range(n):
-            xa, xb = _crop_range(det.boxes[i, 0], det.boxes[i, 2], wp)
-            ya, yb = _crop_range(det.boxes[i, 1], det.boxes[i, 3], hp)
-            if xa >= xb or ya >= yb:
+            if xa[i] >= xb[i] or ya[i] >= yb[i] or ra[i] >= rb[i] or ca[i] >= cb[i]:
                 continue
-            # Output pixels whose taps reach the kept cells; every other pixel is exactly 0.
-            ra = int(np.searchsorted(y1, ya, side="left"))
-            rb = int(np.searchsorted(y0, yb, side="left"))
-            ca = int(np.searchsorted(x1, xa, side="left"))
-            cb = int(np.searchsorted(x0, xb, side="left"))
-            if ra >= rb or ca >= cb:
-                continue
-            # Prototype cells that these pixels read, with the cells outside the crop zeroed.
-            pa, pb = int(y0[ra]), int(y1[rb - 1]) + 1
-            qa, qb = int(x0[ca]), int(x1[cb - 1]) + 1
-            logits = protos[pa:pb, qa:qb] @ det.coeffs[i]
-            cell = 1.0 / (1.0 + np.exp(-logits, dtype=np.float32))
-            keep_r = (np.arange(pa, pb) >= ya) & (np.arange(pa, pb) < yb)
-            keep_c = (np.arange(qa, qb) >= xa) & (np.arange(qa, qb) < xb)
-            cell = cell * (keep_r[:, None] & keep_c[None, :])
-            # Separable bilinear interpolation of the small cell block to the pixel block.
-            ry0, ry1, wy = y0[ra:rb] - pa, y1[ra:rb] - pa, ly[ra:rb, None]
-            rows = cell[ry0] * (1 - wy) + cell[ry1] * wy
-            cx0, cx1, wx = x0[ca:cb] - qa, x1[ca:cb] - qa, lx[ca:cb]
-            block = rows[:, cx0] * (1 - wx) + rows[:, cx1] * wx
-            out[i, ra:rb, ca:cb] = block > 0.5
+            region = protos[ya[i]:yb[i], xa[i]:xb[i]]
+            flat = np.ascontiguousarray(region).reshape(-1, k)
+            logits = cv2.gemm(flat, coeffs[i], 1.0, None, 0.0).reshape(region.shape[:2])
+            cells = 1.0 / (1.0 + np.exp(-logits))
+            # Bilinear upsampling as two small matrix products; cells outside the crop are zero,
+            # so their taps are simply left out. OpenCV's gemm: numpy's threaded BLAS spends more
+            # time waking threads than multiplying matrices this small.
+            tmp = cv2.gemm(wy[ra[i]:rb[i], ya[i]:yb[i]], cells, 1.0, None, 0.0)
+            block = cv2.gemm(tmp, wx[ca[i]:cb[i], xa[i]:xb[i]], 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+            out[i, ra[i]:rb[i], ca[i]:cb[i]] = block > 0.5
         return out
+
+    def _axis_matrix(self, out_size: int, in_size: int):
+        """(out, in) float32 interpolation matrix of torch's bilinear resize, with its tap indices."""
+        key = (out_size, in_size)
+        if key not in self._taps:
+            i0, i1, l1 = _interp_taps(out_size, in_size)
+            m = np.zeros((out_size, in_size), np.float32)
+            rows = np.arange(out_size)
+            np.add.at(m, (rows, i0), 1 - l1)
+            np.add.at(m, (rows, i1), l1)
+            self._taps[key] = (m, i0, i1)
+        return self._taps[key]
+
+
+def _crop_ranges(lo: np.ndarray, hi: np.ndarray, size: int, padding: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Integer [a, b) of cells kept by the official ``crop``: ``lo*size - pad <= c < hi*size + pad``,
+    computed in float32 as torch does."""
+    s = np.float32(size)
+    a, b = np.minimum(lo * s, hi * s), np.maximum(lo * s, hi * s)
+    a = np.maximum(a - np.float32(padding), np.float32(0))
+    b = np.minimum(b + np.float32(padding), s)
+    return np.ceil(a).astype(np.int64), np.ceil(b).astype(np.int64)
 
 
 class YolactRunner:
