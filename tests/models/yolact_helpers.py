@@ -4,9 +4,11 @@ test session."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -107,15 +109,20 @@ def trained_tiny():
     from models.yolact.model import Yolact
     from models.yolact.train import train_yolact
 
-    torch.set_num_threads(TRAIN_THREADS)
     folder = tempfile.mkdtemp(prefix="yolact_shapes_")
+    atexit.register(shutil.rmtree, folder, True)
     ann, imgs = write_shapes_dataset(folder, 8, seed=1)
     data = CocoInstances(ann, imgs)
     cfg = get_config("yolact_tiny").with_classes(data.class_names)
     torch.manual_seed(0)
     net = Yolact(cfg)
-    report = train_yolact(net, data, iters=TRAIN_ITERS, batch_size=4, lr=TRAIN_LR, seed=0, augment=False, optimizer="adam",
-                          progress=False, warmup_iters=20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)  # one thread: steadier than two on a shared 2-core machine
+    try:
+        report = train_yolact(net, data, iters=TRAIN_ITERS, batch_size=4, lr=TRAIN_LR, seed=0, augment=False,
+                              optimizer="adam", progress=False, warmup_iters=20)
+    finally:
+        torch.set_num_threads(threads)
     return net, cfg, report, ann, imgs
 
 
