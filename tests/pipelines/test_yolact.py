@@ -172,3 +172,63 @@ def test_runtime_module_loads_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def constant_artifact(path, outputs: dict, meta_json: str):
+    """A torch-free ONNX file whose outputs are fixed tensors (the image input only feeds a Shape)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Shape", ["image"], ["image_shape"])]
+    outs = [helper.make_tensor_value_info("image_shape", TensorProto.INT64, [4])]
+    for name, arr in outputs.items():
+        nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr, name + "_value")))
+        outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(arr.shape)))
+    graph = helper.make_graph(nodes, "constant_yolact",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])], outs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "segstream", meta_json
+    onnx.save(model, path)
+    return path
+
+
+def test_runner_reads_its_settings_from_the_artifact(tmp_path):
+    from pipelines.yolact import YolactRunner
+    from stream.backends import ArtifactMetadata, OnnxRuntimeBackend
+
+    rng = np.random.default_rng(7)
+    boxes, scores, coeffs = random_outputs(rng, 80, 2, k=4)
+    protos = np.maximum(rng.normal(0, 2, (1, 16, 16, 4)), 0).astype(np.float32)
+    outs = {"boxes": boxes[None], "scores": scores[None], "coeffs": coeffs[None], "protos": protos}
+    meta = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a", "b"), input_size_hw=(64, 64),
+                            mean=(0, 0, 0), std=(1, 1, 1), extra={"nms": {"top_k": 5, "max_detections": 3}})
+    path = constant_artifact(str(tmp_path / "c.onnx"), outs, meta.to_json())
+    runner = YolactRunner(OnnxRuntimeBackend(path))
+    frame = np.zeros((48, 80, 3), np.uint8)
+    inst = runner(frame)
+    expected = YolactPostprocess(("a", "b"), top_k=5, max_detections=3)(outs, YolactFrameInfo((48, 80), (64, 64)))
+    assert len(inst) == 3 and inst.class_names == ("a", "b") and inst.masks.shape == (3, 48, 80)
+    np.testing.assert_array_equal(inst.scores, expected.scores)
+    np.testing.assert_array_equal(inst.masks, expected.masks)
+    fewer = YolactRunner(OnnxRuntimeBackend(path), score_threshold=float(inst.scores[1]))(frame)
+    assert len(fewer) == 1
+
+
+def test_runner_refuses_other_artifacts(tmp_path):
+    from pipelines.yolact import YolactRunner
+    from stream.backends import ArtifactMetadata, OnnxRuntimeBackend
+    from stream.errors import ModelError
+
+    one = {"boxes": np.zeros((1, 1, 4), np.float32)}
+    sem = ArtifactMetadata(model="deeplab_tiny", task="semantic", class_names=("road",), input_size_hw=(64, 64),
+                           mean=(0, 0, 0), std=(1, 1, 1))
+    path = constant_artifact(str(tmp_path / "s.onnx"), one, sem.to_json())
+    with pytest.raises(ModelError, match="expected a YOLACT instance artifact, found model 'deeplab_tiny'"):
+        YolactRunner(OnnxRuntimeBackend(path))
+    inst = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a",), input_size_hw=(64, 64),
+                            mean=(0, 0, 0), std=(1, 1, 1))
+    path = constant_artifact(str(tmp_path / "i.onnx"), one, inst.to_json())
+    with pytest.raises(ModelError, match="expected inputs"):
+        YolactRunner(OnnxRuntimeBackend(path))
