@@ -71,3 +71,20 @@ def test_trained_model_numpy_equals_torch_reference():
     ref = instances_from_outputs(out, info.size_hw, cfg.class_names)
     assert_same_instances(ours, ref)
     assert ours.scores[0] > 0.5 and ours.class_names == cfg.class_names
+
+
+@pytest.mark.parametrize("size_hw", [(720, 1280), (333, 517), (100, 90)])
+def test_preprocess_matches_the_official_torch_transform(size_hw):
+    """FastBaseTransform: float BGR -> F.interpolate bilinear (no antialias) -> BGR mean/std -> RGB."""
+    import torch.nn.functional as F
+
+    from pipelines.yolact import YolactPreprocess
+
+    img = np.random.default_rng(0).integers(0, 256, (*size_hw, 3), dtype=np.uint8)
+    ours = YolactPreprocess()(img)[0]["image"]
+    t = F.interpolate(torch.from_numpy(img).float()[None].permute(0, 3, 1, 2), (550, 550), mode="bilinear",
+                      align_corners=False)
+    t = (t - torch.tensor([103.94, 116.78, 123.68]).view(1, 3, 1, 1)) / torch.tensor([57.38, 57.12, 58.40]).view(1, 3, 1, 1)
+    t = t[:, (2, 1, 0)]
+    # OpenCV's float resize differs from torch's by a few hundredths of a grey level at most.
+    np.testing.assert_allclose(ours, t.numpy(), atol=1e-3, rtol=0)
