@@ -101,3 +101,40 @@ def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
     torch.save({"state_dict": net.state_dict(), "segstream": meta}, tmp)
     os.replace(tmp, path)
     return path
+
+
+_TV_LAYER = re.compile(r"^layer(\d)\.")
+
+
+def backbone_keys_from(state: dict, kind: str) -> dict:
+    """Maps an ImageNet backbone file to ``backbone.*`` keys, as the official ``init_backbone``:
+    torchvision ResNets (``resnet50-19c8e357.pth``, ``resnet101_reducedfc.pth``) have ``layerN`` ->
+    ``layers.N-1`` and their ``fc`` dropped; ``darknet53.pth`` and torchvision MobileNetV3
+    (``features.*``, classifier dropped) keep their names."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith(("fc.", "classifier.")):
+            continue
+        if kind.startswith("resnet"):
+            k = _TV_LAYER.sub(lambda m: f"layers.{int(m.group(1)) - 1}.", k)
+        out["backbone." + k] = v
+    return out
+
+
+def load_backbone(net: Yolact, path: str) -> int:
+    """Loads ImageNet backbone weights into ``net.backbone``; returns the number of tensors loaded.
+
+    Raises:
+        ModelError: unreadable file, or a backbone tensor missing or of another shape.
+    """
+    state = backbone_keys_from(_read(path), net.cfg.backbone)
+    own = {k: v for k, v in net.state_dict().items() if k.startswith("backbone.")}
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    unexpected = [k for k in state if k not in own]
+    if missing or wrong or unexpected:
+        raise ModelError(f"{path}: not a {net.cfg.backbone} backbone for {net.cfg.name!r}: {len(missing)} missing "
+                         f"(e.g. {', '.join(missing[:2])}), {len(wrong)} with other shapes (e.g. {', '.join(wrong[:2])}), "
+                         f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])}); give the backbone's ImageNet file")
+    net.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
+    return len([k for k in own if k in state])

@@ -139,14 +139,18 @@ def evaluate(args) -> int:
 
 
 def _load_for_finetune(net, path: str) -> list[str]:
-    """Loads every tensor of a checkpoint whose name and shape fit; returns the names left as initialised."""
-    import torch
+    """Loads every tensor of a checkpoint (or an ImageNet backbone file) whose name and shape fit;
+    returns the names left as initialised."""
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and isinstance(obj.get("segstream"), dict):
+    from models.yolact.checkpoint import _read, load_backbone
+
+    obj = _read(path)
+    if isinstance(obj.get("segstream"), dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ModelError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    if not any(k.startswith(("backbone.", "fpn.", "prediction_layers.")) for k in obj):
+        # An ImageNet backbone file (the official starting point): everything else stays initialised.
+        load_backbone(net, path)
+        return [k for k in net.state_dict() if not k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
     own = net.state_dict()
     fit = {k: v for k, v in obj.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if len(fit) < len(own) // 2:

@@ -161,3 +161,23 @@ def test_trained_checkpoint_round_trip_keeps_class_names(tmp_path):
     assert back_cfg.class_names == ("a", "b") and back_cfg.name == "yolact_tiny"
     for k, v in net.state_dict().items():
         assert torch.equal(back.state_dict()[k], v)
+
+
+def test_imagenet_backbone_files_map_to_the_official_layout(tmp_path):
+    import torchvision
+
+    from models.yolact.checkpoint import backbone_keys_from, load_backbone
+
+    tv = torchvision.models.resnet50(weights=None).state_dict()
+    mapped = backbone_keys_from(tv, "resnet50")
+    own = {k: tuple(v.shape) for k, v in Yolact(get_config("yolact_resnet50")).state_dict().items()
+           if k.startswith("backbone.")}
+    assert {k: tuple(v.shape) for k, v in mapped.items()} == own  # layerN -> layers.N-1, fc dropped
+    mnv3 = torchvision.models.mobilenet_v3_large(weights=None)
+    path = tmp_path / "mobilenet_v3_large.pth"
+    torch.save(mnv3.state_dict(), path)
+    net = Yolact(get_config("yolact_mobilenetv3"))
+    assert load_backbone(net, str(path)) == len(mnv3.features.state_dict())
+    assert torch.equal(net.backbone.features[3].block[0][0].weight, mnv3.features[3].block[0][0].weight)
+    with pytest.raises(ModelError, match="not a resnet50 backbone"):
+        load_backbone(Yolact(get_config("yolact_resnet50")), str(path))
