@@ -388,10 +388,15 @@ class SemanticSettings:
             raise ModelError(f"{metadata.model}: a {metadata.task!r} artifact where a 'semantic' one is needed")
         extra = metadata.extra or {}
         policy = SizePolicy.from_dict(extra.get("size_policy"))
+        fixed = None if metadata.input_size_hw is None else tuple(int(v) for v in metadata.input_size_hw)
         if input_size_hw:
-            policy = SizePolicy(kind="fixed", size_hw=(int(input_size_hw[0]), int(input_size_hw[1])))
-        elif metadata.input_size_hw is not None:
-            policy = SizePolicy(kind="fixed", size_hw=tuple(metadata.input_size_hw))
+            wanted = (int(input_size_hw[0]), int(input_size_hw[1]))
+            if fixed is not None and wanted != fixed:
+                raise ConfigError(f"{metadata.model}: the artifact takes {fixed[0]}x{fixed[1]} only, input size "
+                                  f"{wanted[0]}x{wanted[1]} asked for; drop the input size or export with --dynamic")
+            policy = SizePolicy(kind="fixed", size_hw=wanted)
+        elif fixed is not None:
+            policy = SizePolicy(kind="fixed", size_hw=fixed)
         names = tuple(metadata.class_names)
         palette = np.asarray(metadata.palette_bgr, np.uint8).reshape(-1, 3) if metadata.palette_bgr else default_palette_bgr(len(names))
         if len(palette) != len(names):

@@ -186,3 +186,14 @@ def test_settings_refuse_an_instances_artifact():
                             mean=(0, 0, 0), std=(1, 1, 1))
     with pytest.raises(ModelError, match="'instances' artifact where a 'semantic' one is needed"):
         SemanticSettings.from_metadata(meta)
+
+
+def test_settings_follow_a_fixed_size_artifact_and_refuse_another_size():
+    from stream.backends.base import ArtifactMetadata
+
+    meta = ArtifactMetadata(model="m", task="semantic", class_names=("road", "sky"), input_size_hw=(64, 96),
+                            mean=(0, 0, 0), std=(1, 1, 1), extra={"size_policy": {"kind": "native"}})
+    assert SemanticSettings.from_metadata(meta).size_policy == SizePolicy("fixed", size_hw=(64, 96))
+    assert SemanticSettings.from_metadata(meta).palette_bgr.shape == (2, 3)
+    with pytest.raises(ConfigError, match="takes 64x96 only, input size 128x192 asked for"):
+        SemanticSettings.from_metadata(meta, input_size_hw=[128, 192])
