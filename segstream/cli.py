@@ -78,6 +78,9 @@ def _add_train(sub) -> None:
     p.add_argument("--input-size", help="HxW training input size")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                   help="instances: sgd (the published recipe) or adam (tiny models from scratch)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every N iterations")
     p.add_argument("--out", required=True, help="checkpoint path to write")
 
 

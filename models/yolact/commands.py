@@ -189,7 +189,10 @@ def train(args) -> int:
         if fresh:
             print(f"fine-tuning from {args.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
     iters = args.iters or args.epochs * math.ceil(len(data) / args.batch_size)
-    report = train_yolact(net, data, iters=iters, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    report = train_yolact(net, data, iters=iters, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          optimizer=getattr(args, "optimizer", "sgd"),
+                          checkpoint_path=args.out if getattr(args, "checkpoint_every", 0) else None,
+                          checkpoint_every=getattr(args, "checkpoint_every", 0))
     extra = {"iterations": iters}
     if cfg.max_size != get_config(args.model).max_size:
         extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
