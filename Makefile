@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench models export-models eval-models clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,38 @@ test-fast: install
 
 demo: install
 	$(PY) -m segstream demo --out $(OUT)/demo
+
+# The embedded models in weights/ (already in the repository; this rebuilds them from scratch
+# on the CPU: generated scenes, training, export). See README "Embedded models".
+DATA ?= data
+models: install
+	$(PY) -m segstream generate --out $(DATA)/semantic_train --kind images --count 160 --width 384 --height 216 --seed 7
+	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplab_tiny --images $(DATA)/semantic_train/images \
+		--labels $(DATA)/semantic_train/labels --input-size 192x320 --iters 480 --batch-size 8 --lr 0.05 \
+		--seed 0 --out weights/deeplab_tiny_synthetic.pth
+	$(PY) -m segstream generate --out $(DATA)/synth_train --kind images --count 800 --width 640 --height 360 --seed 1
+	$(PY) -m segstream train --model yolact_tiny --annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
+		--input-size 320 --iters 700 --batch-size 6 --optimizer adam --lr 0.001 --seed 0 \
+		--out weights/yolact_tiny_synthetic.pth
+	$(MAKE) export-models
+
+export-models: install
+	$(PY) -m segstream export --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth --dynamic \
+		--input-size 216x384 --out weights/deeplab_tiny_synthetic.onnx
+	$(PY) -m segstream export --model yolact_tiny --weights weights/yolact_tiny_synthetic.pth \
+		--out weights/yolact_tiny_synthetic.onnx
+
+# Accuracy of the embedded models on held-out generated scenes, through torch and ONNX Runtime.
+eval-models: install
+	$(PY) -m segstream generate --out $(DATA)/synth_val --kind images --count 100 --width 640 --height 360 --seed 2
+	$(PY) -m segstream eval --model yolact_tiny --weights weights/yolact_tiny_synthetic.pth \
+		--annotations $(DATA)/synth_val/instances.json --images $(DATA)/synth_val --json $(OUT)/eval_yolact_torch.json
+	$(PY) -m segstream eval --model yolact_tiny --weights weights/yolact_tiny_synthetic.onnx --backend onnxruntime \
+		--annotations $(DATA)/synth_val/instances.json --images $(DATA)/synth_val --json $(OUT)/eval_yolact_onnx.json
+	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth \
+		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_torch.json
+	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.onnx --backend onnxruntime \
+		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_onnx.json
 
 bench: install
 	$(PY) -m segstream bench pipeline --json $(OUT)/bench_pipeline.json
