@@ -97,10 +97,15 @@ def main(argv=None) -> int:
     p.add_argument("--json", dest="json_out")
     p.add_argument("--skip-crf", action="store_true")
     args = p.parse_args(argv)
+    # Shared machines: the load average says how far the figures are from an idle machine's.
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        doc = {"threads": args.threads, "iters": args.iters, "models": bench_models(args.threads, args.iters, tmp)}
+        doc = {"threads": args.threads, "iters": args.iters, "load_before": os.getloadavg()[0],
+               "models": bench_models(args.threads, args.iters, tmp)}
     if not args.skip_crf:
         doc["crf"] = bench_crf(args.iters)
+    doc["load_after"] = os.getloadavg()[0]
+    print(f"load average after: {doc['load_after']:.2f}", flush=True)
     if args.json_out:
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         with open(args.json_out, "w", encoding="utf-8") as f:
