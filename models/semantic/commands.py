@@ -120,6 +120,7 @@ def train(args) -> int:
         layout=getattr(args, "layout", None) or "plain", weights=args.weights, num_classes=args.num_classes,
         input_size_hw=parse_hw(args.input_size) or (512, 1024), iters=args.iters, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr or 0.01, seed=args.seed,
+        save_every=int(getattr(args, "checkpoint_every", 0) or 0),
     )
     report = run_training(cfg)
     print(f"trained {report.iters} iterations in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
