@@ -71,6 +71,7 @@ def _add_train(sub) -> None:
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
+    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid"], default="plain", help="semantic: label layout")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--iters", type=int, help="stop after this many iterations")
     p.add_argument("--batch-size", type=int, default=4)
@@ -79,7 +80,7 @@ def _add_train(sub) -> None:
     p.add_argument("--num-classes", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
-                   help="instances: sgd (the published recipe) or adam (tiny models from scratch)")
+                   help="instances: sgd (the published recipe) or adam (tiny models from scratch); semantic: sgd")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every N iterations")
     p.add_argument("--out", required=True, help="checkpoint path to write")
 

@@ -115,6 +115,8 @@ def train(args) -> int:
 
     if not args.images or not args.labels:
         raise ConfigError("semantic training needs --images and --labels folders")
+    if getattr(args, "optimizer", "sgd") != "sgd":
+        raise ConfigError("semantic training uses SGD with the poly schedule; drop --optimizer")
     cfg = TrainConfig(
         model=args.model, images=args.images, labels=args.labels, out=args.out,
         layout=getattr(args, "layout", None) or "plain", weights=args.weights, num_classes=args.num_classes,
