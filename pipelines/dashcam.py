@@ -36,7 +36,14 @@ def instance_stages(config: AppConfig) -> list[Stage]:
     c = config.instances
     runner = YolactRunner(_backend(c.artifact, "instances", config), score_threshold=c.score_threshold,
                           max_detections=c.top_k)
-    return model_branch("instances", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
+    post = runner.postprocess
+
+    def postprocess(outputs, info):
+        inst = post(outputs, info)
+        inst.mask_format = c.mask_format
+        return inst
+
+    return model_branch("instances", runner.backend, runner.preprocess, postprocess, infer_workers=c.workers)
 
 
 class SemanticPostStage(PostprocessStage):

@@ -40,8 +40,11 @@ class Instances:
     masks: np.ndarray | None = None
     track_ids: np.ndarray | None = None
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    mask_format: str = "rle"
 
     def __post_init__(self) -> None:
+        if self.mask_format not in ("rle", "polygon", "none"):
+            raise ValueError(f"Instances.mask_format: expected rle, polygon or none, got {self.mask_format!r}")
         n = len(self.boxes_xyxy) if isinstance(self.boxes_xyxy, np.ndarray) else None
         _check("Instances.boxes_xyxy", self.boxes_xyxy, (None, 4), "f")
         _check("Instances.scores", self.scores, (n,), "f")
@@ -63,6 +66,7 @@ class Instances:
             masks=None if self.masks is None else self.masks[index],
             track_ids=None if self.track_ids is None else self.track_ids[index],
             class_names=self.class_names,
+            mask_format=self.mask_format,
         )
 
     @classmethod
@@ -79,14 +83,16 @@ class Instances:
     def label_names(self) -> list[str]:
         return [self.class_names[i] if 0 <= i < len(self.class_names) else str(int(i)) for i in self.labels]
 
-    def to_json_dict(self, mask_format: str = "rle") -> list[dict]:
+    def to_json_dict(self, mask_format: str | None = None) -> list[dict]:
         """One dict per instance for JSON Lines and AR clients.
 
         Args:
-            mask_format: "rle" (COCO compressed RLE), "polygon" ([[x, y], ...] outlines) or "none".
+            mask_format: "rle" (COCO compressed RLE), "polygon" ([[x, y], ...] outlines) or "none";
+                None uses ``self.mask_format`` (set from ``instances.mask_format`` in the config).
         """
         from pipelines.masks import mask_polygons, rle_encode
 
+        mask_format = mask_format or self.mask_format
         names = self.label_names()
         out = []
         for i in range(len(self)):

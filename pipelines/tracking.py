@@ -148,7 +148,7 @@ class InstanceTracker:
             self._next_id += 1
             self.tracks.append(t)
             ids[i] = t.track_id
-        return Instances(inst.boxes_xyxy, inst.scores, inst.labels, inst.masks, ids, inst.class_names)
+        return Instances(inst.boxes_xyxy, inst.scores, inst.labels, inst.masks, ids, inst.class_names, inst.mask_format)
 
 
 class TrackStage(Stage):

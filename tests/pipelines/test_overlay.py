@@ -57,3 +57,14 @@ def test_results_serialise_to_json_with_rle_and_drivable_polygons():
     assert sem["drivable_share"] == round(20 / 60, 5)
     assert len(sem["drivable_polygons"]) == 1
     assert sem["class_shares"] == {"c0": round(20 / 60, 5), "c10": round(40 / 60, 5)}
+
+
+def test_mask_format_polygon_and_none():
+    f = _frame()
+    inst = f.results["instances"]
+    inst.mask_format = "polygon"
+    rec = frame_record(f)["results"]["instances"]
+    assert "mask_polygons" in rec[0] and "mask_rle" not in rec[0]
+    inst.mask_format = "none"
+    rec = frame_record(f)["results"]["instances"]
+    assert "mask_polygons" not in rec[0] and "mask_rle" not in rec[0]
