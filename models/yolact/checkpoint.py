@@ -69,6 +69,12 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a dict of tensors, found other values; it is not a YOLACT checkpoint")
     cfg = cfg.with_classes(_class_names_from(meta, state, cfg))
+    if meta is not None and "max_size" in meta:
+        # Trained at another input size (train --input-size): its anchors follow that size.
+        from dataclasses import replace
+
+        cfg = replace(cfg, max_size=int(meta["max_size"]),
+                      pred_scales=tuple(int(v) for v in meta.get("pred_scales", cfg.pred_scales)))
     state = {k: v for k, v in state.items()
              if not _LEGACY_BACKBONE.match(k)
              and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}
@@ -95,7 +101,8 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
 def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
     """Writes a checkpoint ``load_yolact`` reads back (state dict + class names, no code)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    meta = {"model": net.cfg.name, "class_names": list(net.cfg.class_names)}
+    meta = {"model": net.cfg.name, "class_names": list(net.cfg.class_names),
+            "max_size": int(net.cfg.max_size), "pred_scales": [int(v) for v in net.cfg.pred_scales]}
     meta.update(extra or {})
     tmp = path + ".tmp"
     torch.save({"state_dict": net.state_dict(), "segstream": meta}, tmp)
