@@ -44,6 +44,10 @@ models: install
 	$(PY) -m segstream generate --out $(DATA)/synth_train --kind images --count 800 --width 640 --height 360 --seed 1
 	$(PY) -m segstream train --model yolact_tiny --annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
 		--input-size 320 --iters 700 --batch-size 6 --optimizer adam --lr 0.001 --seed 0 \
+		--out $(DATA)/yolact_tiny_stage1.pth
+	$(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage1.pth \
+		--annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
+		--input-size 320 --iters 800 --batch-size 6 --optimizer adam --lr 0.001 --seed 1 \
 		--out weights/yolact_tiny_synthetic.pth
 	$(MAKE) export-models
 
