@@ -44,15 +44,20 @@ class OverlayStyle:
 
 
 def _blend_region(out: np.ndarray, mask: np.ndarray, colour, alpha: float) -> None:
-    """out[mask] = out * (1 - alpha) + colour * alpha, in place, restricted to the mask's box."""
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if len(ys) == 0:
+    """out[mask] = out * (1 - alpha) + colour * alpha, in place, restricted to the mask's box.
+
+    Blends the whole box with OpenCV's saturating uint8 arithmetic and copies back only the
+    masked pixels: an order of magnitude cheaper than float boolean indexing at 720p.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
         return
-    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     roi = out[y0:y1, x0:x1]
-    m = mask[y0:y1, x0:x1]
-    blended = (roi[m].astype(np.float32) * (1 - alpha) + np.asarray(colour, np.float32) * alpha)
-    roi[m] = blended.astype(np.uint8)
+    tint = np.empty_like(roi)
+    tint[:] = np.asarray(colour, np.uint8)
+    blended = cv2.addWeighted(roi, 1.0 - alpha, tint, alpha, 0.0)
+    np.copyto(roi, blended, where=mask[y0:y1, x0:x1, None])
 
 
 def draw_semantic(out: np.ndarray, sem: SemanticMap, style: OverlayStyle) -> None:

@@ -463,8 +463,13 @@ class SemanticPostprocessor:
         if self._hyst is not None:
             labels = self._hyst.update(labels)
         class_ids = resize_labels(labels, info.frame_hw)
-        self.flicker.update(class_ids)
-        mask = drivable_mask(class_ids, self._drivable_ids) if s.drivable and self._drivable_ids else None
+        # Flicker and free space at model resolution, then resized like the labels: the same
+        # answer at a fraction of the cost of full-frame connected components.
+        self.flicker.update(labels)
+        mask = None
+        if s.drivable and self._drivable_ids:
+            small = drivable_mask(labels, self._drivable_ids).astype(np.uint8)
+            mask = resize_labels(small, info.frame_hw).astype(bool)
         return SemanticMap(class_ids=class_ids, class_names=s.class_names, palette_bgr=s.palette_bgr,
                            probabilities=probs if s.keep_probabilities else None, drivable_mask=mask)
 
