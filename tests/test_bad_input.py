@@ -164,3 +164,68 @@ def test_bad_model_artifacts(tmp_path, make, extra, code, message):
     assert out.returncode == code, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr and took < 60
+
+
+def _pickled_object(path):
+    torch = pytest.importorskip("torch")
+
+    import argparse
+
+    # An arbitrary object: weights_only=True must refuse to unpickle it.
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(cmd="rm -rf /")}, str(path))
+    return str(path)
+
+
+def _other_model_checkpoint(path):
+    torch = pytest.importorskip("torch")
+    from models.semantic.zoo import load_model, save_checkpoint
+
+    save_checkpoint(str(path), load_model("deeplab_tiny", None))
+    return str(path)
+
+
+def _truncated(path):
+    data = open(os.path.join(ROOT, "weights", "yolact_tiny_synthetic.pth"), "rb").read()
+    path.write_bytes(data[: len(data) // 3])
+    return str(path)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: _other_model_checkpoint(d / "deeplab.pth"), "it is not a YOLACT checkpoint"),
+    (lambda d: _truncated(d / "cut.pth"), "the file is damaged or truncated"),
+    (lambda d: (d / "notes.pth").write_text("hello") and str(d / "notes.pth"), "notes.pth"),
+    (lambda d: _pickled_object(d / "evil.pth"), "evil.pth"),
+    (lambda d: str(d / "missing.pth"), "missing.pth"),
+])
+def test_bad_checkpoints_through_predict(tmp_path, make, message):
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.full((64, 96, 3), 120, np.uint8))
+    weights = make(tmp_path)
+    out, took = _run("predict", "--model", "yolact_tiny", "--weights", weights, "--json", str(tmp_path / "o.json"),
+                     str(image))
+    assert out.returncode in (1, 2), out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("segstream: error:")]
+    assert len(errors) == 1 and message in errors[0], out.stderr
+    assert "Traceback" not in out.stderr and took < 60
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_runtime_never_builds_a_shell():
+    """Pipelines and sources never start a shell: GStreamer text goes to Gst.parse_launch only."""
+    import ast
+
+    offenders = []
+    for room in ("stream", "pipelines"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, room)):
+            for f in files:
+                if not f.endswith(".py"):
+                    continue
+                path = os.path.join(dirpath, f)
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Call):
+                        name = ast.unparse(node.func)
+                        if name in ("os.system", "os.popen", "subprocess.run", "subprocess.Popen", "subprocess.call",
+                                    "subprocess.check_output", "subprocess.check_call", "eval", "exec"):
+                            offenders.append(f"{path}:{node.lineno} {name}")
+    assert not offenders, offenders
