@@ -32,7 +32,8 @@ class Accuracy:
     Attributes:
         mask_ap50: per class name, COCO mask AP at IoU 0.5 (pycocotools).
         mask_ap: per class name, COCO mask AP at IoU 0.5:0.95.
-        miou: mean IoU over the classes present in the ground truth.
+        miou: mean IoU over the classes present in the ground truth or the prediction
+            (the same definition as ``segstream eval``).
         class_iou: IoU per class name.
         pixel_accuracy: fraction of non-ignored pixels labelled right.
         id_switches: tracker identity switches against the ground-truth object ids.
@@ -66,8 +67,9 @@ class GroundTruthSink(Sink):
         self.gt_by_image: dict[int, list[dict]] = {}
         for ann in self.coco_gt["annotations"]:
             self.gt_by_image.setdefault(ann["image_id"], []).append(ann)
-        self.num_classes = num_classes
-        self.confusion = np.zeros((num_classes, num_classes), np.int64)
+        from models.semantic.metrics import ConfusionMatrix
+
+        self.confusion = ConfusionMatrix(num_classes)
         self.detections: list[dict] = []
         self._lock = threading.Lock()
         from pipelines.tracking import IdSwitchCounter
@@ -100,23 +102,16 @@ class GroundTruthSink(Sink):
         if isinstance(sem, SemanticMap):
             gt = cv2.imread(os.path.join(self.clip_dir, "labels", f"{frame.seq:06d}.png"), cv2.IMREAD_UNCHANGED)
             if gt is not None and gt.shape == sem.class_ids.shape:
-                valid = gt < self.num_classes
-                idx = gt[valid].astype(np.int64) * self.num_classes + np.minimum(sem.class_ids[valid], self.num_classes - 1)
-                self.confusion += np.bincount(idx, minlength=self.num_classes ** 2).reshape(self.num_classes, -1)
+                self.confusion.update(sem.class_ids, gt)
 
     def accuracy(self, class_names: tuple[str, ...]) -> Accuracy:
         ap50, ap = self._coco_ap()
-        inter = np.diag(self.confusion).astype(np.float64)
-        union = self.confusion.sum(0) + self.confusion.sum(1) - inter
-        present = self.confusion.sum(1) > 0
-        iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-        class_iou = {class_names[i]: round(float(iou[i]), 4) for i in np.nonzero(present)[0]}
-        total = self.confusion.sum()
+        sem = self.confusion.summary(class_names)
         return Accuracy(
             mask_ap50=ap50, mask_ap=ap,
-            miou=round(float(iou[present].mean()) if present.any() else 0.0, 4),
-            class_iou=class_iou,
-            pixel_accuracy=round(float(inter.sum() / total) if total else 0.0, 4),
+            miou=round(sem["miou"], 4) if sem["pixels"] else 0.0,
+            class_iou={k: round(v, 4) for k, v in sem["per_class_iou"].items()},
+            pixel_accuracy=round(sem["pixel_accuracy"], 4) if sem["pixels"] else 0.0,
             id_switches=self.switches.switches, id_matches=self.switches.matches,
         )
 

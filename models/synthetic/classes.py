@@ -3,21 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
-# Cityscapes train ids 0..18, in order; 255 is "ignore".
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)
-IGNORE_ID = 255
+from pipelines.road import CITYSCAPES_CLASSES as _ROAD_CLASSES
+from pipelines.road import CITYSCAPES_PALETTE_BGR as _PALETTE_BGR
+from pipelines.road import IGNORE_INDEX as _IGNORE
+from pipelines.road import colorize as _road_colorize
+
+# Cityscapes train ids 0..18 and their colours: the runtime's tables (pipelines/road.py).
+CITYSCAPES_CLASSES: tuple[str, ...] = _ROAD_CLASSES
+IGNORE_ID = _IGNORE
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 9, 10, 11, 13
 
 # (19, 3) uint8 RGB, the cityscapesScripts colours.
-CITYSCAPES_PALETTE_RGB = np.array(
-    [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-     (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-     (0, 80, 100), (0, 0, 230), (119, 11, 32)], dtype=np.uint8)
+CITYSCAPES_PALETTE_RGB = np.ascontiguousarray(_PALETTE_BGR[:, ::-1])
 
 # COCO categories of the instance task: the one list models import.
 COCO_CATEGORIES: tuple[dict, ...] = (
@@ -39,6 +36,4 @@ def colorize(class_map: np.ndarray) -> np.ndarray:
     """
     if class_map.ndim != 2 or class_map.dtype != np.uint8:
         raise ValueError(f"expected an (H, W) uint8 class map, got {class_map.shape} {class_map.dtype}")
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(CITYSCAPES_PALETTE_RGB)] = CITYSCAPES_PALETTE_RGB[:, ::-1]
-    return lut[class_map]
+    return _road_colorize(class_map, _PALETTE_BGR)
