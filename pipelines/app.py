@@ -280,5 +280,5 @@ def bench_command(args) -> int:
         if args.json_out:
             write_json(args.json_out, doc)
         return 0
-    raise ConfigError(f"bench {args.bench_kind}: not available yet")
+    raise ConfigError(f"bench {args.bench_kind}: handled by export/bench_cli.py (needs the torch extra)")
 
