@@ -48,6 +48,10 @@ models: install
 	$(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage1.pth \
 		--annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
 		--input-size 320 --iters 800 --batch-size 6 --optimizer adam --lr 0.001 --seed 1 \
+		--out $(DATA)/yolact_tiny_stage2.pth
+	$(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage2.pth \
+		--annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
+		--input-size 320 --iters 1000 --batch-size 6 --optimizer adam --lr 0.0005 --seed 2 \
 		--out weights/yolact_tiny_synthetic.pth
 	$(MAKE) export-models
 
