@@ -36,18 +36,6 @@ class BenchSubject:
     export: object
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--input-size must be HxW, e.g. 360x640, got {text!r}") from None
-    if h < 16 or w < 16:
-        raise ConfigError(f"--input-size must be at least 16x16, got {text!r}")
-    return h, w
-
-
 def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None) -> BenchSubject:
     """Builds the torch module and an exporter for a model name of any family."""
     from models.registry import family_of

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from export.bench import bench_compare, bench_model, parse_size, plot_bars
+from export.bench import bench_compare, bench_model, plot_bars
+from stream.config import parse_size_hw
 
 
 def _write_json(path: str, doc) -> None:
@@ -34,7 +35,7 @@ def _plot_samples(doc: dict, path: str) -> None:
 
 
 def bench_command(args) -> int:
-    size = parse_size(getattr(args, "input_size", None))
+    size = parse_size_hw(getattr(args, "input_size", None))
     if args.bench_kind == "model":
         doc = bench_model(model=args.model, weights=args.weights, backend=args.backend, device=args.device,
                           precision=args.precision, input_size_hw=size, iters=args.iters)

@@ -129,3 +129,16 @@ def apply_override(data: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {assignment!r}: {part} is not a section")
     node[parts[-1]] = value
+
+
+def parse_size_hw(text: str | None, what: str = "--input-size") -> tuple[int, int] | None:
+    """"HxW" -> (H, W) pixels; None or "" stays None. Both sides must be >= 16."""
+    if not text:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{what} must look like 512x1024 (height x width), got {text!r}") from None
+    if h < 16 or w < 16:
+        raise ConfigError(f"{what} must be at least 16x16, got {text!r}")
+    return h, w

@@ -14,20 +14,8 @@ import sys
 import cv2
 
 from pipelines.road import SemanticRunner, SizePolicy, render_overlay
+from stream.config import parse_size_hw as parse_hw
 from stream.errors import ConfigError, ModelError
-
-
-def parse_hw(text: str | None, what: str = "--input-size") -> tuple[int, int] | None:
-    """"HxW" -> (H, W); None stays None."""
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"{what} must look like 512x1024 (height x width), got {text!r}") from None
-    if h < 16 or w < 16:
-        raise ConfigError(f"{what} must be at least 16x16, got {text!r}")
-    return h, w
 
 
 def make_runner(args, **overrides) -> SemanticRunner:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
+from models.state_dict import mismatch_summary
 from pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
 from stream.errors import ConfigError, ModelError
 
@@ -292,19 +293,9 @@ def _load_into(model: nn.Module, state: dict, path: str, spec: SemanticSpec, *, 
             raise ModelError(f"{path}: only {len(state)} of {len(own)} tensors fit {spec.name}; expected a {spec.layout}")
         model.load_state_dict(state, strict=False)
         return
-    missing = [k for k in own if k not in state and not (new_aux and k.startswith("aux_classifier."))]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} of other shape (e.g. {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)})")
-        raise ModelError(f"{path}: does not fit {spec.name}: {'; '.join(parts)}; expected a {spec.layout}")
+    mismatch = mismatch_summary(own, state, ignore_missing=lambda k: new_aux and k.startswith("aux_classifier."))
+    if mismatch:
+        raise ModelError(f"{path}: does not fit {spec.name}: {mismatch}; expected a {spec.layout}")
     model.load_state_dict(state, strict=not new_aux)
 
 

@@ -15,6 +15,8 @@ import re
 
 import torch
 
+from models.state_dict import mismatch_summary
+
 from models.yolact.config import CONFIGS, YolactConfig, config_name_from_path, resolve_config
 from models.yolact.model import Yolact
 from stream.errors import ModelError
@@ -80,19 +82,9 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
              and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}
     net = Yolact(cfg)
     expected = net.state_dict()
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            parts.append(f"{len(wrong)} with other shapes (e.g. {', '.join(wrong[:2])})")
-        raise ModelError(f"{path}: does not fit configuration {cfg.name!r}: {'; '.join(parts)}; "
+    mismatch = mismatch_summary(expected, state, ignore_missing=lambda k: k.endswith("num_batches_tracked"))
+    if mismatch:
+        raise ModelError(f"{path}: does not fit configuration {cfg.name!r}: {mismatch}; "
                          "pass the --model the file was trained with")
     net.load_state_dict(state, strict=False)
     return net.eval(), cfg
