@@ -1,8 +1,8 @@
 """Semantic models -> one self-describing ONNX file, and the ONNX-vs-torch parity check.
 
 The graph takes ``image`` (1, 3, H, W) float32 (RGB, ImageNet-normalised) and returns
-``logits`` (1, C, H, W) float32 at the input size; H and W are dynamic unless a fixed size is
-asked for. The metadata carries class names, palette, mean/std, colour order and the size
+``logits`` (1, C, H, W) float32 at the input size and ``labels`` (1, H, W) uint8, their argmax;
+H and W are dynamic unless a fixed size is asked for. The metadata carries class names, palette, mean/std, colour order and the size
 policy, so the runtime (pipelines/road.py) needs nothing else.
 """
 
@@ -42,15 +42,15 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
     """
     import torch
 
-    from models.semantic.zoo import LogitsOnly, artifact_metadata, load_model
+    from models.semantic.zoo import LogitsAndLabels, artifact_metadata, load_model
 
     loaded = load_model(model, weights, num_classes=num_classes, aux=False, output_stride=output_stride)
     meta = artifact_metadata(loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw), size_policy=size_policy)
     meta = replace(meta, versions=export_versions())
-    wrapped = LogitsOnly(loaded.model).eval()
+    wrapped = LogitsAndLabels(loaded.model).eval()
     example = torch.zeros(1, 3, *trace_size_hw)
     return export_onnx(model=wrapped, example_input=example, out_path=out_path, metadata=meta,
-                       input_names=["image"], output_names=["logits"], dynamic_hw=dynamic_hw, opset=opset)
+                       input_names=["image"], output_names=["logits", "labels"], dynamic_hw=dynamic_hw, opset=opset)
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,14 @@ def check_parity(onnx_path: str, module, sizes=PARITY_SIZES, seed: int = 0, thre
     try:
         for h, w in sizes:
             x = rng.normal(size=(1, 3, h, w)).astype(np.float32)
-            got = backend.run({"image": x})["logits"]
+            outputs = backend.run({"image": x})
+            got = outputs["logits"]
             with torch.inference_mode():
                 ref = module(torch.from_numpy(x)).numpy()
             if got.shape != ref.shape:
                 raise ModelError(f"{onnx_path}: logits {got.shape} at {h}x{w}, torch gives {ref.shape}")
+            if "labels" in outputs and not np.array_equal(outputs["labels"], got.argmax(1)):
+                raise ModelError(f"{onnx_path}: the labels output is not the argmax of the logits at {h}x{w}")
             agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
             results.append(Parity((h, w), relative_error(got, ref), agree))
     finally:

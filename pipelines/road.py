@@ -353,7 +353,8 @@ class SemanticSettings:
     Attributes:
         class_names / palette_bgr / mean / std / color_order: from the artifact.
         size_policy: from the artifact, or "fixed" at ``input_size_hw`` when config sets one.
-        input_name / output_name: graph tensor names.
+        input_name / output_name: graph tensor names. labels_output: the graph's (1, h, w)
+            uint8 argmax output where it has one (used when nothing needs the logits).
         smoothing: "off", "ema" or "hysteresis". ema_alpha / hysteresis_frames: their settings.
         drivable: compute the drivable mask; drivable_classes: names that count as drivable.
         keep_probabilities: put the (C, h, w) softmax into the SemanticMap (costs memory).
@@ -367,6 +368,7 @@ class SemanticSettings:
     size_policy: SizePolicy = field(default_factory=SizePolicy)
     input_name: str = "image"
     output_name: str = "logits"
+    labels_output: str | None = None
     smoothing: str = "off"
     ema_alpha: float = 0.6
     hysteresis_frames: int = 3
@@ -404,6 +406,7 @@ class SemanticSettings:
         return cls(class_names=names, palette_bgr=palette, mean=tuple(metadata.mean), std=tuple(metadata.std),
                    color_order=metadata.color_order, size_policy=policy,
                    input_name=extra.get("input_name", "image"), output_name=extra.get("output_name", "logits"),
+                   labels_output=extra.get("labels_output"),
                    **overrides)
 
 
@@ -445,6 +448,17 @@ class SemanticPostprocessor:
                 s.reset()
         self.flicker = FlickerMeter()
 
+    def _graph_labels(self, outputs: dict[str, np.ndarray], hw: tuple[int, ...]) -> np.ndarray | None:
+        """The artifact's own argmax output, (h, w) uint8, or None where it has none."""
+        name = self.settings.labels_output
+        labels = outputs.get(name) if name else None
+        if labels is None:
+            return None
+        if labels.shape != (1, *hw) or labels.dtype != np.uint8:
+            raise ModelError(f"expected {name!r} (1, {hw[0]}, {hw[1]}) uint8 next to the logits, got "
+                             f"{tuple(labels.shape)} {labels.dtype}; re-export the model")
+        return labels[0]
+
     def __call__(self, outputs: dict[str, np.ndarray], info: PreprocessInfo) -> SemanticMap:
         s = self.settings
         logits = outputs.get(s.output_name)
@@ -459,7 +473,9 @@ class SemanticPostprocessor:
                 probs = self._ema.update(probs)
             labels = np.argmax(probs, axis=0).astype(np.uint8)
         else:
-            labels = np.argmax(logits[0], axis=0).astype(np.uint8)
+            labels = self._graph_labels(outputs, logits.shape[2:])
+            if labels is None:
+                labels = np.argmax(logits[0], axis=0).astype(np.uint8)
         if self._hyst is not None:
             labels = self._hyst.update(labels)
         class_ids = resize_labels(labels, info.frame_hw)

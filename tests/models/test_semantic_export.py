@@ -102,6 +102,30 @@ def test_verify_command_and_runner_agree_with_torch(tiny_onnx, tmp_path):
     assert np.mean(a.class_ids == b.class_ids) >= 0.999
 
 
+def test_artifact_carries_its_argmax_and_the_runtime_uses_it(tiny_onnx):
+    import dataclasses
+
+    from pipelines.road import SemanticRunner
+    from stream.backends import open_backend
+
+    x = np.random.default_rng(3).normal(size=(1, 3, 96, 160)).astype(np.float32)
+    backend = open_backend(tiny_onnx)
+    out = backend.run({"image": x})
+    assert out["labels"].dtype == np.uint8 and out["labels"].shape == (1, 96, 160)
+    assert np.array_equal(out["labels"], out["logits"].argmax(1))
+    runner = SemanticRunner(backend)
+    assert runner.settings.labels_output == "labels"
+    numpy_argmax = SemanticRunner(backend, settings=dataclasses.replace(runner.settings, labels_output=None))
+    img = np.random.default_rng(4).integers(0, 256, (150, 260, 3), dtype=np.uint8)
+    assert np.array_equal(runner(img).class_ids, numpy_argmax(img).class_ids)
+    # a graph whose labels output is not a class map is refused with a hint
+    feeds, info = runner.preprocess(img)
+    bad = runner.backend.run(feeds)
+    bad["labels"] = bad["labels"].astype(np.int64)
+    with pytest.raises(ModelError, match="re-export the model"):
+        runner.postprocess(bad, info)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large", "deeplabv3plus_mobilenet"])
 def test_mobilenet_models_onnxruntime_matches_torch(tmp_path, model):
