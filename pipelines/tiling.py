@@ -5,47 +5,13 @@ map has no seams.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from stream.sources.tiles import Tile, tile_grid  # the grid is the tile source's geometry
 
-@dataclass(frozen=True)
-class Tile:
-    """One tile: its index in the grid and its window in image pixels (y0:y1, x0:x1)."""
-
-    index: int
-    y0: int
-    x0: int
-    y1: int
-    x1: int
-
-
-def tile_grid(size_hw: tuple[int, int], tile_hw: tuple[int, int], overlap: int) -> list[Tile]:
-    """Tiles of ``tile_hw`` covering an image, consecutive tiles overlapping by at least ``overlap``.
-
-    Tiles are never larger than the image; the last row/column is shifted inwards so every tile
-    is full-sized (when the image is at least one tile large).
-    """
-    h, w = size_hw
-    th, tw = min(tile_hw[0], h), min(tile_hw[1], w)
-    if overlap < 0 or overlap >= min(th, tw):
-        raise ValueError(f"overlap must be in [0, {min(th, tw)}), got {overlap}")
-
-    def starts(total: int, size: int) -> list[int]:
-        if size >= total:
-            return [0]
-        step = size - overlap
-        out = list(range(0, total - size, step))
-        out.append(total - size)
-        return sorted(set(out))
-
-    tiles = []
-    for y in starts(h, th):
-        for x in starts(w, tw):
-            tiles.append(Tile(len(tiles), y, x, y + th, x + tw))
-    return tiles
+__all__ = ["Tile", "TileStitcher", "blend_window", "predict_tiled", "tile_grid"]
 
 
 def blend_window(tile_hw: tuple[int, int], overlap: int) -> np.ndarray:
@@ -97,3 +63,60 @@ def predict_tiled(image: np.ndarray, predict: Callable[[np.ndarray], np.ndarray]
         weight[t.y0:t.y1, t.x0:t.x1] += win
     assert acc is not None
     return acc / weight[None]
+
+
+class TileStitcher:
+    """Blends per-tile class scores into the full class map as tiles arrive in grid order.
+
+    Scores are kept only for the rows some later tile still covers (a band about one tile
+    high), so memory is ``K x tile height x W`` float32 plus the (H, W) uint8 class map,
+    whatever the height of the map. Rows no later tile touches are final: their argmax of the
+    blended scores goes into ``class_ids`` (the blend's normalisation does not change the argmax).
+    The result equals ``argmax(predict_tiled(...))``; rows not final yet are 255 in ``class_ids``.
+
+    Args:
+        size_hw: (H, W) of the full map.
+        tile_hw / overlap: the grid, as ``tile_grid`` builds it.
+        num_classes: K.
+    """
+
+    def __init__(self, size_hw: tuple[int, int], tile_hw: tuple[int, int], overlap: int, num_classes: int) -> None:
+        self.size_hw = (int(size_hw[0]), int(size_hw[1]))
+        self.overlap = int(overlap)
+        self.tiles = tile_grid(self.size_hw, tile_hw, overlap)
+        self.num_classes = int(num_classes)
+        self.class_ids = np.full(self.size_hw, 255, np.uint8)
+        self.rows_done = 0
+        self._acc = np.zeros((self.num_classes, 0, self.size_hw[1]), np.float32)
+        self._next = 0
+
+    @property
+    def complete(self) -> bool:
+        return self._next == len(self.tiles)
+
+    def add(self, tile: Tile, scores: np.ndarray) -> tuple[int, int]:
+        """Adds one tile's (K, th, tw) scores; returns the rows (y0, y1) this made final.
+
+        Raises:
+            ValueError: a tile out of grid order, a window unlike the grid's, or scores of the
+                wrong shape.
+        """
+        if self.complete or tile != self.tiles[self._next]:
+            want = "no more tiles" if self.complete else f"tile {self.tiles[self._next]}"
+            raise ValueError(f"got tile {tile}, expected {want}: tiles must arrive in grid order")
+        th, tw = tile.y1 - tile.y0, tile.x1 - tile.x0
+        if scores.shape != (self.num_classes, th, tw):
+            raise ValueError(f"expected ({self.num_classes}, {th}, {tw}) scores for tile {tile.index}, got {scores.shape}")
+        band_y0 = self.rows_done
+        if tile.y1 - band_y0 > self._acc.shape[1]:
+            grow = np.zeros((self.num_classes, tile.y1 - band_y0 - self._acc.shape[1], self.size_hw[1]), np.float32)
+            self._acc = np.concatenate([self._acc, grow], axis=1)
+        self._acc[:, tile.y0 - band_y0:tile.y1 - band_y0, tile.x0:tile.x1] += scores * blend_window((th, tw), self.overlap)
+        self._next += 1
+        final_to = self.size_hw[0] if self.complete else self.tiles[self._next].y0
+        if final_to > band_y0:
+            rows = final_to - band_y0
+            self.class_ids[band_y0:final_to] = np.argmax(self._acc[:, :rows], axis=0).astype(np.uint8)
+            self._acc = self._acc[:, rows:].copy()
+            self.rows_done = final_to
+        return band_y0, self.rows_done

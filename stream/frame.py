@@ -29,6 +29,9 @@ class Frame:
         results: results by name (for example ``"instances"``, ``"semantic"``).
         timings_ms: per-stage processing time in milliseconds.
         overlay_bgr: (H, W, 3) uint8 image drawn by an overlay stage, or None.
+        metadata: what the source knows about this image (JSON-able: a slice's pixel spacing
+            in mm, a tile's window in the full map); set by the source, read-only for stages
+            and shared by branch copies.
     """
 
     source_id: str
@@ -39,6 +42,7 @@ class Frame:
     results: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     overlay_bgr: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         img = self.image_bgr
@@ -74,6 +78,7 @@ class Frame:
             results=dict(self.results),
             timings_ms=dict(self.timings_ms),
             overlay_bgr=self.overlay_bgr,
+            metadata=self.metadata,
         )
 
     def display_bgr(self) -> np.ndarray:

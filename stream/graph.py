@@ -217,6 +217,7 @@ class _SourceNode(_Node):
                     pts_s=item.pts_s,
                     capture_ns=time.monotonic_ns(),
                     image_bgr=item.image_bgr,
+                    metadata=getattr(item, "metadata", None) or {},
                 )
                 frame.image_bgr.flags.writeable = False
                 seq += 1

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
-def _writable_parent(path: str, what: str) -> None:
+def writable_parent(path: str, what: str) -> None:
+    """Creates the folder ``path`` goes into; SinkError naming ``what`` if it cannot or may not be written."""
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, exist_ok=True)
@@ -64,7 +65,7 @@ class VideoFileSink(Sink):
         self.resized = 0
 
     def open(self) -> None:
-        _writable_parent(self.path, "video")
+        writable_parent(self.path, "video")
 
     def write(self, frame: Frame) -> None:
         img = frame.display_bgr()
@@ -111,7 +112,7 @@ class ImageFolderSink(Sink):
         self.ext = ext
 
     def open(self) -> None:
-        _writable_parent(os.path.join(self.folder, "x"), "images")
+        writable_parent(os.path.join(self.folder, "x"), "images")
 
     def write(self, frame: Frame) -> None:
         path = os.path.join(self.folder, f"{frame.seq:06d}{self.ext}")
@@ -145,7 +146,7 @@ def frame_record(frame: Frame) -> dict:
         j = to_jsonable(value)
         if j is not None:
             results[name] = j
-    return {
+    record = {
         "source": frame.source_id,
         "frame": frame.seq,
         "pts_s": frame.pts_s,
@@ -155,6 +156,9 @@ def frame_record(frame: Frame) -> dict:
         "timings_ms": {k: round(v, 3) for k, v in frame.timings_ms.items()},
         "results": results,
     }
+    if frame.metadata:
+        record["metadata"] = to_jsonable(frame.metadata)
+    return record
 
 
 class JsonlSink(Sink):
@@ -166,7 +170,7 @@ class JsonlSink(Sink):
         self._fh = None
 
     def open(self) -> None:
-        _writable_parent(self.path, "JSON Lines file")
+        writable_parent(self.path, "JSON Lines file")
         try:
             self._fh = open(self.path, "w", encoding="utf-8")
         except OSError as exc:

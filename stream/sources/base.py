@@ -19,10 +19,12 @@ class SourceItem:
     Attributes:
         image_bgr: (H, W, 3) uint8 BGR.
         pts_s: presentation timestamp in seconds, or None.
+        metadata: what the source knows about the image (becomes ``Frame.metadata``).
     """
 
     image_bgr: np.ndarray
     pts_s: float | None = None
+    metadata: dict | None = None
 
 
 class Source:

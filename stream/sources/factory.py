@@ -10,6 +10,8 @@ URI                                    source
 ``rtsp://``, ``http(s)://``, ``rtmp://``  NetworkSource (FFmpeg, live, reconnects)
 ``gst:PIPELINE ! appsink``             GstSource
 ``synthetic://?width=&height=&fps=&frames=&live=``  SyntheticSource
+``stack:///series?spacing=&thickness=&window=``  SliceStackSource (PNG/TIFF or DICOM slices)
+``tiles:///map.tif?tile=&overlap=&gsd=``  TileSource (a large image as overlapping tiles)
 =====================================  =============================================
 """
 
@@ -67,6 +69,13 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
             return SyntheticSource(**opts)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if scheme in ("stack", "tiles"):
+        from stream.sources.stack import STACK_OPTIONS, stack_source_from_uri
+        from stream.sources.tiles import TILE_OPTIONS, tile_source_from_uri
+
+        options, make = {"stack": (STACK_OPTIONS, stack_source_from_uri), "tiles": (TILE_OPTIONS, tile_source_from_uri)}[scheme]
+        parts = urlsplit(uri)
+        return make(uri, parts.netloc + parts.path, _query(uri, options))
     if scheme == "csi":
         from stream.sources.gst import CsiSource
 
@@ -82,7 +91,7 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
         uri = urlsplit(uri).path
     elif scheme:
         raise ConfigError(f"{scheme}:// sources are not supported; use a file, folder, camera, "
-                          f"{'/'.join(NETWORK_SCHEMES)}, csi://, gst: or synthetic://")
+                          f"{'/'.join(NETWORK_SCHEMES)}, csi://, gst:, synthetic://, stack:// or tiles://")
     m = re.fullmatch(r"(?:/dev/video)?(\d+)", uri)
     if m and not os.path.exists(uri) or uri.startswith("/dev/video"):
         from stream.sources.live import CameraSource
