@@ -236,6 +236,81 @@ class OverlayConfig:
 
 
 @dataclass
+class MedicalConfig:
+    """The medical pipeline (``--pipeline medical``, source ``stack:///series``).
+
+    Attributes:
+        artifact: exported semantic model (.onnx or .engine) that describes itself.
+        input_size: [H, W] slices are resized to for the model; empty: the artifact's own size.
+        spacing_mm: [row, column] pixel spacing in mm where the source gives none (DICOM
+            PixelSpacing and the URI's spacing= win).
+        thickness_mm: slice thickness in mm where the source gives none (0: unknown).
+        ignore_classes: class names left out of areas, volumes and the overlay.
+        summary: series summary JSON path; empty: ``series_summary.json`` in the folder of the
+            first file output (else only printed).
+        overlay_alpha: opacity of the class colours over the slice.
+        workers: inference threads.
+    """
+
+    artifact: str = ""
+    input_size: list[int] = field(default_factory=list)
+    spacing_mm: list[float] = field(default_factory=list)
+    thickness_mm: float = 0.0
+    ignore_classes: list[str] = field(default_factory=lambda: ["background"])
+    summary: str = ""
+    overlay_alpha: float = 0.4
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.spacing_mm and (len(self.spacing_mm) != 2 or min(self.spacing_mm) <= 0):
+            raise ValueError(f"medical.spacing_mm must be [row, column] in mm, both > 0, got {self.spacing_mm}")
+        if self.thickness_mm < 0:
+            raise ValueError(f"medical.thickness_mm must be > 0 (or 0: from the source), got {self.thickness_mm}")
+        _check_model_section("medical", self.input_size, self.overlay_alpha)
+
+
+@dataclass
+class SatelliteConfig:
+    """The satellite pipeline (``--pipeline satellite``, source ``tiles:///map.tif``).
+
+    Attributes:
+        artifact: exported semantic model (.onnx or .engine) that describes itself.
+        input_size: [H, W] tiles are resized to for the model; empty: the artifact's own size.
+        gsd_m: ground sampling distance in metres per pixel where the source gives none (the
+            URI's gsd= and a GeoTIFF's projected geotransform win).
+        ignore_classes: class names left out of areas, polygons and the overlay.
+        results_dir: folder for map.png, classes.png, classes.geojson and summary.json; empty:
+            the folder of the first file output.
+        polygon_epsilon_px: polygon simplification in pixels (0: exact pixel outlines).
+        overlay_alpha: opacity of the class colours over each tile.
+        workers: inference threads.
+    """
+
+    artifact: str = ""
+    input_size: list[int] = field(default_factory=list)
+    gsd_m: float = 0.0
+    ignore_classes: list[str] = field(default_factory=lambda: ["background"])
+    results_dir: str = ""
+    polygon_epsilon_px: float = 0.0
+    overlay_alpha: float = 0.4
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.gsd_m < 0:
+            raise ValueError(f"satellite.gsd_m must be > 0 (or 0: from the source), got {self.gsd_m}")
+        if self.polygon_epsilon_px < 0:
+            raise ValueError(f"satellite.polygon_epsilon_px must be >= 0, got {self.polygon_epsilon_px}")
+        _check_model_section("satellite", self.input_size, self.overlay_alpha)
+
+
+def _check_model_section(section: str, input_size: list[int], overlay_alpha: float) -> None:
+    if input_size and (len(input_size) != 2 or min(input_size) < 16):
+        raise ValueError(f"{section}.input_size must be [H, W] with both >= 16, got {input_size}")
+    if not 0 <= overlay_alpha <= 1:
+        raise ValueError(f"{section}.overlay_alpha must be in [0, 1], got {overlay_alpha}")
+
+
+@dataclass
 class AppConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -247,6 +322,8 @@ class AppConfig:
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    medical: MedicalConfig = field(default_factory=MedicalConfig)
+    satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
 
     def graph_settings(self, live: bool) -> GraphSettings:
         r = self.runtime

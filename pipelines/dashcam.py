@@ -21,7 +21,8 @@ from stream.errors import ConfigError
 from stream.graph import Parallel, Stage
 
 
-def _backend(path: str, what: str, config: AppConfig):
+def artifact_backend(path: str, what: str, config: AppConfig):
+    """Opens the exported model a config section names, or says what to do if it cannot."""
     if not path:
         raise ConfigError(f"{what}.artifact is empty; point it to an exported model (.onnx or .engine)")
     if not os.path.isfile(path):
@@ -34,7 +35,7 @@ def instance_stages(config: AppConfig) -> list[Stage]:
     from pipelines.yolact import YolactRunner
 
     c = config.instances
-    runner = YolactRunner(_backend(c.artifact, "instances", config), score_threshold=c.score_threshold,
+    runner = YolactRunner(artifact_backend(c.artifact, "instances", config), score_threshold=c.score_threshold,
                           max_detections=c.top_k)
     post = runner.postprocess
 
@@ -58,7 +59,7 @@ def semantic_stages(config: AppConfig) -> list[Stage]:
     from pipelines.road import SemanticRunner
 
     c = config.semantic
-    runner = SemanticRunner(_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,
+    runner = SemanticRunner(artifact_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,
                             smoothing=c.smoothing, ema_alpha=c.ema_alpha, drivable=c.drivable)
     pre, infer, _ = model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess,
                                  infer_workers=c.workers)

@@ -133,3 +133,54 @@ class OverlayStage(Stage):
             cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         frame.overlay_bgr = out
         return frame
+
+
+def draw_classes(out: np.ndarray, sem: SemanticMap, alpha: float, skip_ids=(), contours: bool = True) -> None:
+    """Class colours blended over ``out`` (in place) and each class outlined in its colour.
+
+    Args:
+        out: (H, W, 3) uint8 BGR, the size of ``sem``.
+        sem: the class map with its palette.
+        alpha: opacity of the class colours in [0, 1].
+        skip_ids: class ids neither tinted nor outlined (background).
+    """
+    palette = sem.palette_bgr if sem.palette_bgr is not None else np.full((len(sem.class_names), 3), 255, np.uint8)
+    for cid in np.unique(sem.class_ids):
+        cid = int(cid)
+        if cid in skip_ids or cid >= len(palette):
+            continue
+        mask = sem.class_ids == cid
+        colour = tuple(int(c) for c in palette[cid])
+        if alpha > 0:
+            _blend_region(out, mask, colour, alpha)
+        if contours:
+            cs, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, cs, -1, colour, 1, cv2.LINE_AA)
+
+
+class ClassOverlayStage(Stage):
+    """Draws ``results[key]`` (a SemanticMap) as class colours plus contours on a copy of the frame.
+
+    Args:
+        alpha: opacity of the class colours.
+        skip_names: class names not drawn (background).
+        key: where the SemanticMap is.
+    """
+
+    name = "overlay"
+
+    def __init__(self, alpha: float = 0.4, skip_names=("background",), key: str = "semantic") -> None:
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.skip_names = tuple(skip_names)
+        self.key = key
+
+    def process(self, frame: Frame) -> Frame:
+        out = frame.image_bgr.copy()
+        sem = frame.results.get(self.key)
+        if isinstance(sem, SemanticMap):
+            skip = [i for i, n in enumerate(sem.class_names) if n in self.skip_names]
+            draw_classes(out, sem, self.alpha, skip)
+        frame.overlay_bgr = out
+        return frame

@@ -40,12 +40,26 @@ def build_road(config: AppConfig) -> list[Stage | Parallel]:
     return build(config)
 
 
+def build_medical(config: AppConfig) -> list[Stage | Parallel]:
+    from pipelines.medical import build_medical as build
+
+    return build(config)
+
+
+def build_satellite(config: AppConfig) -> list[Stage | Parallel]:
+    from pipelines.satellite import build_satellite as build
+
+    return build(config)
+
+
 PIPELINES: dict[str, Callable[[AppConfig], list]] = {
     "passthrough": build_passthrough,
     "edges": build_edges,
     "dashcam": build_dashcam,
     "instances": build_instances,
     "road": build_road,
+    "medical": build_medical,
+    "satellite": build_satellite,
 }
 
 
