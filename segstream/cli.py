@@ -28,9 +28,10 @@ class _Parser(argparse.ArgumentParser):
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="stream a source through a pipeline to sinks")
     p.add_argument("--config", help="TOML config (default: the built-in defaults, or ./config.toml if present)")
-    p.add_argument("--source", help="source URI: file, folder, glob, /dev/videoN, N, csi://N, rtsp://, http(s)://, gst:..., synthetic://")
+    p.add_argument("--source", help="source URI: file, folder, glob, /dev/videoN, N, csi://N, rtsp://, http(s)://, gst:..., synthetic://, "
+                   "stack:///series (slices), tiles:///map.tif (a large image as tiles)")
     p.add_argument("--output", action="append", default=None, help="sink URI; repeat for several (file.mp4, dir/, x.jsonl, display://0, gst:..., null://)")
-    p.add_argument("--pipeline", help="pipeline name (passthrough, edges, dashcam, instances, road)")
+    p.add_argument("--pipeline", help="pipeline name (passthrough, edges, dashcam, instances, road, medical, satellite)")
     p.add_argument("--max-frames", type=int, help="stop after N frames from the source")
     p.add_argument("--metrics-json", help="write the run's metrics to this JSON file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. runtime.queue_size=8")
