@@ -33,6 +33,7 @@ def export_onnx(
     output_names: list[str],
     dynamic_hw: bool = False,
     opset: int = 18,
+    output_dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> str:
     """Exports a torch module to one self-describing ONNX file.
 
@@ -44,6 +45,8 @@ def export_onnx(
         input_names / output_names: names of the graph inputs and outputs.
         dynamic_hw: make height and width of every input dynamic.
         opset: ONNX opset (18 with torch's exporter; see README).
+        output_dynamic_axes: output name -> {axis: name} for outputs whose size depends on the
+            data (the number of detections).
 
     Returns:
         out_path.
@@ -55,6 +58,8 @@ def export_onnx(
     dynamic_axes = None
     if dynamic_hw:
         dynamic_axes = {name: {2: "height", 3: "width"} for name in input_names}
+    if output_dynamic_axes:
+        dynamic_axes = {**(dynamic_axes or {}), **output_dynamic_axes}
     with warnings.catch_warnings():
         # The legacy TorchScript exporter is the one that handles these models' control flow
         # and exports bilinear upsampling and dynamic sizes reliably; it warns it is deprecated.

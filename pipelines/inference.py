@@ -11,7 +11,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from stream.backends.base import Backend
+from stream.backends.base import ArtifactMetadata, Backend
+from stream.errors import ModelError
 from stream.frame import Frame
 from stream.graph import Stage
 
@@ -80,3 +81,20 @@ def model_branch(key: str, backend: Backend, preprocess: Callable, postprocess: 
         InferStage(f"{key}.infer", key, backend, workers=infer_workers),
         PostprocessStage(f"{key}.post", key, postprocess),
     ]
+
+
+def instance_artifact(backend: Backend, family: str, what: str, inputs, outputs) -> ArtifactMetadata:
+    """The metadata of an instance-segmentation artifact of ``family`` (its model names start
+    with it), after checking the graph's input and output names.
+
+    Raises:
+        ModelError: no metadata, another task or family ("expected a {what} instance artifact"),
+            other inputs or outputs.
+    """
+    meta = backend.metadata
+    if meta is None or meta.task != "instances" or not meta.model.startswith(family):
+        found = "no metadata" if meta is None else f"model {meta.model!r}, task {meta.task!r}"
+        raise ModelError(f"{backend.path}: expected a {what} instance artifact, found {found}; "
+                         f"export one with 'segstream export --model {family}_...'")
+    backend.require_io(list(inputs), list(outputs))
+    return meta

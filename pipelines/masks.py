@@ -7,6 +7,34 @@ import cv2
 import numpy as np
 
 
+def bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps of torch's bilinear resize (align_corners=False, no antialias) for one axis,
+    in float32 as torch computes them.
+
+    Returns:
+        i0, i1 (out_size,) int64 source indices and l1 (out_size,) float32 weight of i1.
+    """
+    scale = np.float32(in_size / out_size)
+    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0))
+    i0 = np.floor(src).astype(np.int64)
+    i0 = np.minimum(i0, in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    l1 = (src - i0).astype(np.float32)
+    return i0, i1, l1
+
+
+def bilinear_matrix(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(out_size, in_size) float32 matrix M of torch's bilinear resize along one axis (a resized
+    image is ``My @ img @ Mx.T``), with its tap indices i0, i1 (see ``bilinear_taps``)."""
+    i0, i1, l1 = bilinear_taps(out_size, in_size)
+    m = np.zeros((out_size, in_size), np.float32)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, i0), 1 - l1)
+    np.add.at(m, (rows, i1), l1)
+    return m, i0, i1
+
+
 def rle_encode(mask: np.ndarray) -> dict:
     """COCO RLE of a binary mask.
 

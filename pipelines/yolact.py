@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipelines.inference import instance_artifact
+from pipelines.masks import bilinear_matrix
 from pipelines.results import Instances
 from stream.backends.base import ArtifactMetadata, Backend
 from stream.errors import ModelError
@@ -266,22 +268,6 @@ def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_
     )
 
 
-def _interp_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source taps of torch's bilinear resize (align_corners=False) for one axis.
-
-    Returns:
-        i0, i1 (out_size,) int64 source indices and l1 (out_size,) float32 weight of i1.
-    """
-    scale = np.float32(in_size / out_size)
-    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0))
-    i0 = np.floor(src).astype(np.int64)
-    i0 = np.minimum(i0, in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    l1 = (src - i0).astype(np.float32)
-    return i0, i1, l1
-
-
 class YolactPostprocess:
     """Network outputs -> ``Instances`` in the original image's pixels (official ``postprocess``).
 
@@ -391,12 +377,7 @@ class YolactPostprocess:
         """(out, in) float32 interpolation matrix of torch's bilinear resize, with its tap indices."""
         key = (out_size, in_size)
         if key not in self._taps:
-            i0, i1, l1 = _interp_taps(out_size, in_size)
-            m = np.zeros((out_size, in_size), np.float32)
-            rows = np.arange(out_size)
-            np.add.at(m, (rows, i0), 1 - l1)
-            np.add.at(m, (rows, i1), l1)
-            self._taps[key] = (m, i0, i1)
+            self._taps[key] = bilinear_matrix(out_size, in_size)
         return self._taps[key]
 
 
@@ -419,20 +400,12 @@ class YolactRunner:
     """
 
     def __init__(self, backend: Backend, *, score_threshold: float | None = None, max_detections: int | None = None) -> None:
-        meta = backend.metadata
-        if meta is None or meta.task != "instances" or not meta.model.startswith("yolact"):
-            found = "no metadata" if meta is None else f"model {meta.model!r}, task {meta.task!r}"
-            raise ModelError(f"{backend.path}: expected a YOLACT instance artifact, found {found}; "
-                             "export one with 'segstream export --model yolact_...'")
-        backend.require_io([INPUT_NAME], list(OUTPUT_NAMES))
+        meta = instance_artifact(backend, "yolact", "YOLACT", [INPUT_NAME], OUTPUT_NAMES)
         self.backend = backend
         self.metadata = meta
         self.preprocess = YolactPreprocess.from_metadata(meta)
-        overrides = {}
-        if score_threshold is not None:
-            overrides["score_threshold"] = score_threshold
-        if max_detections is not None:
-            overrides["max_detections"] = max_detections
+        overrides = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections))
+                     if v is not None}
         self.postprocess = YolactPostprocess.from_metadata(meta, **overrides)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:

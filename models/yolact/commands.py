@@ -32,12 +32,12 @@ def _parse_size(text: str | None) -> int | None:
     return vals[0]
 
 
-def make_runner(model: str, weights: str, backend: str, **overrides):
-    """A ``YolactRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
-    from pipelines.yolact import YolactRunner
-
+def onnx_backend(model: str, weights: str, backend: str, what: str = "YOLACT"):
+    """For ``--backend onnxruntime``: the ONNX Runtime backend of ``--weights`` (an .onnx file
+    exported from ``--model``); for ``--backend torch``: None, once ``--weights`` is known not to
+    be an ONNX file. ``what`` names the family in messages."""
     if not weights:
-        raise ConfigError("--weights is required: a YOLACT .pth checkpoint, or an .onnx file with --backend onnxruntime")
+        raise ConfigError(f"--weights is required: a {what} .pth checkpoint, or an .onnx file with --backend onnxruntime")
     is_onnx = weights.lower().endswith(".onnx")
     if backend == "onnxruntime":
         if not is_onnx:
@@ -47,9 +47,19 @@ def make_runner(model: str, weights: str, backend: str, **overrides):
         be = OnnxRuntimeBackend(weights, providers=("cpu",))
         if be.metadata is not None and be.metadata.model != model:
             raise ModelError(f"{weights}: exported from {be.metadata.model!r}, but --model is {model!r}; pass --model {be.metadata.model}")
-        return YolactRunner(be, **overrides)
+        return be
     if is_onnx:
         raise ConfigError(f"{weights} is an ONNX file; run it with --backend onnxruntime")
+    return None
+
+
+def make_runner(model: str, weights: str, backend: str, **overrides):
+    """A ``YolactRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
+    from pipelines.yolact import YolactRunner
+
+    be = onnx_backend(model, weights, backend)
+    if be is not None:
+        return YolactRunner(be, **overrides)
     from models.yolact.checkpoint import load_yolact
     from models.yolact.runtime import torch_runner
 
@@ -81,8 +91,11 @@ def detections_json(inst, image_name: str) -> list[dict]:
     return out
 
 
-def predict(args) -> int:
-    """Runs the model on images; writes the detections JSON and/or overlays."""
+def predict(args, runner_factory=None) -> int:
+    """Runs the model on images; writes the detections JSON and/or overlays.
+
+    ``runner_factory``: another instance family's ``make_runner`` (same signature and runner
+    interface), so every instance model shares this command."""
     from pipelines.overlay import OverlayStyle, draw_instances
 
     if args.top_k is not None and args.top_k < 1:
@@ -92,8 +105,8 @@ def predict(args) -> int:
     if not args.json_out and not args.overlay:
         raise ConfigError("nothing to write: give --json OUT.json and/or --overlay DIR")
     images = [(p, _read_image(p)) for p in args.images]
-    runner = make_runner(args.model, args.weights, args.backend, score_threshold=args.score_threshold,
-                         max_detections=args.top_k)
+    runner = (runner_factory or make_runner)(args.model, args.weights, args.backend,
+                                             score_threshold=args.score_threshold, max_detections=args.top_k)
     entries = []
     style = OverlayStyle()
     if args.overlay:
@@ -128,7 +141,11 @@ def evaluate(args) -> int:
     if n_model != len(data.class_names):
         raise ConfigError(f"{args.weights} predicts {n_model} classes but {args.annotations} has {len(data.class_names)}; "
                           "evaluate on a dataset with the model's classes")
-    figures = evaluate_coco(runner, data, progress=True)
+    return report_coco(args, evaluate_coco(runner, data, progress=True))
+
+
+def report_coco(args, figures: dict) -> int:
+    """Prints box and mask AP / AP50 / AP75 and writes them to ``--json`` if given; returns 0."""
     for kind in ("box", "mask"):
         f = figures[kind]
         print(f"{kind:>4}: AP {f['AP'] * 100:.2f}  AP50 {f['AP50'] * 100:.2f}  AP75 {f['AP75'] * 100:.2f}")
