@@ -15,6 +15,9 @@ MODEL_FAMILIES: dict[str, str] = {
     "yolact_im700": "yolact",
     "yolact_mobilenetv3": "yolact",
     "yolact_tiny": "yolact",
+    "maskrcnn_resnet50_fpn": "maskrcnn",
+    "maskrcnn_resnet50_fpn_v2": "maskrcnn",
+    "maskrcnn_tiny": "maskrcnn",
     # road semantics
     "deeplabv3_mobilenet_v3_large": "semantic",
     "deeplabv3_resnet50": "semantic",

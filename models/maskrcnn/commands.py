@@ -1,0 +1,126 @@
+"""``segstream predict | eval | export | verify`` for the Mask R-CNN family.
+
+Both backends go through ``pipelines.maskrcnn.MaskRCNNRunner`` (numpy resize, box scaling and
+mask pasting): ``--backend torch`` runs the export graph in ``TorchBackend``, so what predict
+writes with torch is what the artifact gives on a dashcam. ``predict`` is the YOLACT family's
+command with this family's runner; ``eval`` uses the same COCO evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream.config import parse_size_hw
+from stream.errors import ConfigError, ModelError
+
+
+def make_runner(model: str, weights: str, backend: str, **settings):
+    """A ``MaskRCNNRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
+    from models.yolact.commands import onnx_backend
+    from pipelines.maskrcnn import MaskRCNNRunner
+
+    be = onnx_backend(model, weights, backend, "Mask R-CNN")
+    if be is not None:
+        return MaskRCNNRunner(be, **settings)
+    from models.maskrcnn.verify import torch_backend
+    from models.maskrcnn.zoo import load_maskrcnn
+
+    return MaskRCNNRunner(torch_backend(load_maskrcnn(weights, model)), **settings)
+
+
+def predict(args) -> int:
+    """Runs the model on images; writes the detections JSON (COCO RLE masks) and/or overlays."""
+    from models.yolact.commands import predict as predict_instances
+
+    return predict_instances(args, runner_factory=make_runner)
+
+
+def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...], annotations: str) -> np.ndarray:
+    """Model label -> dataset label, -1 where the dataset has no such class.
+
+    By name when the model's names cover the dataset's (torchvision's 90 COCO names, "N/A"
+    included, against a COCO file's 80 categories), else by position when the counts agree.
+    """
+    index = {n: i for i, n in enumerate(dataset_names)}
+    if set(dataset_names) <= set(model_names):
+        return np.array([index.get(n, -1) for n in model_names], np.int64)
+    if len(model_names) == len(dataset_names):
+        return np.arange(len(model_names), dtype=np.int64)
+    lacking = [n for n in dataset_names if n not in model_names]
+    raise ConfigError(f"{annotations}: categories {lacking[:3]} are not among the model's {len(model_names)} classes; "
+                      "evaluate on a dataset with the model's classes")
+
+
+def evaluate(args) -> int:
+    """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools), as for YOLACT."""
+    from models.yolact.commands import report_coco
+    from models.yolact.data import CocoInstances
+    from models.yolact.evaluate import evaluate_coco
+
+    if not args.annotations or not args.images:
+        raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
+    data = CocoInstances(args.annotations, args.images)
+    runner = make_runner(args.model, args.weights, args.backend)
+    lut = dataset_labels(runner.metadata.class_names, data.class_names, args.annotations)
+
+    def predict_in_dataset_labels(image_bgr):
+        inst = runner(image_bgr)
+        inst = inst[lut[inst.labels] >= 0]
+        inst.labels = lut[inst.labels]
+        inst.class_names = data.class_names
+        return inst
+
+    return report_coco(args, evaluate_coco(predict_in_dataset_labels, data, progress=True))
+
+
+def train(args) -> int:
+    raise ConfigError(f"training {args.model} is not wired in segstream; fine-tune with torchvision's detection "
+                      "references and load the resulting state dict with --weights")
+
+
+def _loaded(model: str, weights: str | None, num_classes: int | None):
+    """The checkpoint, or random weights (seeded) with ``num_classes`` foreground classes."""
+    from models.maskrcnn.zoo import load_maskrcnn
+
+    if num_classes is not None and num_classes < 1:
+        raise ConfigError(f"--num-classes counts foreground classes and must be >= 1, got {num_classes}")
+    return load_maskrcnn(weights, model, num_classes=None if num_classes is None else num_classes + 1)
+
+
+def export(args) -> int:
+    """Writes the ONNX artifact (dynamic height and width)."""
+    from export.maskrcnn import export_maskrcnn_onnx
+
+    if args.format != "onnx":
+        raise ConfigError(f"--format {args.format}: Mask R-CNN exports to ONNX only for now (run it with ONNX Runtime)")
+    if args.input_size:
+        raise ConfigError("Mask R-CNN exports with dynamic height and width and resizes frames by its own min/max "
+                          "size rule (written into the artifact); drop --input-size")
+    loaded = _loaded(args.model, args.weights, args.num_classes)
+    export_maskrcnn_onnx(loaded=loaded, out_path=args.out, opset=args.opset)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def verify(args) -> int:
+    """ONNX Runtime vs torch on one frame: raw outputs within 1e-4, same detections, mask IoU > 0.99.
+    Without --weights the model is the seeded random one ``export`` writes without --weights."""
+    from export.onnx import read_metadata
+    from models.maskrcnn.verify import verify_artifact
+    from models.yolact.verify import sample_image
+    from pipelines.maskrcnn import model_size_hw
+
+    meta = read_metadata(args.artifact)
+    if meta.model != args.model:
+        raise ModelError(f"{args.artifact}: exported from {meta.model!r}, not {args.model!r}; pass --model {meta.model}")
+    loaded = _loaded(args.model, args.weights, None if args.weights else len(meta.class_names))
+    size = parse_size_hw(getattr(args, "input_size", None)) or (480, 640)
+    report = verify_artifact(args.artifact, loaded, sample_image(size))
+    r = meta.extra["resize"]
+    h, w = model_size_hw(size, r["min_size"], r["max_size"])
+    print(f"frame {size[0]}x{size[1]} -> network input {h}x{w}")
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        raise ModelError(f"{args.artifact} does not reproduce {args.weights or 'the random model'}: {report.failure}")
+    return 0
