@@ -150,12 +150,16 @@ class InstancesConfig:
     """The instance model (YOLACT by default).
 
     Attributes:
+        model: which runner reads the artifact: "yolact" or "maskrcnn" (any model of the
+            family), or one model name ("yolact_mobilenetv3", "maskrcnn_resnet50_fpn_v2"); the
+            artifact's metadata must agree.
         artifact: exported model (.onnx, or a TensorRT .engine) that describes itself.
         score_threshold: detections below are dropped. top_k: at most this many per frame.
         mask_format: how masks go into JSON outputs: "rle", "polygon" or "none".
         workers: inference threads for this model.
     """
 
+    model: str = "yolact"
     artifact: str = "weights/yolact_tiny_synthetic.onnx"
     score_threshold: float = 0.3
     top_k: int = 50
@@ -169,6 +173,9 @@ class InstancesConfig:
             raise ValueError(f"instances.top_k must be in 1..1000, got {self.top_k}")
         if self.mask_format not in ("rle", "polygon", "none"):
             raise ValueError(f"instances.mask_format must be rle, polygon or none, got {self.mask_format!r}")
+        if self.model.split("_")[0] not in ("yolact", "maskrcnn"):
+            raise ValueError(f"instances.model must be yolact, maskrcnn or a model name of those families "
+                             f"(e.g. maskrcnn_resnet50_fpn_v2), got {self.model!r}")
 
 
 @dataclass

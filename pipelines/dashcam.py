@@ -1,5 +1,6 @@
-"""The dashcam pipeline: YOLACT instances and DeepLab road semantics as parallel branches on
-each frame, joined by frame, then tracking, the AR overlay and the sinks.
+"""The dashcam pipeline: instances (YOLACT, or Mask R-CNN with ``instances.model``) and DeepLab
+road semantics as parallel branches on each frame, joined by frame, then tracking, the AR
+overlay and the sinks.
 
     source -> [instances: pre -> infer -> post] -+-> join -> track -> overlay -> sinks
            -> [semantic:  pre -> infer -> post] -+
@@ -31,12 +32,27 @@ def artifact_backend(path: str, what: str, config: AppConfig):
     return open_backend(path, **config.backend.options())
 
 
-def instance_stages(config: AppConfig) -> list[Stage]:
+def _instance_runner(family: str):
+    """The runner class of an instance family (one per family, same interface)."""
+    if family == "maskrcnn":
+        from pipelines.maskrcnn import MaskRCNNRunner
+
+        return MaskRCNNRunner
     from pipelines.yolact import YolactRunner
 
+    return YolactRunner
+
+
+def instance_stages(config: AppConfig) -> list[Stage]:
     c = config.instances
-    runner = YolactRunner(artifact_backend(c.artifact, "instances", config), score_threshold=c.score_threshold,
-                          max_detections=c.top_k)
+    backend = artifact_backend(c.artifact, "instances", config)
+    meta = backend.metadata
+    # Artifacts of another task are left to the runner, which says what it expected.
+    if meta is not None and meta.task == "instances" and meta.model != c.model and not meta.model.startswith(c.model + "_"):
+        backend.close()
+        raise ConfigError(f"instances.model is {c.model!r} but {c.artifact} holds {meta.model!r}; set instances.model = "
+                          f"\"{meta.model.split('_')[0]}\" or point instances.artifact to a {c.model} export")
+    runner = _instance_runner(c.model.split("_")[0])(backend, score_threshold=c.score_threshold, max_detections=c.top_k)
     post = runner.postprocess
 
     def postprocess(outputs, info):
