@@ -64,6 +64,20 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
         return BenchSubject(LogitsOnly(loaded.model).eval(), "image", ["logits"], size,
                             lambda path, sz: export_semantic(model=model, weights=weights, out_path=path,
                                                              trace_size_hw=sz, dynamic_hw=False))
+    if family == "maskrcnn":
+        from export.maskrcnn import export_maskrcnn_onnx
+        from models.maskrcnn.zoo import MaskRCNNGraph, load_maskrcnn
+        from pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+
+        size = size_hw or (800, 1088)
+        settings = {"min_size": min(size), "max_size": max(size)}
+        if weights is None:
+            # Random weights score every class alike, under the 0.05 floor: without it the full 100
+            # detections reach the mask head, the cost a trained model pays on a busy frame.
+            settings["box_score_thresh"] = 0.0
+        loaded = load_maskrcnn(weights, model, **settings)
+        return BenchSubject(MaskRCNNGraph(loaded.model).eval(), INPUT_NAME, list(OUTPUT_NAMES), size,
+                            lambda path, sz: export_maskrcnn_onnx(loaded=loaded, out_path=path, trace_size_hw=sz))
     raise ConfigError(f"bench: no benchmark for the {family!r} family yet")
 
 

@@ -120,3 +120,11 @@ def test_unknown_model_and_bad_classes():
         load_maskrcnn(None, "maskrcnn_r101")
     with pytest.raises(ConfigError, match="num_classes counts the background"):
         load_maskrcnn(None, "maskrcnn_tiny", num_classes=1)
+
+
+def test_bench_model_measures_mask_rcnn():
+    """``segstream bench model`` has a Mask R-CNN subject (no timing asserted, only what is reported)."""
+    from export.bench import bench_model
+
+    r = bench_model(model="maskrcnn_tiny", backend="onnxruntime", input_size_hw=(128, 160), iters=1, warmup=0)
+    assert r["input_size"] == [128, 160] and r["latency_ms"]["p50"] > 0 and r["backend"] == "onnxruntime"
