@@ -133,15 +133,9 @@ class GroundTruthSink(Sink):
             ev.params.imgIds = sorted(self.image_id.values())
             ev.evaluate()
             ev.accumulate()
-        ap50, ap = {}, {}
-        prec = ev.eval["precision"]  # [T, R, K, A, M]
-        for k, cat_id in enumerate(ev.params.catIds):
-            name = next(n for n, c in self.category_id.items() if c == cat_id)
-            p50 = prec[0, :, k, 0, -1]
-            pall = prec[:, :, k, 0, -1]
-            ap50[name] = round(float(p50[p50 > -1].mean()) if (p50 > -1).any() else 0.0, 4)
-            ap[name] = round(float(pall[pall > -1].mean()) if (pall > -1).any() else 0.0, 4)
-        return ap50, ap
+        from models.coco_eval import per_class_ap
+
+        return per_class_ap(ev, {c: n for n, c in self.category_id.items()})
 
 
 def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: int = 2024,

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from models.coco_eval import per_class_ap
 from models.yolact.data import CocoInstances
 from pipelines.results import Instances
 
@@ -33,7 +34,8 @@ def evaluate_coco(predict: Callable[[np.ndarray], Instances], data: CocoInstance
     """Runs ``predict`` on every image of ``data`` and scores it.
 
     Returns:
-        {"box": {"AP", "AP50", "AP75"}, "mask": {...}, "images": n, "detections": m}; AP in [0, 1]
+        {"box": {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP"}, "mask": {...}, "images": n,
+        "detections": m}; AP in [0, 1]
         (-1 where COCOeval has nothing to score).
     """
     from pycocotools.cocoeval import COCOeval
@@ -66,5 +68,7 @@ def evaluate_coco(predict: Callable[[np.ndarray], Instances], data: CocoInstance
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        figures[kind] = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
+        ap50, ap = per_class_ap(ev, {c["id"]: c["name"] for c in data.coco.loadCats(ev.params.catIds)})
+        figures[kind] = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2]),
+                         "per_class_AP50": ap50, "per_class_AP": ap}
     return figures

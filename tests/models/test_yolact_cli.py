@@ -65,6 +65,12 @@ def test_predict_top_k_and_onnxruntime_agree_with_torch(artifacts, tmp_path):
     assert [d["score"] for d in outs["torch"]] == pytest.approx([d["score"] for d in outs["onnxruntime"]], rel=1e-3)
 
 
+def _gt_names(annotations: str) -> set[str]:
+    doc = json.loads(open(annotations).read())
+    used = {a["category_id"] for a in doc["annotations"]}
+    return {c["name"] for c in doc["categories"] if c["id"] in used}
+
+
 def test_eval_reports_box_and_mask_ap(artifacts, tmp_path, capsys):
     _, onnx_path, ann, imgs, _ = artifacts
     out = tmp_path / "eval.json"
@@ -72,7 +78,11 @@ def test_eval_reports_box_and_mask_ap(artifacts, tmp_path, capsys):
                  "--annotations", ann, "--images", imgs, "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     for kind in ("box", "mask"):
-        assert set(figures[kind]) == {"AP", "AP50", "AP75"}
+        f = figures[kind]
+        assert set(f) == {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP"}
+        # COCO's AP50 is the mean over the categories that have ground truth
+        scored = [v for name, v in f["per_class_AP50"].items() if name in _gt_names(ann)]
+        assert abs(np.mean(scored) - f["AP50"]) < 1e-3
     assert figures["mask"]["AP50"] > 0.5
     assert "mask: AP" in capsys.readouterr().out
 
