@@ -151,6 +151,9 @@ def report_coco(args, figures: dict) -> int:
         print(f"{kind:>4}: AP {f['AP'] * 100:.2f}  AP50 {f['AP50'] * 100:.2f}  AP75 {f['AP75'] * 100:.2f}")
         if f.get("per_class_AP50"):
             print("      AP50 " + "  ".join(f"{name} {v * 100:.2f}" for name, v in f["per_class_AP50"].items()))
+            for area, row in f.get("per_class_AP50_by_area", {}).items():
+                print(f"      AP50 {area:<6} " + "  ".join(f"{name} {'-' if v is None else f'{v * 100:.2f}'}"
+                                                          for name, v in row.items()))
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "weights": args.weights, **figures}, fh, indent=2)

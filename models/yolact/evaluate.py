@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.coco_eval import per_class_ap
+from models.coco_eval import per_class_ap, per_class_ap50_by_area
 from models.yolact.data import CocoInstances
 from pipelines.results import Instances
 
@@ -34,7 +34,8 @@ def evaluate_coco(predict: Callable[[np.ndarray], Instances], data: CocoInstance
     """Runs ``predict`` on every image of ``data`` and scores it.
 
     Returns:
-        {"box": {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP"}, "mask": {...}, "images": n,
+        {"box": {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP", "per_class_AP50_by_area"},
+        "mask": {...}, "images": n,
         "detections": m}; AP in [0, 1]
         (-1 where COCOeval has nothing to score).
     """
@@ -68,7 +69,9 @@ def evaluate_coco(predict: Callable[[np.ndarray], Instances], data: CocoInstance
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        ap50, ap = per_class_ap(ev, {c["id"]: c["name"] for c in data.coco.loadCats(ev.params.catIds)})
+        names = {c["id"]: c["name"] for c in data.coco.loadCats(ev.params.catIds)}
+        ap50, ap = per_class_ap(ev, names)
         figures[kind] = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2]),
-                         "per_class_AP50": ap50, "per_class_AP": ap}
+                         "per_class_AP50": ap50, "per_class_AP": ap,
+                         "per_class_AP50_by_area": per_class_ap50_by_area(ev, names)}
     return figures

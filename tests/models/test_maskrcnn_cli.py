@@ -74,7 +74,7 @@ def test_eval_reports_coco_figures(artifacts, tmp_path, capsys):
     figures = json.loads(out.read_text())
     assert figures["images"] == 4 and figures["detections"] > 0
     for kind in ("box", "mask"):
-        assert set(figures[kind]) == {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP"}
+        assert set(figures[kind]) == {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP", "per_class_AP50_by_area"}
         assert 0 <= figures[kind]["AP50"] <= 1
     assert "mask: AP" in capsys.readouterr().out
 

@@ -79,7 +79,7 @@ def test_eval_reports_box_and_mask_ap(artifacts, tmp_path, capsys):
     figures = json.loads(out.read_text())
     for kind in ("box", "mask"):
         f = figures[kind]
-        assert set(f) == {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP"}
+        assert set(f) == {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP", "per_class_AP50_by_area"}
         # COCO's AP50 is the mean over the categories that have ground truth
         scored = [v for name, v in f["per_class_AP50"].items() if name in _gt_names(ann)]
         assert abs(np.mean(scored) - f["AP50"]) < 1e-3
