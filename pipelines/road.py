@@ -107,11 +107,15 @@ class SizePolicy:
             "short_side" (shorter side to ``short_side`` px, aspect kept; torchvision's recipe).
         size_hw: (H, W) for "fixed".
         short_side: pixels for "short_side".
+        pad_multiple: after resizing, the input is padded at the bottom and right (with zeros
+            after normalisation, i.e. the mean colour) to a multiple of this (U-Net: 2**depth);
+            the logits are cropped back. 1: no padding.
     """
 
     kind: str = "native"
     size_hw: tuple[int, int] | None = None
     short_side: int | None = None
+    pad_multiple: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("native", "fixed", "short_side"):
@@ -120,9 +124,11 @@ class SizePolicy:
             raise ConfigError(f"size policy 'fixed' needs size_hw (H, W) with both >= 16, got {self.size_hw}")
         if self.kind == "short_side" and (self.short_side is None or self.short_side < 16):
             raise ConfigError(f"size policy 'short_side' needs short_side >= 16, got {self.short_side}")
+        if not isinstance(self.pad_multiple, int) or self.pad_multiple < 1:
+            raise ConfigError(f"size policy pad_multiple must be an integer >= 1, got {self.pad_multiple!r}")
 
     def model_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
-        """(h, w) the model sees for a frame of ``frame_hw``."""
+        """(h, w) a frame of ``frame_hw`` is resized to (before any ``pad_multiple`` padding)."""
         h, w = int(frame_hw[0]), int(frame_hw[1])
         if self.kind == "fixed":
             return int(self.size_hw[0]), int(self.size_hw[1])
@@ -131,9 +137,17 @@ class SizePolicy:
             return max(1, round(h * s)), max(1, round(w * s))
         return h, w
 
+    def padded_size(self, size_hw: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) rounded up to ``pad_multiple``: the input the model sees after padding."""
+        m = self.pad_multiple
+        return -(-int(size_hw[0]) // m) * m, -(-int(size_hw[1]) // m) * m
+
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "size_hw": None if self.size_hw is None else list(self.size_hw),
-                "short_side": self.short_side}
+        d = {"kind": self.kind, "size_hw": None if self.size_hw is None else list(self.size_hw),
+             "short_side": self.short_side}
+        if self.pad_multiple > 1:
+            d["pad_multiple"] = self.pad_multiple
+        return d
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SizePolicy":
@@ -143,7 +157,7 @@ class SizePolicy:
             raise ModelError(f"artifact size_policy must be a JSON object, got {type(d).__name__}; re-export the model")
         size = d.get("size_hw")
         return cls(kind=d.get("kind", "native"), size_hw=None if size is None else (int(size[0]), int(size[1])),
-                   short_side=d.get("short_side"))
+                   short_side=d.get("short_side"), pad_multiple=d.get("pad_multiple", 1))
 
 
 def preprocess_image(image_bgr: np.ndarray, *, size_hw: tuple[int, int], mean, std, color_order: str = "RGB") -> np.ndarray:
@@ -340,10 +354,12 @@ class FlickerMeter:
 
 @dataclass(frozen=True)
 class PreprocessInfo:
-    """What postprocess needs to undo preprocess: frame size and model input size, (H, W) px."""
+    """What postprocess needs to undo preprocess: frame size, model input size and, where the
+    input was padded, the top-left part of it that holds the frame, (H, W) px."""
 
     frame_hw: tuple[int, int]
     model_hw: tuple[int, int]
+    content_hw: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -396,9 +412,9 @@ class SemanticSettings:
             if fixed is not None and wanted != fixed:
                 raise ConfigError(f"{metadata.model}: the artifact takes {fixed[0]}x{fixed[1]} only, input size "
                                   f"{wanted[0]}x{wanted[1]} asked for; drop the input size or export with --dynamic")
-            policy = SizePolicy(kind="fixed", size_hw=wanted)
+            policy = SizePolicy(kind="fixed", size_hw=wanted, pad_multiple=policy.pad_multiple)
         elif fixed is not None:
-            policy = SizePolicy(kind="fixed", size_hw=fixed)
+            policy = SizePolicy(kind="fixed", size_hw=fixed, pad_multiple=policy.pad_multiple)
         names = tuple(metadata.class_names)
         palette = np.asarray(metadata.palette_bgr, np.uint8).reshape(-1, 3) if metadata.palette_bgr else default_palette_bgr(len(names))
         if len(palette) != len(names):
@@ -419,9 +435,13 @@ class SemanticPreprocessor:
     def __call__(self, image_bgr: np.ndarray) -> tuple[dict[str, np.ndarray], PreprocessInfo]:
         s = self.settings
         frame_hw = (int(image_bgr.shape[0]), int(image_bgr.shape[1]))
-        model_hw = s.size_policy.model_size(frame_hw)
-        x = preprocess_image(image_bgr, size_hw=model_hw, mean=s.mean, std=s.std, color_order=s.color_order)
-        return {s.input_name: x}, PreprocessInfo(frame_hw=frame_hw, model_hw=model_hw)
+        resized_hw = s.size_policy.model_size(frame_hw)
+        x = preprocess_image(image_bgr, size_hw=resized_hw, mean=s.mean, std=s.std, color_order=s.color_order)
+        model_hw = s.size_policy.padded_size(resized_hw)
+        if model_hw == resized_hw:
+            return {s.input_name: x}, PreprocessInfo(frame_hw=frame_hw, model_hw=model_hw)
+        x = np.pad(x, ((0, 0), (0, 0), (0, model_hw[0] - resized_hw[0]), (0, model_hw[1] - resized_hw[1])))
+        return {s.input_name: x}, PreprocessInfo(frame_hw=frame_hw, model_hw=model_hw, content_hw=resized_hw)
 
 
 class SemanticPostprocessor:
@@ -476,6 +496,10 @@ class SemanticPostprocessor:
             labels = self._graph_labels(outputs, logits.shape[2:])
             if labels is None:
                 labels = np.argmax(logits[0], axis=0).astype(np.uint8)
+        if info.content_hw is not None:  # the input was padded: keep the part that holds the frame
+            ch, cw = info.content_hw
+            labels = np.ascontiguousarray(labels[:ch, :cw])
+            probs = None if probs is None else probs[:, :ch, :cw]
         if self._hyst is not None:
             labels = self._hyst.update(labels)
         class_ids = resize_labels(labels, info.frame_hw)
