@@ -1,4 +1,5 @@
-"""Segmentation figures from a confusion matrix: mIoU, per-class IoU, pixel accuracy (numpy)."""
+"""Segmentation figures from a confusion matrix: mIoU, mean Dice, per-class IoU and Dice,
+pixel accuracy (numpy)."""
 
 from __future__ import annotations
 
@@ -35,15 +36,33 @@ class ConfusionMatrix:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(union > 0, tp / union, np.nan)
 
+    def dice(self) -> np.ndarray:
+        """(C,) float64 Dice (F1) per class, 2TP / (2TP + FP + FN); NaN where the class is
+        absent from both."""
+        tp = np.diag(self.matrix).astype(np.float64)
+        denom = self.matrix.sum(0) + self.matrix.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, 2 * tp / denom, np.nan)
+
     def summary(self, class_names=None) -> dict:
-        """{"miou", "pixel_accuracy", "per_class_iou": {name: iou}, "pixels"}; mIoU over the
-        classes present in ground truth or prediction."""
-        iou = self.iou()
+        """{"miou", "mean_dice", "pixel_accuracy", "per_class_iou": {name: iou},
+        "per_class_dice": {name: dice}, "pixels"}; the means are over the classes present in
+        ground truth or prediction."""
         total = int(self.matrix.sum())
         names = list(class_names) if class_names is not None else [str(i) for i in range(self.num_classes)]
+        iou, dice = self.iou(), self.dice()
+
+        def mean(v: np.ndarray) -> float:
+            return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+        def per_class(v: np.ndarray) -> dict[str, float]:
+            return {names[i]: float(x) for i, x in enumerate(v) if np.isfinite(x)}
+
         return {
-            "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+            "miou": mean(iou),
+            "mean_dice": mean(dice),
             "pixel_accuracy": float(np.trace(self.matrix) / total) if total else float("nan"),
-            "per_class_iou": {names[i]: float(v) for i, v in enumerate(iou) if np.isfinite(v)},
+            "per_class_iou": per_class(iou),
+            "per_class_dice": per_class(dice),
             "pixels": total,
         }
