@@ -59,8 +59,8 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
         from export.semantic import export_semantic
         from models.semantic.zoo import LogitsOnly, load_model
 
-        size = size_hw or (360, 640)
         loaded = load_model(model, weights, aux=False)
+        size = size_hw or loaded.spec.size_policy.padded_size((360, 640))  # U-Net: a multiple of 2**depth
         return BenchSubject(LogitsOnly(loaded.model).eval(), "image", ["logits"], size,
                             lambda path, sz: export_semantic(model=model, weights=weights, out_path=path,
                                                              trace_size_hw=sz, dynamic_hw=False))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from export.onnx import export_onnx, export_versions, relative_error
-from stream.errors import ModelError
+from stream.errors import ConfigError, ModelError
 
 #: Sizes the parity check runs at by default (H, W).
 PARITY_SIZES = ((360, 640), (512, 1024), (720, 1280))
@@ -36,6 +36,8 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
         size_policy: ``pipelines.road.SizePolicy`` the runtime applies to frames by default
             (dynamic exports; default: the model's, e.g. native for DeepLabV3+, shorter side
             520 for torchvision's models). A fixed-size export always resizes to its size.
+            A model that needs sizes divisible by 2**depth (U-Net) is traced at the size
+            rounded up, and its policy pads frames to that multiple (``pad_multiple``).
 
     Returns:
         out_path.
@@ -47,6 +49,12 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
     loaded = load_model(model, weights, num_classes=num_classes, aux=False, output_stride=output_stride)
     meta = artifact_metadata(loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw), size_policy=size_policy)
     meta = replace(meta, versions=export_versions())
+    pad = loaded.spec.size_policy
+    padded = pad.padded_size(trace_size_hw)
+    if not dynamic_hw and padded != tuple(trace_size_hw):
+        raise ConfigError(f"{model}: a fixed input size must be a multiple of {pad.pad_multiple}, got "
+                          f"{trace_size_hw[0]}x{trace_size_hw[1]}; use {padded[0]}x{padded[1]} or --dynamic")
+    trace_size_hw = padded
     wrapped = LogitsAndLabels(loaded.model).eval()
     example = torch.zeros(1, 3, *trace_size_hw)
     return export_onnx(model=wrapped, example_input=example, out_path=out_path, metadata=meta,

@@ -29,6 +29,9 @@ MODEL_FAMILIES: dict[str, str] = {
     "deeplabv3plus_resnet50": "semantic",
     "deeplabv3plus_resnet101": "semantic",
     "deeplab_tiny": "semantic",
+    # U-Net and the paper's FCNs (transposed-convolution decoding), through the semantic family
+    **{f"{n}{b}": "semantic" for n in ("unet", "unet_small", "unet_tiny") for b in ("", "_binary")},
+    **{f"fcn{v}_{bb}": "semantic" for v in ("32s", "16s", "8s") for bb in ("vgg16", "resnet18")},
 }
 
 

@@ -61,7 +61,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
-    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid"], default="plain", help="semantic: label layout")
+    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid", "binary"], default="plain",
+                   help="semantic: label layout (binary: 0 background, any other value foreground)")
     p.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
 
 
@@ -72,7 +73,8 @@ def _add_train(sub) -> None:
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
-    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid"], default="plain", help="semantic: label layout")
+    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid", "binary"], default="plain",
+                   help="semantic: label layout (binary: 0 background, any other value foreground)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--iters", type=int, help="stop after this many iterations")
     p.add_argument("--batch-size", type=int, default=4)

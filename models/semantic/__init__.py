@@ -1,5 +1,6 @@
-"""Road-semantics models: torchvision's DeepLabV3/LRASPP/FCN as they are, DeepLabV3+ in the
-VainF layout, ``deeplab_tiny``; checkpoint loading, training, evaluation and the CLI commands.
+"""Semantic models: torchvision's DeepLabV3/LRASPP/FCN as they are, DeepLabV3+ in the VainF
+layout, ``deeplab_tiny``, U-Net (``unet*``, models/unet/) and the paper's FCN-32s/16s/8s
+(``fcn.py``); checkpoint loading, training, evaluation and the CLI commands.
 
 The demo artifact ``weights/deeplab_tiny_synthetic.onnx`` was made with (about 10 min on 1 core):
 

@@ -71,7 +71,7 @@ def predict(args) -> int:
 
 
 def evaluate(args) -> int:
-    """mIoU, per-class IoU and pixel accuracy on ``--images`` / ``--labels`` in ``--layout``."""
+    """mIoU, mean Dice, per-class IoU and Dice, pixel accuracy on ``--images`` / ``--labels`` in ``--layout``."""
     from models.semantic.data import find_samples, read_image, read_label
     from models.semantic.metrics import ConfusionMatrix
 
@@ -89,9 +89,11 @@ def evaluate(args) -> int:
     sys.stderr.write("\n")
     runner.close()
     doc = {"model": args.model, "images": len(samples), "layout": args.layout, **cm.summary(names)}
-    print(f"mIoU {doc['miou']:.4f}  pixel accuracy {doc['pixel_accuracy']:.4f}  ({len(samples)} images)")
+    print(f"mIoU {doc['miou']:.4f}  mean Dice {doc['mean_dice']:.4f}  pixel accuracy {doc['pixel_accuracy']:.4f}  "
+          f"({len(samples)} images)")
+    print(f"  {'class':14s} {'IoU':>7s} {'Dice':>7s}")
     for name, v in doc["per_class_iou"].items():
-        print(f"  {name:14s} {v:.4f}")
+        print(f"  {name:14s} {v:7.4f} {doc['per_class_dice'][name]:7.4f}")
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
@@ -161,6 +163,8 @@ def verify(args) -> int:
                         output_stride=(meta.extra or {}).get("output_stride"))
     size = parse_hw(args.input_size)
     sizes = [size] if size else ([tuple(meta.input_size_hw)] if meta.input_size_hw else list(PARITY_SIZES))
+    # U-Net: the runtime pads frames to a multiple of 2**depth, so the graph is checked at such sizes.
+    sizes = [SizePolicy.from_dict((meta.extra or {}).get("size_policy")).padded_size(s) for s in sizes]
     results = check_parity(args.artifact, LogitsOnly(loaded.model).eval(), sizes)
     bad = 0
     for r in results:

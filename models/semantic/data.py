@@ -8,6 +8,8 @@ Layouts (``--layout``):
   ``..._gtFine_labelIds.png`` (mapped labelId -> train id, the rest -> 255).
 - ``camvid``: SegNet's CamVid (``train/`` + ``trainannot/``): ids 0..10, 11 = void -> 255.
   For a 19-class (Cityscapes) model the ids are remapped to Cityscapes train ids.
+- ``binary``: the ``plain`` folders holding masks for a 2-class model (``*_binary``): 0 is
+  background, any other value (255 in 0/255 masks, or 1) foreground; nothing is ignored.
 
 numpy + OpenCV only, so evaluation and the torch dataset share it.
 """
@@ -24,7 +26,7 @@ import numpy as np
 from pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, lookup_table
 from stream.errors import ConfigError, ModelError
 
-LAYOUTS = ("plain", "cityscapes", "camvid")
+LAYOUTS = ("plain", "cityscapes", "camvid", "binary")
 
 #: SegNet CamVid classes (ids 0..10; 11 is void).
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian",
@@ -60,6 +62,13 @@ def label_lut(layout: str, num_classes: int, *, label_ids: bool = False) -> np.n
         return _identity(len(CAMVID_CLASSES))
     if layout == "plain":
         return _identity(num_classes)
+    if layout == "binary":
+        if num_classes != 2:
+            raise ConfigError(f"layout 'binary' needs a 2-class model (a *_binary model or --num-classes 2), "
+                              f"got {num_classes} classes")
+        lut = np.ones(256, np.uint8)
+        lut[0] = 0
+        return lut
     raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
 
 

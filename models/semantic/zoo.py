@@ -1,5 +1,6 @@
 """Semantic models by name: torchvision's segmentation builders used as they are, DeepLabV3+
-in the VainF layout, and ``deeplab_tiny``; plus the checkpoint loader.
+in the VainF layout, ``deeplab_tiny``, U-Net (``unet*``) and the paper's FCN-32s/16s/8s with
+transposed-convolution decoding (``fcn*s_vgg16``, ``fcn*s_resnet18``); plus the checkpoint loader.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` and accepted in three layouts:
 - a plain state dict (torchvision's released ``*.pth`` files);
@@ -21,7 +22,9 @@ import torch
 from torch import nn
 
 from models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
+from models.semantic.fcn import FCN, FCNConfig
 from models.state_dict import mismatch_summary
+from models.unet.model import UNet, UNetConfig
 from pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
 from stream.errors import ConfigError, ModelError
 
@@ -41,13 +44,15 @@ class SemanticSpec:
 
     Attributes:
         name: registry name.
-        kind: "torchvision" or "deeplabv3plus".
+        kind: "torchvision", "deeplabv3plus", "unet" or "fcn".
         classifier_key: state-dict key of the final conv weight (num_classes = its dim 0).
         layout: one line naming the expected key layout, for error messages.
         has_aux: the architecture can carry torchvision's aux head (FCNHead on a middle layer).
         size_policy: how frames are resized for this model's published weights.
         default_classes: class names for a checkpoint with that many classes.
+        num_classes: output channels of random weights when none are asked for.
         plus: DeepLabV3+ settings (kind "deeplabv3plus" only).
+        unet / fcn: their settings (kinds "unet" / "fcn"; the class count is replaced).
     """
 
     name: str
@@ -57,7 +62,10 @@ class SemanticSpec:
     has_aux: bool = False
     size_policy: SizePolicy = field(default_factory=SizePolicy)
     default_classes: tuple[str, ...] = CITYSCAPES_CLASSES
+    num_classes: int = 19
     plus: DeepLabV3PlusConfig | None = None
+    unet: UNetConfig | None = None
+    fcn: FCNConfig | None = None
 
 
 _TV_LAYOUT = "torchvision state dict: backbone.*, classifier.*{extra}, optional aux_classifier.*"
@@ -96,6 +104,29 @@ SPECS["deeplab_tiny"] = SemanticSpec(
     plus=DeepLabV3PlusConfig(backbone="mobilenetv2", width_mult=0.25, aspp_channels=32, low_level_out=8),
 )
 
+#: Two-class models (``*_binary``) for masks: class 0 background, 1 foreground, softmax + argmax
+#: like every other model (train them with ``--layout binary`` on 0/255 or 0/1 mask PNGs).
+BINARY_CLASSES = ("background", "foreground")
+_UNET_LAYOUT = "segstream U-Net state dict: inc.*, down.N.*, up.N.up.*, up.N.conv.*, head.weight"
+# U-Net halves the map depth times, so frames are padded (bottom/right, after normalisation:
+# the mean colour) to a multiple of 2**depth and the logits cropped back.
+for _name, _unet in (("unet", UNetConfig(depth=4, width=64)),
+                     ("unet_small", UNetConfig(depth=4, width=16)),
+                     ("unet_tiny", UNetConfig(depth=3, width=8))):
+    for _suffix, _classes in (("", CITYSCAPES_CLASSES), ("_binary", BINARY_CLASSES)):
+        SPECS[_name + _suffix] = SemanticSpec(
+            name=_name + _suffix, kind="unet", classifier_key="head.weight", layout=_UNET_LAYOUT,
+            size_policy=SizePolicy(kind="native", pad_multiple=2 ** _unet.depth), default_classes=_classes,
+            num_classes=len(_classes), unet=_unet)
+
+_FCN_LAYOUT = ("segstream FCN-{v} state dict: backbone.{bb}*, score_fr.*, upscore* (transposed convs){skips}")
+for _bb, _bb_keys in (("vgg16", "features.N.*, backbone.fc6.*, backbone.fc7."), ("resnet18", "layer1..4.")):
+    for _v, _skips in (("32s", ""), ("16s", ", score_pool4.*"), ("8s", ", score_pool4.*, score_pool3.*")):
+        SPECS[f"fcn{_v}_{_bb}"] = SemanticSpec(
+            name=f"fcn{_v}_{_bb}", kind="fcn", classifier_key="score_fr.weight",
+            layout=_FCN_LAYOUT.format(v=_v, bb=_bb_keys, skips=_skips), size_policy=SizePolicy(kind="native"),
+            fcn=FCNConfig(backbone=_bb, variant=_v))
+
 
 def spec_of(name: str) -> SemanticSpec:
     try:
@@ -131,6 +162,14 @@ class LoadedModel:
     checkpoint: dict = field(default_factory=dict)
 
 
+class UNetSegmenter(UNet):
+    """``UNet`` whose forward returns ``{"out": (N, C, H, W) logits}`` like the zoo's other
+    models, so training, export and the torch backend treat it the same. Same keys as UNet."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": super().forward(x)}
+
+
 def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_stride: int | None = None) -> nn.Module:
     """Builds a randomly initialised model (no download: torchvision weights are never fetched).
 
@@ -141,9 +180,13 @@ def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_s
         output_stride: DeepLabV3+ only: 16 or 8 (default 16).
     """
     spec = spec_of(name)
+    if spec.kind != "deeplabv3plus" and output_stride is not None:
+        raise ConfigError(f"{name}: output stride is fixed by the architecture (only DeepLabV3+ takes 8 or 16); drop the option")
+    if spec.kind == "unet":
+        return UNetSegmenter(replace(spec.unet, num_classes=num_classes))
+    if spec.kind == "fcn":
+        return FCN(replace(spec.fcn, num_classes=num_classes))
     if spec.kind == "torchvision":
-        if output_stride is not None:
-            raise ConfigError(f"{name}: output stride is fixed by torchvision (8 for ResNet, 16 for MobileNetV3); drop the option")
         from torchvision.models import segmentation as tvseg
 
         builder = getattr(tvseg, name)
@@ -254,7 +297,7 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
             sample = ", ".join(list(state)[:3])
             raise ModelError(f"{weights}: no {spec.classifier_key} in it (first keys: {sample}); expected a {spec.layout}")
         file_classes = int(w.shape[0])
-    want_classes = num_classes or file_classes or 19
+    want_classes = num_classes or file_classes or spec.num_classes
     if file_classes is not None and want_classes != file_classes and strict_classes:
         raise ModelError(f"{weights}: has {file_classes} classes, {want_classes} asked for; drop --num-classes or fine-tune with 'segstream train'")
     file_aux = any(k.startswith("aux_classifier.") for k in state)
@@ -289,7 +332,7 @@ def _load_into(model: nn.Module, state: dict, path: str, spec: SemanticSpec, *, 
         # Fine-tuning to other classes: leave the layers whose shape follows the class count.
         state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         missing = [k for k in own if k not in state]
-        if len(missing) > 8:
+        if len(missing) > 9:  # FCN-8s has 9 tensors shaped by the classes (score and upscore layers)
             raise ModelError(f"{path}: only {len(state)} of {len(own)} tensors fit {spec.name}; expected a {spec.layout}")
         model.load_state_dict(state, strict=False)
         return
@@ -350,6 +393,8 @@ def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | N
     policy = size_policy or loaded.spec.size_policy
     if input_size_hw is not None:
         policy = SizePolicy(kind="fixed", size_hw=tuple(input_size_hw))
+    # A model that needs sizes divisible by 2**depth (U-Net) keeps its padding under any resize.
+    policy = replace(policy, pad_multiple=max(policy.pad_multiple, loaded.spec.size_policy.pad_multiple))
     palette = CITYSCAPES_PALETTE_BGR if loaded.class_names == CITYSCAPES_CLASSES else default_palette_bgr(loaded.num_classes)
     return ArtifactMetadata(
         model=loaded.spec.name,

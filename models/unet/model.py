@@ -2,7 +2,9 @@
 
 Input (N, C_in, H, W) -> logits (N, num_classes, H, W). H and W need not be multiples of
 2**depth: the decoder resizes to the skip connection's size before concatenating, so any
-input size works (and exports with dynamic height and width).
+input size works (and exports with dynamic height and width). The semantic family (``unet*``
+in models/semantic/zoo.py) pads frames to a multiple of 2**depth instead, so every level lines
+up and the exported graph needs no resize.
 """
 
 from __future__ import annotations
