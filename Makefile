@@ -68,7 +68,7 @@ eval-models: install
 		--annotations $(DATA)/synth_val/instances.json --images $(DATA)/synth_val --json $(OUT)/eval_yolact_torch.json
 	$(PY) -m segstream eval --model yolact_tiny --weights weights/yolact_tiny_synthetic.onnx --backend onnxruntime \
 		--annotations $(DATA)/synth_val/instances.json --images $(DATA)/synth_val --json $(OUT)/eval_yolact_onnx.json
-	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth \
+	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth --input-size 216x384 \
 		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_torch.json
 	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.onnx --backend onnxruntime \
 		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_onnx.json

@@ -42,6 +42,8 @@ def _add_model_args(p, *, weights_required: bool) -> None:
     p.add_argument("--model", required=True, help="model name, e.g. yolact_mobilenetv3, deeplabv3_mobilenet_v3_large")
     p.add_argument("--weights", required=weights_required, help="checkpoint (.pth) or, with --backend onnxruntime, an .onnx file")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    p.add_argument("--input-size", help="semantic: resize images to HxW for the model (default: the artifact's "
+                   "size policy; give the same size to compare torch with an export)")
 
 
 def _add_predict(sub) -> None:
@@ -212,6 +214,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"generate: wrote {result.count} {'frames' if args.kind == 'video' else 'images'} to {result.main_file}")
         return EXIT_OK
     if cmd in ("predict", "eval", "train", "export", "verify"):
+        from models.registry import family_of
+
+        if cmd in ("predict", "eval") and args.input_size and family_of(args.model) != "semantic":
+            raise ConfigError(f"--input-size is for semantic models; {args.model} runs at the size it was exported "
+                              "or configured with")
         module = _family_commands(args.model)
         name = {"eval": "evaluate"}.get(cmd, cmd)
         return int(getattr(module, name)(args) or 0)

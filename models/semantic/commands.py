@@ -48,7 +48,7 @@ def predict(args) -> int:
         raise ConfigError("predict for a semantic model writes masks or overlays: give --mask-dir DIR and/or --overlay DIR")
     from models.semantic.data import read_image
 
-    runner = make_runner(args)
+    runner = make_runner(args, input_size_hw=parse_hw(getattr(args, "input_size", None)))
     for d in (args.mask_dir, args.overlay):
         if d:
             os.makedirs(d, exist_ok=True)
@@ -75,7 +75,7 @@ def evaluate(args) -> int:
     from models.semantic.data import find_samples, read_image, read_label
     from models.semantic.metrics import ConfusionMatrix
 
-    runner = make_runner(args, drivable=False)
+    runner = make_runner(args, drivable=False, input_size_hw=parse_hw(getattr(args, "input_size", None)))
     names = runner.settings.class_names
     samples = find_samples(args.images, args.labels, args.layout, len(names))
     cm = ConfusionMatrix(len(names))

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 
@@ -135,3 +136,36 @@ def test_mobilenet_models_onnxruntime_matches_torch(tmp_path, model):
     # The full-size models at 360x640 only (2 shared CPU cores); the three sizes run on deeplab_tiny
     # above, and bench/semantic.py exports these models at 512x1024.
     _assert_parity(path, module, [(360, 640)])
+
+
+def test_eval_and_predict_agree_through_torch_and_the_export(tiny_onnx, tmp_path):
+    """`--input-size` runs the torch model at the artifact's size policy, so both backends give
+    the same class maps and figures (`make eval-models` compares the embedded models this way)."""
+    import glob
+
+    from models.semantic.zoo import save_checkpoint
+    from segstream.cli import main
+    from tests.models.semantic_data import write_dataset
+
+    images, labels = write_dataset(str(tmp_path / "data"), 3, size_hw=(120, 200))
+    ckpt = str(tmp_path / "tiny.pth")
+    save_checkpoint(ckpt, load_model("deeplab_tiny"))  # the random weights tiny_onnx was exported with
+    files = sorted(glob.glob(os.path.join(images, "*.png")))
+
+    def masks(*args):
+        out = tmp_path / f"masks{len(list(tmp_path.iterdir()))}"
+        assert main(["predict", "--model", "deeplab_tiny", *args, "--mask-dir", str(out), *files]) == 0
+        return np.stack([cv2.imread(str(out / os.path.basename(f)), cv2.IMREAD_UNCHANGED) for f in files])
+
+    ort_masks = masks("--weights", tiny_onnx, "--backend", "onnxruntime")
+    assert np.mean(masks("--weights", ckpt, "--input-size", "256x512") == ort_masks) >= 0.999
+    assert np.mean(masks("--weights", ckpt) == ort_masks) < 0.99  # at the images' own size they differ
+
+    common = ["--model", "deeplab_tiny", "--images", images, "--labels", labels]
+    a, b = tmp_path / "ort.json", tmp_path / "torch.json"
+    assert main(["eval", *common, "--weights", tiny_onnx, "--backend", "onnxruntime", "--json", str(a)]) == 0
+    assert main(["eval", *common, "--weights", ckpt, "--input-size", "256x512", "--json", str(b)]) == 0
+    ort_fig, torch_fig = json.loads(a.read_text()), json.loads(b.read_text())
+    assert abs(ort_fig["miou"] - torch_fig["miou"]) < 0.005
+    # YOLACT runs at its export size: the option is refused there with a reason
+    assert main(["eval", "--model", "yolact_tiny", "--weights", ckpt, "--input-size", "256x512"]) == 2
