@@ -46,7 +46,7 @@ class OverlayStyle:
 def _blend_region(out: np.ndarray, mask: np.ndarray, colour, alpha: float) -> None:
     """out[mask] = out * (1 - alpha) + colour * alpha, in place, restricted to the mask's box.
 
-    Blends the whole box with OpenCV's saturating uint8 arithmetic and copies back only the
+    Blends the whole box with one OpenCV channel transform and copies back only the
     masked pixels with ``cv2.copyTo`` (which writes into the ``out`` view): at 720p about a
     hundred times cheaper than ``np.copyto(..., where=mask)`` broadcast over the channels.
     """
@@ -55,9 +55,12 @@ def _blend_region(out: np.ndarray, mask: np.ndarray, colour, alpha: float) -> No
         return
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     roi = out[y0:y1, x0:x1]
-    tint = np.empty_like(roi)
-    tint[:] = np.asarray(colour, np.uint8)
-    blended = cv2.addWeighted(roi, 1.0 - alpha, tint, alpha, 0.0)
+    # roi * (1 - alpha) + colour * alpha in one saturating pass (the same pixels as addWeighted
+    # against a filled tint image, without making one)
+    blend = np.zeros((3, 4), np.float32)
+    blend[:, :3] = np.eye(3, dtype=np.float32) * (1.0 - alpha)
+    blend[:, 3] = np.asarray(colour, np.float32) * alpha
+    blended = cv2.transform(roi, blend)
     local = mask[y0:y1, x0:x1]
     cv2.copyTo(blended, local.view(np.uint8) if local.dtype == np.bool_ else (local != 0).view(np.uint8), roi)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipelines.inference import normalised_nchw
 from pipelines.results import SemanticMap
 from stream.errors import ConfigError, ModelError
 
@@ -179,10 +180,7 @@ def preprocess_image(image_bgr: np.ndarray, *, size_hw: tuple[int, int], mean, s
     img = image_bgr
     if img.shape[:2] != (h, w):
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
-    if color_order == "RGB":
-        img = img[:, :, ::-1]
-    x = (img.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    return normalised_nchw(img, mean, std, color_order)
 
 
 def labels_from_logits(logits: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:

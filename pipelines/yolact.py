@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.inference import instance_artifact
+from pipelines.inference import instance_artifact, normalised_nchw
 from pipelines.masks import bilinear_matrix
 from pipelines.results import Instances
 from stream.backends.base import ArtifactMetadata, Backend
@@ -126,8 +126,7 @@ class YolactPreprocess:
             raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
         self.input_size_hw = (int(input_size_hw[0]), int(input_size_hw[1]))
         self.color_order = color_order
-        self._mean = np.asarray(mean, np.float32)
-        self._inv_std = (1.0 / np.asarray(std, np.float32)).astype(np.float32)
+        self._mean, self._std = tuple(mean), tuple(std)
 
     @classmethod
     def from_metadata(cls, meta: ArtifactMetadata) -> "YolactPreprocess":
@@ -147,10 +146,7 @@ class YolactPreprocess:
         h, w = self.input_size_hw
         # Resize in float like the official transform (uint8 resizing would round).
         img = cv2.resize(image_bgr.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        if self.color_order == "RGB":
-            img = img[:, :, ::-1]
-        img = (img - self._mean) * self._inv_std
-        tensor = np.ascontiguousarray(img.transpose(2, 0, 1))[None]
+        tensor = normalised_nchw(img, self._mean, self._std, self.color_order)
         info = YolactFrameInfo(size_hw=(int(image_bgr.shape[0]), int(image_bgr.shape[1])), input_size_hw=(h, w))
         return {INPUT_NAME: tensor}, info
 

@@ -68,3 +68,19 @@ def test_mask_format_polygon_and_none():
     inst.mask_format = "none"
     rec = frame_record(f)["results"]["instances"]
     assert "mask_polygons" not in rec[0] and "mask_rle" not in rec[0]
+
+
+def test_blend_is_exact_inside_the_mask_and_leaves_the_rest():
+    from pipelines.overlay import _blend_region
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    mask = np.zeros((90, 160), bool)
+    mask[20:70, 30:50] = True
+    mask[40:45, 100:140] = True  # two blobs: the blended box spans both, only mask pixels change
+    out = img.copy()
+    _blend_region(out, mask, (10, 200, 250), 0.4)
+    want = np.clip(np.rint(img.astype(float) * 0.6 + np.array([10, 200, 250]) * 0.4), 0, 255)
+    assert np.abs(out[mask].astype(int) - want[mask]).max() <= 1
+    assert np.array_equal(out[~mask], img[~mask])
+    _blend_region(out, np.zeros((90, 160), bool), (0, 0, 0), 0.5)  # empty mask: nothing to do
