@@ -87,6 +87,8 @@ def _add_train(sub) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
                    help="instances: sgd (the published recipe) or adam (tiny models from scratch); semantic: sgd")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every N iterations")
+    p.add_argument("--class-weights", choices=["none", "balanced"], default="none",
+                   help="semantic: 'balanced' weights each class's loss by median frequency / its frequency")
     p.add_argument("--out", required=True, help="checkpoint path to write")
 
 
@@ -219,6 +221,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if cmd in ("predict", "eval") and args.input_size and family_of(args.model) != "semantic":
             raise ConfigError(f"--input-size is for semantic models; {args.model} runs at the size it was exported "
                               "or configured with")
+        if cmd == "train" and args.class_weights != "none" and family_of(args.model) != "semantic":
+            raise ConfigError(f"--class-weights is for semantic models, not {args.model}")
         module = _family_commands(args.model)
         name = {"eval": "evaluate"}.get(cmd, cmd)
         return int(getattr(module, name)(args) or 0)

@@ -113,6 +113,7 @@ def train(args) -> int:
         input_size_hw=parse_hw(args.input_size) or (512, 1024), iters=args.iters, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr or 0.01, seed=args.seed,
         save_every=int(getattr(args, "checkpoint_every", 0) or 0),
+        class_weights=getattr(args, "class_weights", None) or "none",
     )
     report = run_training(cfg)
     print(f"trained {report.iters} iterations in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "

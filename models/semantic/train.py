@@ -39,6 +39,9 @@ class TrainConfig:
         progress: print a progress line to stderr.
         threads: torch intra-op threads while training (None: leave torch's setting); on a
             busy 2-core machine 1 thread is several times faster than 2.
+        class_weights: "none", or "balanced": median-frequency balancing (each class's loss
+            weighted by the median class frequency over its own, from the training labels,
+            clipped to [0.1, 10]) so that thin classes (poles, signs, people) count.
     """
 
     model: str
@@ -61,6 +64,7 @@ class TrainConfig:
     progress: bool = True
     save_every: int = 0
     threads: int | None = None
+    class_weights: str = "none"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -71,6 +75,8 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}")
         if min(self.input_size_hw) < 16:
             raise ConfigError(f"input size must be at least 16x16, got {self.input_size_hw}")
+        if self.class_weights not in ("none", "balanced"):
+            raise ConfigError(f"class weights must be 'none' or 'balanced', got {self.class_weights!r}")
 
 
 def augment(image_bgr: np.ndarray, label: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator,
@@ -130,11 +136,30 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return to_tensor(img), torch.from_numpy(lab.astype(np.int64))
 
 
-def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    """Cross-entropy (ignore 255) on ``out``, plus ``aux_weight`` x that of ``aux`` if present."""
-    loss = F.cross_entropy(outputs["out"], target, ignore_index=IGNORE_INDEX)
+def balanced_class_weights(samples: list[Sample], num_classes: int, clip=(0.1, 10.0)) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus; SegNet): ``median(freq) / freq[c]`` over the
+    classes present in the labels, 1 for absent ones, clipped to ``clip``; (C,) float32."""
+    counts = np.zeros(num_classes, np.int64)
+    for s in samples:
+        lab = read_label(s)
+        counts += np.bincount(lab[lab < num_classes].ravel(), minlength=num_classes)[:num_classes]
+    present = counts > 0
+    if not present.any():
+        raise ConfigError("no labelled pixel in the training labels: cannot balance class weights")
+    freq = counts / counts.sum()
+    weights = np.ones(num_classes, np.float64)
+    weights[present] = np.median(freq[present]) / freq[present]
+    return np.clip(weights, *clip).astype(np.float32)
+
+
+def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
+                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy (ignore 255, optional per-class weights) on ``out``, plus ``aux_weight`` x
+    that of ``aux`` if present."""
+    loss = F.cross_entropy(outputs["out"], target, weight=class_weights, ignore_index=IGNORE_INDEX)
     if "aux" in outputs and aux_weight > 0:
-        loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target, ignore_index=IGNORE_INDEX)
+        loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target, weight=class_weights,
+                                                   ignore_index=IGNORE_INDEX)
     return loss
 
 
@@ -173,6 +198,12 @@ def _train(cfg: TrainConfig) -> TrainReport:
     loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=len(data) > cfg.batch_size,
                                          generator=gen, num_workers=0)
     total = cfg.iters or cfg.epochs * len(loader)
+    weights = None
+    if cfg.class_weights == "balanced":
+        weights = torch.from_numpy(balanced_class_weights(samples, loaded.num_classes))
+        if cfg.progress:
+            shown = ", ".join(f"{n} {w:.2f}" for n, w in zip(loaded.class_names, weights.tolist()) if w != 1.0)
+            sys.stderr.write(f"class weights: {shown}\n")
     model = loaded.model.train()
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     losses: list[float] = []
@@ -184,7 +215,7 @@ def _train(cfg: TrainConfig) -> TrainReport:
             lr = poly_lr(cfg.lr, it, total)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss = segmentation_loss(model(x), y, cfg.aux_weight)
+            loss = segmentation_loss(model(x), y, cfg.aux_weight, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

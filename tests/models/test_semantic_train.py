@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from models.semantic.data import find_samples, read_label  # noqa: E402
 from models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from models.semantic.train import TrainConfig, augment, poly_lr, train  # noqa: E402
+from models.semantic.train import TrainConfig, augment, balanced_class_weights, poly_lr, train  # noqa: E402
 from stream.errors import ConfigError  # noqa: E402
 from tests.models.semantic_data import CAR, ROAD, SKY, road_scene, write_dataset  # noqa: E402
 
@@ -97,3 +97,33 @@ def test_tiny_model_learns_generated_scenes_and_predict_writes_masks(tmp_path):
     assert np.mean(mask == lab) > 0.85
     assert set(np.unique(mask)) <= {ROAD, SKY, CAR, 9}
     assert cv2.imread(os.path.join(overlay_dir, "new.jpg")).shape == (72, 150, 3)
+
+
+def test_balanced_class_weights_by_median_frequency_and_training_with_them(tmp_path):
+    root = tmp_path / "w"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    a = np.zeros((4, 8), np.uint8)  # road 24 px, car 6 px, sky 2 px over both labels
+    a[0, :2] = SKY
+    a[1, :6] = CAR
+    b = np.zeros((4, 8), np.uint8)
+    b[:, :] = 255  # ignored pixels count for nothing
+    b[0, :8] = ROAD
+    for name, lab in (("a", a), ("b", b)):
+        cv2.imwrite(str(root / "images" / f"{name}.png"), np.zeros((4, 8, 3), np.uint8))
+        cv2.imwrite(str(root / "labels" / f"{name}.png"), lab)
+    samples = find_samples(str(root / "images"), str(root / "labels"), "plain", 19)
+    w = balanced_class_weights(samples, 19)
+    # frequencies road 32/40, car 6/40, sky 2/40: median 6/40 -> weights 6/32, 1, 3; absent classes 1
+    assert w[ROAD] == pytest.approx(6 / 32) and w[CAR] == pytest.approx(1.0) and w[SKY] == pytest.approx(3.0)
+    assert w[5] == 1.0 and w.dtype == np.float32
+    assert balanced_class_weights(samples, 19, clip=(0.5, 2.0))[SKY] == 2.0
+
+    images, labels = write_dataset(str(tmp_path / "data"), 4, size_hw=(48, 64))
+    report = train(TrainConfig(model="deeplab_tiny", images=images, labels=labels, out=str(tmp_path / "m.pth"),
+                               input_size_hw=(48, 64), iters=6, batch_size=2, lr=0.01, progress=False, threads=1,
+                               class_weights="balanced"))
+    assert report.iters == 6 and np.isfinite(report.last_loss)
+    with pytest.raises(ConfigError, match="class weights"):
+        TrainConfig(model="deeplab_tiny", images=images, labels=labels, out="x.pth", class_weights="inverse")
+
