@@ -223,7 +223,7 @@ def _print_pipeline_bench(doc: dict) -> None:
     print(f"pipeline: {doc['frames_out']} frames, {doc['fps']:.2f} fps end to end, latency p50 "
           f"{doc['latency_ms']['p50']:.0f} ms p95 {doc['latency_ms']['p95']:.0f} ms")
     for name, st in doc["stages"].items():
-        print(f"  {name:<18} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms")
+        print(f"  {name:<18} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  CPU {st['cpu_mean_ms']:7.2f} ms/frame")
     if "model_only_fps" in doc:
         print(f"  models alone: {doc['model_only_fps']:.2f} fps ({doc['model_only_ms']} ms per frame); "
               f"efficiency {doc['efficiency']:.2f}")

@@ -298,7 +298,7 @@ class _StageNode(_Node):
                     out = None
                 else:
                     self.busy_since[me] = (time.monotonic(), item.seq)
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     try:
                         out = self.stage.process(item)
                     except Exception as exc:
@@ -313,7 +313,7 @@ class _StageNode(_Node):
                     ms = (time.perf_counter() - t0) * 1e3
                     if out is not None:
                         out.timings_ms[self.name] = ms
-                    g.metrics.add_stage_time(self.name, ms)
+                    g.metrics.add_stage_time(self.name, ms, (time.thread_time() - c0) * 1e3)
                     if out is None and not self.failed:
                         g.metrics.count("frames_filtered")
                 if out is None and g._token is not None and not self.graph._in_branch(self):
@@ -432,7 +432,7 @@ class _SinkNode(_Node):
                 if isinstance(item, EndOfStream):
                     return
                 self.busy_since[me] = (time.monotonic(), item.seq)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 for i, sink in enumerate(self.sinks):
                     if i in self.failed:
                         continue
@@ -444,7 +444,7 @@ class _SinkNode(_Node):
                             f"sink '{sink.name}' failed on frame {item.seq}: {type(exc).__name__}: {exc}")
                         g._fail(err, exc)
                 self.busy_since.pop(me, None)
-                g.metrics.add_stage_time("sink", (time.perf_counter() - t0) * 1e3)
+                g.metrics.add_stage_time("sink", (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3)
                 g.metrics.frame_out(item.capture_ns)
                 if g._token is not None:
                     g._token.release()

@@ -26,6 +26,7 @@ class StageStats:
     def __init__(self, window: int) -> None:
         self.count = 0
         self.samples: deque[float] = deque(maxlen=window)
+        self.cpu_ms = 0.0  # summed CPU time of the stage's own thread (not the wall time above)
 
 
 class Metrics:
@@ -56,13 +57,18 @@ class Metrics:
     def start(self) -> None:
         self.started_ns = time.monotonic_ns()
 
-    def add_stage_time(self, stage: str, ms: float) -> None:
+    def add_stage_time(self, stage: str, ms: float, cpu_ms: float = 0.0) -> None:
+        """One call of a stage: ``ms`` wall time, ``cpu_ms`` the CPU time its thread used (on a
+        busy machine wall time includes waiting for a core or the GIL; CPU time does not). Work
+        done on other threads, such as an ONNX Runtime thread pool with more than one thread, is
+        not counted."""
         with self._lock:
             st = self.stages.get(stage)
             if st is None:
                 st = self.stages[stage] = StageStats(self._window)
             st.count += 1
             st.samples.append(ms)
+            st.cpu_ms += cpu_ms
 
     def frame_in(self) -> None:
         with self._lock:
@@ -109,7 +115,8 @@ class Metrics:
         """The ``--metrics-json`` document."""
         with self._lock:
             stages = {
-                name: {"count": st.count, **{f"{k}_ms": v for k, v in percentiles_ms(st.samples).items()}}
+                name: {"count": st.count, **{f"{k}_ms": v for k, v in percentiles_ms(st.samples).items()},
+                       "cpu_mean_ms": round(st.cpu_ms / st.count, 3) if st.count else 0.0}
                 for name, st in self.stages.items()
             }
             doc = {

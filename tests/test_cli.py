@@ -32,7 +32,8 @@ def test_run_writes_video_jsonl_and_metrics(tmp_path):
     assert {"frames_in", "frames_out", "frames_dropped", "fps", "latency_ms", "stages"} <= set(doc)
     assert doc["frames_in"] == doc["frames_out"] == 24 and doc["frames_dropped"] == 0
     assert set(doc["latency_ms"]) == {"p50", "p95", "p99"}
-    assert set(doc["stages"]["edges"]) == {"count", "p50_ms", "p95_ms", "p99_ms"}
+    assert set(doc["stages"]["edges"]) == {"count", "p50_ms", "p95_ms", "p99_ms", "cpu_mean_ms"}
+    assert 0 < doc["stages"]["edges"]["cpu_mean_ms"] < 1000
     assert doc["stages"]["edges"]["count"] == 24
 
 

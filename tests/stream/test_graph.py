@@ -248,3 +248,19 @@ def test_watchdog_reports_a_blocked_sink():
     release.set()
     assert time.monotonic() - t0 < 5
     assert isinstance(report.error, WatchdogError) and "stage 'sink' has held frame 3" in str(report.error)
+
+
+def test_stage_cpu_time_is_reported_apart_from_waiting():
+    """A stage that sleeps takes wall time but no CPU; one that computes takes both."""
+
+    def spin(frame):
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:
+            pass
+        return frame
+
+    stages = [FunctionStage("sleepy", lambda f: (time.sleep(0.02), f)[1]), FunctionStage("busy", spin)]
+    report = Graph(open_source("synthetic://?width=32&height=16&frames=5"), stages, [Collect()]).run(timeout=30)
+    st = report.metrics["stages"]
+    assert st["sleepy"]["p50_ms"] >= 19 and st["sleepy"]["cpu_mean_ms"] < 5
+    assert st["busy"]["cpu_mean_ms"] >= 19
