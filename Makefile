@@ -40,7 +40,14 @@ models: install
 	$(PY) -m segstream generate --out $(DATA)/semantic_train --kind images --count 160 --width 384 --height 216 --seed 7
 	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplab_tiny --images $(DATA)/semantic_train/images \
 		--labels $(DATA)/semantic_train/labels --input-size 192x320 --iters 480 --batch-size 8 --lr 0.05 \
-		--seed 0 --out weights/deeplab_tiny_synthetic.pth
+		--seed 0 --out $(DATA)/deeplab_tiny_stage1.pth
+	$(PY) -m segstream generate --out $(DATA)/semantic_train2 --kind images --count 800 --width 384 --height 216 --seed 11
+	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage1.pth \
+		--images $(DATA)/semantic_train2/images --labels $(DATA)/semantic_train2/labels --input-size 192x320 \
+		--iters 4000 --batch-size 8 --lr 0.02 --seed 3 --out $(DATA)/deeplab_tiny_stage2.pth
+	OMP_NUM_THREADS=2 $(PY) -m segstream train --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage2.pth \
+		--images $(DATA)/semantic_train2/images --labels $(DATA)/semantic_train2/labels --input-size 192x320 \
+		--iters 1500 --batch-size 8 --lr 0.01 --seed 5 --class-weights balanced --out weights/deeplab_tiny_synthetic.pth
 	$(PY) -m segstream generate --out $(DATA)/synth_train --kind images --count 800 --width 640 --height 360 --seed 1
 	$(PY) -m segstream train --model yolact_tiny --annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
 		--input-size 320 --iters 700 --batch-size 6 --optimizer adam --lr 0.001 --seed 0 \
