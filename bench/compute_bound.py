@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.semantic import median_ms  # noqa: E402  (same timing for both scripts)
 
 #: model -> default (H, W); None: the configuration's own fixed size (YOLACT: 550, tiny: 160).
 DEFAULTS = {
@@ -42,17 +42,6 @@ DEFAULTS = {
     "maskrcnn_resnet50_fpn": (550, 550),
     "maskrcnn_resnet50_fpn_v2": (550, 550),
 }
-
-
-def median_ms(fn, iters: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def count_gflop(module, x) -> float:

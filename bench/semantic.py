@@ -27,7 +27,8 @@ SIZES = ((360, 640), (512, 1024))
 CRF_SIZES = ((256, 512), (512, 1024))
 
 
-def _median_ms(fn, iters: int) -> float:
+def median_ms(fn, iters: int) -> float:
+    """Median wall time in ms of ``iters`` calls after two warm-up calls."""
     for _ in range(2):
         fn()
     times = []
@@ -58,9 +59,9 @@ def bench_models(threads: int, iters: int, tmp: str) -> list[dict]:
             xt = torch.from_numpy(x)
             xcl = xt.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                eager = _median_ms(lambda: module(xt), iters)
-                cl = _median_ms(lambda: module_cl(xcl), iters)
-            onnx_ms = _median_ms(lambda: ort.run({"image": x}), iters)
+                eager = median_ms(lambda: module(xt), iters)
+                cl = median_ms(lambda: module_cl(xcl), iters)
+            onnx_ms = median_ms(lambda: ort.run({"image": x}), iters)
             row = {"model": name, "size_hw": [h, w], "torch_ms": round(eager, 1), "torch_channels_last_ms": round(cl, 1),
                    "onnxruntime_ms": round(onnx_ms, 1)}
             rows.append(row)
@@ -84,7 +85,7 @@ def bench_crf(iters: int) -> list[dict]:
         img = np.clip(labels[..., None] * np.array([13, 7, 11], np.float32) + rng.normal(0, 5, (h, w, 3)), 0, 255).astype(np.uint8)
         logits = np.stack([cv2.GaussianBlur((labels == k).astype(np.float32) * 4, (0, 0), 6) for k in range(19)])
         probs = softmax(logits + rng.normal(0, 0.5, logits.shape).astype(np.float32))
-        ms = _median_ms(lambda: dense_crf(img, probs, CrfParams()), max(1, iters // 3))
+        ms = median_ms(lambda: dense_crf(img, probs, CrfParams()), max(1, iters // 3))
         rows.append({"crf_size_hw": [h, w], "classes": 19, "iterations": CrfParams().iterations, "ms": round(ms, 1)})
         print(f"dense CRF (numpy), 19 classes, 5 iterations, {h}x{w}: {ms:7.1f} ms per frame", flush=True)
     return rows
