@@ -87,8 +87,14 @@ def _add_train(sub) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
                    help="instances: sgd (the published recipe) or adam (tiny models from scratch); semantic: sgd")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every N iterations")
-    p.add_argument("--class-weights", choices=["none", "balanced"], default="none",
-                   help="semantic: 'balanced' weights each class's loss by median frequency / its frequency")
+    p.add_argument("--aspect-ratios", help="instances (YOLACT): anchor aspect ratios w/h, comma-separated "
+                   "(default: the configuration's, 1,0.5,2); recorded in the checkpoint")
+    p.add_argument("--square-anchors", choices=["on", "off"],
+                   help="instances (YOLACT): 'on' (the released models) makes every anchor square whatever its "
+                        "ratio; 'off' gives ratio-shaped anchors (tall ones for pedestrians); recorded in the checkpoint")
+    p.add_argument("--class-weights", choices=["none", "balanced", "balanced-sqrt"], default="none",
+                   help="semantic: 'balanced' weights each class's loss by median frequency / its frequency; "
+                        "'balanced-sqrt' by the square root of that (milder)")
     p.add_argument("--out", required=True, help="checkpoint path to write")
 
 
@@ -223,6 +229,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                               "or configured with")
         if cmd == "train" and args.class_weights != "none" and family_of(args.model) != "semantic":
             raise ConfigError(f"--class-weights is for semantic models, not {args.model}")
+        if cmd == "train" and (args.aspect_ratios or args.square_anchors) and family_of(args.model) != "yolact":
+            raise ConfigError(f"--aspect-ratios/--square-anchors are for YOLACT models, not {args.model}")
         module = _family_commands(args.model)
         name = {"eval": "evaluate"}.get(cmd, cmd)
         return int(getattr(module, name)(args) or 0)

@@ -41,7 +41,9 @@ class TrainConfig:
             busy 2-core machine 1 thread is several times faster than 2.
         class_weights: "none", or "balanced": median-frequency balancing (each class's loss
             weighted by the median class frequency over its own, from the training labels,
-            clipped to [0.1, 10]) so that thin classes (poles, signs, people) count.
+            clipped to [0.1, 10]) so that thin classes (poles, signs, people) count; or
+            "balanced-sqrt": the square root of those weights, a milder push that trades
+            less precision on the common classes for the recall of the rare ones.
     """
 
     model: str
@@ -75,8 +77,8 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}")
         if min(self.input_size_hw) < 16:
             raise ConfigError(f"input size must be at least 16x16, got {self.input_size_hw}")
-        if self.class_weights not in ("none", "balanced"):
-            raise ConfigError(f"class weights must be 'none' or 'balanced', got {self.class_weights!r}")
+        if self.class_weights not in ("none", "balanced", "balanced-sqrt"):
+            raise ConfigError(f"class weights must be 'none', 'balanced' or 'balanced-sqrt', got {self.class_weights!r}")
 
 
 def augment(image_bgr: np.ndarray, label: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator,
@@ -199,8 +201,9 @@ def _train(cfg: TrainConfig) -> TrainReport:
                                          generator=gen, num_workers=0)
     total = cfg.iters or cfg.epochs * len(loader)
     weights = None
-    if cfg.class_weights == "balanced":
-        weights = torch.from_numpy(balanced_class_weights(samples, loaded.num_classes))
+    if cfg.class_weights in ("balanced", "balanced-sqrt"):
+        w = balanced_class_weights(samples, loaded.num_classes)
+        weights = torch.from_numpy(np.sqrt(w) if cfg.class_weights == "balanced-sqrt" else w)
         if cfg.progress:
             shown = ", ".join(f"{n} {w:.2f}" for n, w in zip(loaded.class_names, weights.tolist()) if w != 1.0)
             sys.stderr.write(f"class weights: {shown}\n")

@@ -77,6 +77,12 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
 
         cfg = replace(cfg, max_size=int(meta["max_size"]),
                       pred_scales=tuple(int(v) for v in meta.get("pred_scales", cfg.pred_scales)))
+    if meta is not None and "aspect_ratios" in meta:
+        # Trained with other anchor shapes (train --aspect-ratios / --square-anchors).
+        from dataclasses import replace
+
+        cfg = replace(cfg, aspect_ratios=tuple(float(v) for v in meta["aspect_ratios"]),
+                      square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)))
     state = {k: v for k, v in state.items()
              if not _LEGACY_BACKBONE.match(k)
              and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}

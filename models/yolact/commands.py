@@ -181,6 +181,23 @@ def _load_for_finetune(net, path: str) -> list[str]:
     return [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
 
 
+def _with_anchor_shape(cfg, ratios_text: str | None, square: str | None):
+    """The configuration with ``--aspect-ratios`` / ``--square-anchors`` applied (ConfigError when malformed)."""
+    from dataclasses import replace
+
+    if ratios_text is not None:
+        try:
+            ratios = tuple(float(v) for v in ratios_text.split(","))
+        except ValueError:
+            raise ConfigError(f"--aspect-ratios: expected comma-separated numbers (e.g. 1,0.5,0.25), got {ratios_text!r}") from None
+        if not ratios or any(not (0.05 <= r <= 20) for r in ratios) or len(set(ratios)) != len(ratios):
+            raise ConfigError(f"--aspect-ratios: expected distinct ratios between 0.05 and 20 (e.g. 1,0.5,0.25), got {ratios_text!r}")
+        cfg = replace(cfg, aspect_ratios=ratios)
+    if square is not None:
+        cfg = replace(cfg, square_anchors=square == "on")
+    return cfg
+
+
 def train(args) -> int:
     """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
     from dataclasses import replace
@@ -204,6 +221,7 @@ def train(args) -> int:
     size = _parse_size(args.input_size)
     if size is not None and size != cfg.max_size:
         cfg = replace(cfg, max_size=size, pred_scales=tuple(int(s / cfg.max_size * size) for s in cfg.pred_scales))
+    cfg = _with_anchor_shape(cfg, getattr(args, "aspect_ratios", None), getattr(args, "square_anchors", None))
     torch.manual_seed(args.seed)
     net = Yolact(cfg)
     if args.weights:
@@ -218,6 +236,9 @@ def train(args) -> int:
     extra = {"iterations": iters}
     if cfg.max_size != get_config(args.model).max_size:
         extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
+    default = get_config(args.model)
+    if (cfg.aspect_ratios, cfg.square_anchors) != (default.aspect_ratios, default.square_anchors):
+        extra.update(aspect_ratios=list(cfg.aspect_ratios), square_anchors=bool(cfg.square_anchors))
     save_yolact(net, args.out, extra)
     first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)]))
     last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):]))

@@ -124,6 +124,10 @@ def test_balanced_class_weights_by_median_frequency_and_training_with_them(tmp_p
                                input_size_hw=(48, 64), iters=6, batch_size=2, lr=0.01, progress=False, threads=1,
                                class_weights="balanced"))
     assert report.iters == 6 and np.isfinite(report.last_loss)
+    report = train(TrainConfig(model="deeplab_tiny", images=images, labels=labels, out=str(tmp_path / "m2.pth"),
+                               input_size_hw=(48, 64), iters=2, batch_size=2, lr=0.01, progress=False, threads=1,
+                               class_weights="balanced-sqrt"))
+    assert report.iters == 2 and np.isfinite(report.last_loss)
     with pytest.raises(ConfigError, match="class weights"):
         TrainConfig(model="deeplab_tiny", images=images, labels=labels, out="x.pth", class_weights="inverse")
 

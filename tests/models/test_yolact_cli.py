@@ -107,7 +107,39 @@ def test_train_writes_a_checkpoint_the_loader_reads(tmp_path):
     assert load_yolact(str(out2))[1].class_names == SHAPE_CLASSES
 
 
+def test_train_with_tall_anchors_records_them_for_the_loader_and_the_export(tmp_path):
+    """--aspect-ratios / --square-anchors off: the checkpoint carries the anchor shapes, the loader
+    rebuilds them, and the exported priors (what the runtime decodes against) are tall, not square."""
+    import onnx
+
+    ann, imgs = write_shapes_dataset(str(tmp_path / "data"), 3, seed=9)
+    square = tmp_path / "square.pth"
+    assert main(["train", "--model", "yolact_tiny", "--annotations", ann, "--images", imgs, "--iters", "2",
+                 "--batch-size", "2", "--out", str(square)]) == 0
+    assert load_yolact(str(square))[1].square_anchors is True
+    tall = tmp_path / "tall.pth"
+    # Fine-tuning a square-anchor checkpoint into tall anchors: same anchor count, so every tensor fits.
+    assert main(["train", "--model", "yolact_tiny", "--weights", str(square), "--annotations", ann, "--images", imgs,
+                 "--iters", "2", "--batch-size", "2", "--aspect-ratios", "1,0.5,0.25", "--square-anchors", "off",
+                 "--out", str(tall)]) == 0
+    net, cfg = load_yolact(str(tall))
+    assert cfg.aspect_ratios == (1.0, 0.5, 0.25) and cfg.square_anchors is False
+    priors = net.priors_for([(2, 2)] * len(cfg.pred_scales), "cpu").numpy()
+    w, h = priors[:3, 2], priors[:3, 3]  # the first P3 location, one prior per aspect ratio
+    np.testing.assert_allclose(h / w, [1.0, 2.0, 4.0], rtol=1e-5)
+    onnx_path = str(tmp_path / "tall.onnx")
+    assert main(["export", "--model", "yolact_tiny", "--weights", str(tall), "--out", onnx_path]) == 0
+    meta = json.loads({p.key: p.value for p in onnx.load(onnx_path).metadata_props}["segstream"])
+    assert meta["extra"]["anchors"]["aspect_ratios"] == [1.0, 0.5, 0.25] and meta["extra"]["anchors"]["square"] is False
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "yolact_tiny", "--annotations", "{ann}", "--images", "{imgs}", "--aspect-ratios", "1,tall",
+      "--out", "x.pth"], "--aspect-ratios: expected comma-separated numbers"),
+    (["train", "--model", "yolact_tiny", "--annotations", "{ann}", "--images", "{imgs}", "--aspect-ratios", "1,1",
+      "--out", "x.pth"], "expected distinct ratios"),
+    (["train", "--model", "deeplab_tiny", "--images", "{imgs}", "--labels", "{imgs}", "--square-anchors", "off",
+      "--out", "x.pth"], "are for YOLACT models"),
     (["predict", "--model", "yolact_tiny", "--weights", "{ckpt}", "--backend", "onnxruntime", "--json", "x.json", "{img}"],
      "needs an .onnx file"),
     (["predict", "--model", "yolact_tiny", "--weights", "{onnx}", "--json", "x.json", "{img}"],
@@ -119,9 +151,9 @@ def test_train_writes_a_checkpoint_the_loader_reads(tmp_path):
     (["export", "--model", "yolact_tiny", "--dynamic", "--out", "x.onnx"], "drop --dynamic"),
 ])
 def test_usage_errors_are_one_line(artifacts, tmp_path, capsys, argv, message):
-    ckpt, onnx_path, _, _, images = artifacts
-    argv = [a.format(ckpt=ckpt, onnx=onnx_path, img=images[0]) for a in argv]
-    argv = [str(tmp_path / a) if a.endswith((".json", "x.onnx")) else a for a in argv]
+    ckpt, onnx_path, ann, imgs, images = artifacts
+    argv = [a.format(ckpt=ckpt, onnx=onnx_path, img=images[0], ann=ann, imgs=imgs) for a in argv]
+    argv = [str(tmp_path / a) if a.endswith((".json", "x.onnx", "x.pth")) else a for a in argv]
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code in (1, 2) and message in err and len(err.splitlines()) == 1
