@@ -47,7 +47,11 @@ models: install
 		--iters 4000 --batch-size 8 --lr 0.02 --seed 3 --out $(DATA)/deeplab_tiny_stage2.pth
 	OMP_NUM_THREADS=2 $(PY) -m segstream train --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage2.pth \
 		--images $(DATA)/semantic_train2/images --labels $(DATA)/semantic_train2/labels --input-size 192x320 \
-		--iters 1500 --batch-size 8 --lr 0.01 --seed 5 --class-weights balanced --out weights/deeplab_tiny_synthetic.pth
+		--iters 1500 --batch-size 8 --lr 0.01 --seed 5 --class-weights balanced --out $(DATA)/deeplab_tiny_stage3.pth
+	@# Stage 4: the square root of those weights; full ones left rare classes over-predicted.
+	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage3.pth \
+		--images $(DATA)/semantic_train2/images --labels $(DATA)/semantic_train2/labels --input-size 192x320 \
+		--iters 3000 --batch-size 8 --lr 0.01 --seed 8 --class-weights balanced-sqrt --out weights/deeplab_tiny_synthetic.pth
 	$(PY) -m segstream generate --out $(DATA)/synth_train --kind images --count 800 --width 640 --height 360 --seed 1
 	$(PY) -m segstream train --model yolact_tiny --annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
 		--input-size 320 --iters 700 --batch-size 6 --optimizer adam --lr 0.001 --seed 0 \
