@@ -63,7 +63,13 @@ models: install
 	$(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage2.pth \
 		--annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
 		--input-size 320 --iters 1000 --batch-size 6 --optimizer adam --lr 0.0005 --seed 2 \
-		--out weights/yolact_tiny_synthetic.pth
+		--out $(DATA)/yolact_tiny_stage3.pth
+	@# Stage 4: 512 px input and ratio-shaped anchors with a tall 1:4 one for pedestrians (the
+	@# square ones reach none of them); same anchor count, so every tensor of stage 3 carries over.
+	OMP_NUM_THREADS=2 $(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage3.pth \
+		--annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
+		--input-size 512 --iters 2500 --batch-size 6 --optimizer adam --lr 0.001 --seed 4 \
+		--aspect-ratios 1,0.5,0.25 --square-anchors off --out weights/yolact_tiny_synthetic.pth
 	$(MAKE) export-models
 
 export-models: install
