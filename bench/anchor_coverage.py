@@ -17,14 +17,14 @@ import json
 import math
 import os
 import sys
-from dataclasses import replace
-
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from models.yolact.commands import training_config  # noqa: E402
 from models.yolact.config import get_config  # noqa: E402
 from pipelines.yolact import make_priors  # noqa: E402
+from stream.errors import ConfigError  # noqa: E402
 
 
 def corner_priors(cfg) -> np.ndarray:
@@ -60,15 +60,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
 
-    cfg = get_config(args.model)
-    if args.input_size and args.input_size != cfg.max_size:
-        # as segstream train --input-size
-        cfg = replace(cfg, max_size=args.input_size,
-                      pred_scales=tuple(int(s / cfg.max_size * args.input_size) for s in cfg.pred_scales))
-    if args.aspect_ratios:
-        cfg = replace(cfg, aspect_ratios=tuple(float(v) for v in args.aspect_ratios.split(",")))
-    if args.square_anchors:
-        cfg = replace(cfg, square_anchors=args.square_anchors == "on")
+    try:
+        cfg = training_config(get_config(args.model), args.input_size, args.aspect_ratios, args.square_anchors)
+    except ConfigError as exc:
+        raise SystemExit(f"anchor_coverage: {exc}") from None
     with open(args.annotations, encoding="utf-8") as fh:
         coco = json.load(fh)
     sizes = {im["id"]: (im["width"], im["height"]) for im in coco["images"]}

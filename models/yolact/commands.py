@@ -181,10 +181,13 @@ def _load_for_finetune(net, path: str) -> list[str]:
     return [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
 
 
-def _with_anchor_shape(cfg, ratios_text: str | None, square: str | None):
-    """The configuration with ``--aspect-ratios`` / ``--square-anchors`` applied (ConfigError when malformed)."""
+def training_config(cfg, size: int | None = None, ratios_text: str | None = None, square: str | None = None):
+    """The configuration ``train`` builds: anchor scales scaled to ``--input-size`` and
+    ``--aspect-ratios`` / ``--square-anchors`` applied (ConfigError when malformed)."""
     from dataclasses import replace
 
+    if size is not None and size != cfg.max_size:
+        cfg = replace(cfg, max_size=size, pred_scales=tuple(int(s / cfg.max_size * size) for s in cfg.pred_scales))
     if ratios_text is not None:
         try:
             ratios = tuple(float(v) for v in ratios_text.split(","))
@@ -200,8 +203,6 @@ def _with_anchor_shape(cfg, ratios_text: str | None, square: str | None):
 
 def train(args) -> int:
     """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
-    from dataclasses import replace
-
     import torch
 
     from models.yolact.checkpoint import save_yolact
@@ -218,10 +219,8 @@ def train(args) -> int:
     if args.num_classes is not None and args.num_classes != len(data.class_names):
         raise ConfigError(f"--num-classes {args.num_classes} but {args.annotations} has {len(data.class_names)} categories")
     cfg = get_config(args.model).with_classes(data.class_names)
-    size = _parse_size(args.input_size)
-    if size is not None and size != cfg.max_size:
-        cfg = replace(cfg, max_size=size, pred_scales=tuple(int(s / cfg.max_size * size) for s in cfg.pred_scales))
-    cfg = _with_anchor_shape(cfg, getattr(args, "aspect_ratios", None), getattr(args, "square_anchors", None))
+    cfg = training_config(cfg, _parse_size(args.input_size), getattr(args, "aspect_ratios", None),
+                          getattr(args, "square_anchors", None))
     torch.manual_seed(args.seed)
     net = Yolact(cfg)
     if args.weights:
@@ -234,9 +233,9 @@ def train(args) -> int:
                           checkpoint_path=args.out if getattr(args, "checkpoint_every", 0) else None,
                           checkpoint_every=getattr(args, "checkpoint_every", 0))
     extra = {"iterations": iters}
-    if cfg.max_size != get_config(args.model).max_size:
-        extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
     default = get_config(args.model)
+    if cfg.max_size != default.max_size:
+        extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
     if (cfg.aspect_ratios, cfg.square_anchors) != (default.aspect_ratios, default.square_anchors):
         extra.update(aspect_ratios=list(cfg.aspect_ratios), square_anchors=bool(cfg.square_anchors))
     save_yolact(net, args.out, extra)
