@@ -50,6 +50,26 @@ def _class_names_from(meta: dict | None, state: dict, cfg: YolactConfig) -> tupl
     return cfg.class_names
 
 
+def with_checkpoint_anchors(cfg: YolactConfig, meta: dict | None) -> YolactConfig:
+    """The configuration with the input size and anchors a checkpoint's ``segstream`` metadata
+    records (``train --input-size``, ``--aspect-ratios``, ``--square-anchors``); unchanged without."""
+    from dataclasses import replace
+
+    if meta is not None and "max_size" in meta:
+        cfg = replace(cfg, max_size=int(meta["max_size"]),
+                      pred_scales=tuple(int(v) for v in meta.get("pred_scales", cfg.pred_scales)))
+    if meta is not None and "aspect_ratios" in meta:
+        cfg = replace(cfg, aspect_ratios=tuple(float(v) for v in meta["aspect_ratios"]),
+                      square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)))
+    return cfg
+
+
+def checkpoint_metadata(path: str) -> dict | None:
+    """A segstream checkpoint's ``segstream`` dict, or None (other layouts, ImageNet backbones)."""
+    obj = _read(path)
+    return obj["segstream"] if isinstance(obj.get("segstream"), dict) else None
+
+
 def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConfig]:
     """Builds the configuration's network and loads a checkpoint into it (eval mode).
 
@@ -71,18 +91,7 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a dict of tensors, found other values; it is not a YOLACT checkpoint")
     cfg = cfg.with_classes(_class_names_from(meta, state, cfg))
-    if meta is not None and "max_size" in meta:
-        # Trained at another input size (train --input-size): its anchors follow that size.
-        from dataclasses import replace
-
-        cfg = replace(cfg, max_size=int(meta["max_size"]),
-                      pred_scales=tuple(int(v) for v in meta.get("pred_scales", cfg.pred_scales)))
-    if meta is not None and "aspect_ratios" in meta:
-        # Trained with other anchor shapes (train --aspect-ratios / --square-anchors).
-        from dataclasses import replace
-
-        cfg = replace(cfg, aspect_ratios=tuple(float(v) for v in meta["aspect_ratios"]),
-                      square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)))
+    cfg = with_checkpoint_anchors(cfg, meta)
     state = {k: v for k, v in state.items()
              if not _LEGACY_BACKBONE.match(k)
              and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}

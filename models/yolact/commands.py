@@ -205,7 +205,7 @@ def train(args) -> int:
     """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
     import torch
 
-    from models.yolact.checkpoint import save_yolact
+    from models.yolact.checkpoint import checkpoint_metadata, save_yolact, with_checkpoint_anchors
     from models.yolact.config import get_config
     from models.yolact.data import CocoInstances
     from models.yolact.model import Yolact
@@ -219,6 +219,9 @@ def train(args) -> int:
     if args.num_classes is not None and args.num_classes != len(data.class_names):
         raise ConfigError(f"--num-classes {args.num_classes} but {args.annotations} has {len(data.class_names)} categories")
     cfg = get_config(args.model).with_classes(data.class_names)
+    if args.weights:
+        # Fine-tuning keeps the starting checkpoint's input size and anchors unless told otherwise.
+        cfg = with_checkpoint_anchors(cfg, checkpoint_metadata(args.weights))
     cfg = training_config(cfg, _parse_size(args.input_size), getattr(args, "aspect_ratios", None),
                           getattr(args, "square_anchors", None))
     torch.manual_seed(args.seed)

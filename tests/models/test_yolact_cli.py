@@ -127,6 +127,15 @@ def test_train_with_tall_anchors_records_them_for_the_loader_and_the_export(tmp_
     priors = net.priors_for([(2, 2)] * len(cfg.pred_scales), "cpu").numpy()
     w, h = priors[:3, 2], priors[:3, 3]  # the first P3 location, one prior per aspect ratio
     np.testing.assert_allclose(h / w, [1.0, 2.0, 4.0], rtol=1e-5)
+    # Fine-tuning it further without the options keeps its anchors and input size.
+    again = tmp_path / "again.pth"
+    assert main(["train", "--model", "yolact_tiny", "--weights", str(tall), "--annotations", ann, "--images", imgs,
+                 "--iters", "1", "--batch-size", "2", "--input-size", "128", "--out", str(again)]) == 0
+    again_again = tmp_path / "again2.pth"
+    assert main(["train", "--model", "yolact_tiny", "--weights", str(again), "--annotations", ann, "--images", imgs,
+                 "--iters", "1", "--batch-size", "2", "--out", str(again_again)]) == 0
+    kept = load_yolact(str(again_again))[1]
+    assert (kept.max_size, kept.aspect_ratios, kept.square_anchors) == (128, (1.0, 0.5, 0.25), False)
     onnx_path = str(tmp_path / "tall.onnx")
     assert main(["export", "--model", "yolact_tiny", "--weights", str(tall), "--out", onnx_path]) == 0
     meta = json.loads({p.key: p.value for p in onnx.load(onnx_path).metadata_props}["segstream"])
