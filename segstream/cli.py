@@ -88,7 +88,7 @@ def _add_train(sub) -> None:
                    help="instances: sgd (the published recipe) or adam (tiny models from scratch); semantic: sgd")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every N iterations")
     p.add_argument("--aspect-ratios", help="instances (YOLACT): anchor aspect ratios w/h, comma-separated "
-                   "(default: the configuration's, 1,0.5,2); recorded in the checkpoint")
+                   "(default: the --weights checkpoint's, else the configuration's 1,0.5,2); recorded in the checkpoint")
     p.add_argument("--square-anchors", choices=["on", "off"],
                    help="instances (YOLACT): 'on' (the released models) makes every anchor square whatever its "
                         "ratio; 'off' gives ratio-shaped anchors (tall ones for pedestrians); recorded in the checkpoint")
