@@ -69,7 +69,12 @@ models: install
 	OMP_NUM_THREADS=2 $(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage3.pth \
 		--annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
 		--input-size 512 --iters 2500 --batch-size 6 --optimizer adam --lr 0.001 --seed 4 \
-		--aspect-ratios 1,0.5,0.25 --square-anchors off --out weights/yolact_tiny_synthetic.pth
+		--aspect-ratios 1,0.5,0.25 --square-anchors off --out $(DATA)/yolact_tiny_stage4.pth
+	@# Stage 5: 1000 fresh scenes; the input size and anchors carry over from stage 4.
+	$(PY) -m segstream generate --out $(DATA)/synth_train2 --kind images --count 1000 --width 640 --height 360 --seed 21
+	OMP_NUM_THREADS=2 $(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage4.pth \
+		--annotations $(DATA)/synth_train2/instances.json --images $(DATA)/synth_train2 \
+		--iters 1600 --batch-size 6 --optimizer adam --lr 0.0005 --seed 5 --out weights/yolact_tiny_synthetic.pth
 	$(MAKE) export-models
 
 export-models: install
