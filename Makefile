@@ -74,7 +74,12 @@ models: install
 	$(PY) -m segstream generate --out $(DATA)/synth_train2 --kind images --count 1000 --width 640 --height 360 --seed 21
 	OMP_NUM_THREADS=2 $(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage4.pth \
 		--annotations $(DATA)/synth_train2/instances.json --images $(DATA)/synth_train2 \
-		--iters 1600 --batch-size 6 --optimizer adam --lr 0.0005 --seed 5 --out weights/yolact_tiny_synthetic.pth
+		--iters 1600 --batch-size 6 --optimizer adam --lr 0.0005 --seed 5 --out $(DATA)/yolact_tiny_stage5.pth
+	@# Stage 6: another 1000 fresh scenes.
+	$(PY) -m segstream generate --out $(DATA)/synth_train3 --kind images --count 1000 --width 640 --height 360 --seed 31
+	OMP_NUM_THREADS=2 $(PY) -m segstream train --model yolact_tiny --weights $(DATA)/yolact_tiny_stage5.pth \
+		--annotations $(DATA)/synth_train3/instances.json --images $(DATA)/synth_train3 \
+		--iters 1600 --batch-size 6 --optimizer adam --lr 0.0005 --seed 6 --out weights/yolact_tiny_synthetic.pth
 	$(MAKE) export-models
 
 export-models: install
