@@ -17,13 +17,14 @@ import json
 import math
 import os
 import sys
+
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from models.yolact.commands import training_config  # noqa: E402
 from models.yolact.config import get_config  # noqa: E402
-from pipelines.yolact import make_priors  # noqa: E402
+from pipelines.yolact import box_iou_batched, make_priors  # noqa: E402
 from stream.errors import ConfigError  # noqa: E402
 
 
@@ -38,13 +39,8 @@ def corner_priors(cfg) -> np.ndarray:
 def best_ious(boxes: np.ndarray, priors: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Per box (x1y1x2y2, normalised): the best IoU over the priors and the number >= 0.5."""
     best, npos = [], []
-    area_p = (priors[:, 2:] - priors[:, :2]).prod(1)[None]
     for i in range(0, len(boxes), chunk):
-        b = boxes[i:i + chunk]
-        lt = np.maximum(b[:, None, :2], priors[None, :, :2])
-        rb = np.minimum(b[:, None, 2:], priors[None, :, 2:])
-        inter = np.clip(rb - lt, 0, None).prod(2)
-        iou = inter / ((b[:, 2:] - b[:, :2]).prod(1)[:, None] + area_p - inter)
+        iou = box_iou_batched(boxes[None, i:i + chunk], priors[None])[0]
         best.append(iou.max(1))
         npos.append((iou >= 0.5).sum(1))
     return np.concatenate(best), np.concatenate(npos)

@@ -21,13 +21,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from models.semantic.metrics import ConfusionMatrix  # noqa: E402
 from pipelines.road import CITYSCAPES_CLASSES  # noqa: E402
 
 
-def bound(label_files: list[str], size_hw: tuple[int, int], num_classes: int) -> dict[int, float]:
-    """Per-class IoU (classes present in the labels) of labels passed through a map of ``size_hw``."""
-    inter = np.zeros(num_classes)
-    union = np.zeros(num_classes)
+def bound(label_files: list[str], size_hw: tuple[int, int], num_classes: int) -> dict:
+    """``ConfusionMatrix.summary`` (what ``segstream eval`` reports) of labels passed through a
+    map of ``size_hw``."""
+    cm = ConfusionMatrix(num_classes)
     for path in label_files:
         y = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if y is None:
@@ -36,12 +37,8 @@ def bound(label_files: list[str], size_hw: tuple[int, int], num_classes: int) ->
         h, w = y.shape
         scores = np.stack([cv2.resize(cv2.resize((y == c).astype(np.float32), size_hw[::-1], interpolation=cv2.INTER_AREA),
                                       (w, h), interpolation=cv2.INTER_LINEAR) for c in present], -1)
-        pred = np.asarray(present)[scores.argmax(-1)]
-        valid = y < num_classes
-        for c in present:
-            inter[c] += ((pred == c) & (y == c) & valid).sum()
-            union[c] += (((pred == c) | (y == c)) & valid).sum()
-    return {c: float(inter[c] / union[c]) for c in range(num_classes) if union[c] > 0}
+        cm.update(np.asarray(present)[scores.argmax(-1)], y)
+    return cm.summary(CITYSCAPES_CLASSES[:num_classes])
 
 
 def main(argv=None) -> int:
@@ -55,12 +52,11 @@ def main(argv=None) -> int:
         files = files[: args.limit]
     if not files:
         raise SystemExit(f"{args.labels}: no .png label files")
-    names = CITYSCAPES_CLASSES
     for text in args.sizes.split(","):
         h, w = (int(v) for v in text.lower().split("x"))
-        ious = bound(files, (h, w), len(names))
-        detail = ", ".join(f"{names[c]} {v:.2f}" for c, v in ious.items())
-        print(f"{h}x{w}: mIoU {np.mean(list(ious.values())):.3f} over {len(files)} maps ({detail})")
+        result = bound(files, (h, w), len(CITYSCAPES_CLASSES))
+        detail = ", ".join(f"{name} {v:.2f}" for name, v in result["per_class_iou"].items())
+        print(f"{h}x{w}: mIoU {result['miou']:.3f} over {len(files)} maps ({detail})")
     return 0
 
 
