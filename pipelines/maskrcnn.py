@@ -189,16 +189,17 @@ class MaskRCNNRunner:
     Args:
         backend: a ``Backend`` running an exported Mask R-CNN (with segstream metadata).
         score_threshold / max_detections: post-processing settings (None: keep what the graph gives).
+        mask_threshold: mask probability threshold (None: 0.5).
     """
 
     def __init__(self, backend: Backend, *, score_threshold: float | None = None,
-                 max_detections: int | None = None) -> None:
+                 max_detections: int | None = None, mask_threshold: float | None = None) -> None:
         meta = instance_artifact(backend, "maskrcnn", "Mask R-CNN", [INPUT_NAME], OUTPUT_NAMES)
         self.backend = backend
         self.metadata = meta
         self.preprocess = MaskRCNNPreprocess.from_metadata(meta)
-        settings = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections))
-                    if v is not None}
+        settings = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections),
+                                      ("mask_threshold", mask_threshold)) if v is not None}
         self.postprocess = MaskRCNNPostprocess(meta.class_names, **settings)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:

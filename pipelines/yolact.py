@@ -268,7 +268,8 @@ class YolactPostprocess:
     """Network outputs -> ``Instances`` in the original image's pixels (official ``postprocess``).
 
     Masks: sigmoid(protos @ coeffs), zeroed outside each box (padded by one proto cell) at
-    prototype resolution, bilinearly upsampled to the image size, thresholded at 0.5. Only
+    prototype resolution, bilinearly upsampled to the image size, thresholded at
+    ``mask_threshold`` (0.5, official; an artifact may carry its own). Only
     the region of the image that the cropped mask can reach is upsampled, with the same source
     taps and weights as torch's ``F.interpolate``, so the result equals a full-frame upsample.
     Boxes: scaled to pixels, clamped to the image and truncated to whole pixels, as the
@@ -278,12 +279,15 @@ class YolactPostprocess:
         class_names: foreground class names (labels index them).
         conf_thresh / iou_thresh / top_k / max_detections: Fast NMS settings (official defaults).
         score_threshold: drop detections with score <= this after NMS (0: keep all).
+        mask_threshold: mask probability above which a pixel is set.
         masks: assemble masks (False: boxes only).
     """
 
     def __init__(self, class_names=(), *, conf_thresh: float = 0.05, iou_thresh: float = 0.5, top_k: int = 200,
-                 max_detections: int = 100, score_threshold: float = 0.0, masks: bool = True) -> None:
-        for name, v in (("conf_thresh", conf_thresh), ("iou_thresh", iou_thresh), ("score_threshold", score_threshold)):
+                 max_detections: int = 100, score_threshold: float = 0.0, mask_threshold: float = 0.5,
+                 masks: bool = True) -> None:
+        for name, v in (("conf_thresh", conf_thresh), ("iou_thresh", iou_thresh), ("score_threshold", score_threshold),
+                        ("mask_threshold", mask_threshold)):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if top_k < 1 or max_detections < 1:
@@ -294,6 +298,7 @@ class YolactPostprocess:
         self.top_k = top_k
         self.max_detections = max_detections
         self.score_threshold = score_threshold
+        self.mask_threshold = float(mask_threshold)
         self.masks = masks
         self._taps: dict[tuple[int, int], tuple] = {}
 
@@ -366,7 +371,7 @@ class YolactPostprocess:
             # time waking threads than multiplying matrices this small.
             tmp = cv2.gemm(wy[ra[i]:rb[i], ya[i]:yb[i]], cells, 1.0, None, 0.0)
             block = cv2.gemm(tmp, wx[ca[i]:cb[i], xa[i]:xb[i]], 1.0, None, 0.0, flags=cv2.GEMM_2_T)
-            out[i, ra[i]:rb[i], ca[i]:cb[i]] = block > 0.5
+            out[i, ra[i]:rb[i], ca[i]:cb[i]] = block > self.mask_threshold
         return out
 
     def _axis_matrix(self, out_size: int, in_size: int):
@@ -392,16 +397,18 @@ class YolactRunner:
 
     Args:
         backend: a ``Backend`` running an exported YOLACT artifact (with segstream metadata).
-        score_threshold / max_detections: override the artifact's post-processing settings.
+        score_threshold / max_detections / mask_threshold: override the artifact's post-processing
+            settings (None: the artifact's).
     """
 
-    def __init__(self, backend: Backend, *, score_threshold: float | None = None, max_detections: int | None = None) -> None:
+    def __init__(self, backend: Backend, *, score_threshold: float | None = None, max_detections: int | None = None,
+                 mask_threshold: float | None = None) -> None:
         meta = instance_artifact(backend, "yolact", "YOLACT", [INPUT_NAME], OUTPUT_NAMES)
         self.backend = backend
         self.metadata = meta
         self.preprocess = YolactPreprocess.from_metadata(meta)
-        overrides = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections))
-                     if v is not None}
+        overrides = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections),
+                                       ("mask_threshold", mask_threshold)) if v is not None}
         self.postprocess = YolactPostprocess.from_metadata(meta, **overrides)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:

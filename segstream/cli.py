@@ -51,6 +51,8 @@ def _add_predict(sub) -> None:
     _add_model_args(p, weights_required=True)
     p.add_argument("--score-threshold", type=float, default=0.05, help="instances: minimum score")
     p.add_argument("--top-k", type=int, default=100, help="instances: at most K detections per image")
+    p.add_argument("--mask-threshold", type=float, help="instances: mask probability threshold "
+                   "(default: the model's, 0.5 for the released ones)")
     p.add_argument("--json", dest="json_out", help="instances: write detections (COCO results format with file names)")
     p.add_argument("--mask-dir", help="semantic: write one uint8 class-id PNG per image here")
     p.add_argument("--overlay", help="write rendered overlays to this folder")
@@ -60,6 +62,8 @@ def _add_predict(sub) -> None:
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset")
     _add_model_args(p, weights_required=True)
+    p.add_argument("--mask-threshold", type=float, help="instances: mask probability threshold "
+                   "(default: the model's, 0.5 for the released ones)")
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
@@ -92,6 +96,13 @@ def _add_train(sub) -> None:
     p.add_argument("--square-anchors", choices=["on", "off"],
                    help="instances (YOLACT): 'on' (the released models) makes every anchor square whatever its "
                         "ratio; 'off' gives ratio-shaped anchors (tall ones for pedestrians); recorded in the checkpoint")
+    p.add_argument("--mask-targets", choices=["hard", "soft"],
+                   help="instances (YOLACT): mask-loss targets at prototype size, 'hard' (official: bilinear, "
+                        "> 0.5) or 'soft' (each cell's covered fraction; better for objects a few cells wide); "
+                        "default: the --weights checkpoint's, else hard")
+    p.add_argument("--mask-threshold", type=float,
+                   help="instances (YOLACT): mask probability threshold recorded in the checkpoint and its "
+                        "exports (default: the --weights checkpoint's, else 0.5)")
     p.add_argument("--class-weights", choices=["none", "balanced", "balanced-sqrt"], default="none",
                    help="semantic: 'balanced' weights each class's loss by median frequency / its frequency; "
                         "'balanced-sqrt' by the square root of that (milder)")
@@ -227,10 +238,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         if cmd in ("predict", "eval") and args.input_size and family_of(args.model) != "semantic":
             raise ConfigError(f"--input-size is for semantic models; {args.model} runs at the size it was exported "
                               "or configured with")
+        if cmd in ("predict", "eval") and args.mask_threshold is not None:
+            if family_of(args.model) not in ("yolact", "maskrcnn"):
+                raise ConfigError(f"--mask-threshold is for instance models (YOLACT, Mask R-CNN), not {args.model}")
+            if not 0 < args.mask_threshold < 1:
+                raise ConfigError(f"--mask-threshold must be between 0 and 1, got {args.mask_threshold}")
         if cmd == "train" and args.class_weights != "none" and family_of(args.model) != "semantic":
             raise ConfigError(f"--class-weights is for semantic models, not {args.model}")
-        if cmd == "train" and (args.aspect_ratios or args.square_anchors) and family_of(args.model) != "yolact":
-            raise ConfigError(f"--aspect-ratios/--square-anchors are for YOLACT models, not {args.model}")
+        if cmd == "train" and family_of(args.model) != "yolact":
+            given = [flag for flag, v in (("--aspect-ratios", args.aspect_ratios), ("--square-anchors", args.square_anchors),
+                                          ("--mask-targets", args.mask_targets),
+                                          ("--mask-threshold", args.mask_threshold)) if v is not None]
+            if given:
+                raise ConfigError(f"{'/'.join(given)} {'is' if len(given) == 1 else 'are'} for YOLACT models, not {args.model}")
         module = _family_commands(args.model)
         name = {"eval": "evaluate"}.get(cmd, cmd)
         return int(getattr(module, name)(args) or 0)

@@ -60,7 +60,7 @@ def evaluate(args) -> int:
     if not args.annotations or not args.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
     data = CocoInstances(args.annotations, args.images)
-    runner = make_runner(args.model, args.weights, args.backend)
+    runner = make_runner(args.model, args.weights, args.backend, mask_threshold=args.mask_threshold)
     lut = dataset_labels(runner.metadata.class_names, data.class_names, args.annotations)
 
     def predict_in_dataset_labels(image_bgr):

@@ -52,7 +52,8 @@ def _class_names_from(meta: dict | None, state: dict, cfg: YolactConfig) -> tupl
 
 def with_checkpoint_anchors(cfg: YolactConfig, meta: dict | None) -> YolactConfig:
     """The configuration with the input size and anchors a checkpoint's ``segstream`` metadata
-    records (``train --input-size``, ``--aspect-ratios``, ``--square-anchors``); unchanged without."""
+    records (``train --input-size``, ``--aspect-ratios``, ``--square-anchors``, ``--mask-targets``,
+    ``--mask-threshold``); unchanged without."""
     from dataclasses import replace
 
     if meta is not None and "max_size" in meta:
@@ -61,6 +62,10 @@ def with_checkpoint_anchors(cfg: YolactConfig, meta: dict | None) -> YolactConfi
     if meta is not None and "aspect_ratios" in meta:
         cfg = replace(cfg, aspect_ratios=tuple(float(v) for v in meta["aspect_ratios"]),
                       square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)))
+    if meta is not None and meta.get("mask_targets") in ("hard", "soft"):
+        cfg = replace(cfg, mask_targets=str(meta["mask_targets"]))
+    if meta is not None and "mask_threshold" in meta:
+        cfg = replace(cfg, mask_threshold=float(meta["mask_threshold"]))
     return cfg
 
 

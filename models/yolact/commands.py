@@ -106,7 +106,8 @@ def predict(args, runner_factory=None) -> int:
         raise ConfigError("nothing to write: give --json OUT.json and/or --overlay DIR")
     images = [(p, _read_image(p)) for p in args.images]
     runner = (runner_factory or make_runner)(args.model, args.weights, args.backend,
-                                             score_threshold=args.score_threshold, max_detections=args.top_k)
+                                             score_threshold=args.score_threshold, max_detections=args.top_k,
+                                             mask_threshold=getattr(args, "mask_threshold", None))
     entries = []
     style = OverlayStyle()
     if args.overlay:
@@ -136,7 +137,7 @@ def evaluate(args) -> int:
     if not args.annotations or not args.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
     data = CocoInstances(args.annotations, args.images)
-    runner = make_runner(args.model, args.weights, args.backend)
+    runner = make_runner(args.model, args.weights, args.backend, mask_threshold=args.mask_threshold)
     n_model = len(runner.metadata.class_names)
     if n_model != len(data.class_names):
         raise ConfigError(f"{args.weights} predicts {n_model} classes but {args.annotations} has {len(data.class_names)}; "
@@ -181,9 +182,11 @@ def _load_for_finetune(net, path: str) -> list[str]:
     return [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
 
 
-def training_config(cfg, size: int | None = None, ratios_text: str | None = None, square: str | None = None):
+def training_config(cfg, size: int | None = None, ratios_text: str | None = None, square: str | None = None,
+                    mask_targets: str | None = None, mask_threshold: float | None = None):
     """The configuration ``train`` builds: anchor scales scaled to ``--input-size`` and
-    ``--aspect-ratios`` / ``--square-anchors`` applied (ConfigError when malformed)."""
+    ``--aspect-ratios`` / ``--square-anchors`` / ``--mask-targets`` / ``--mask-threshold`` applied
+    (ConfigError when malformed)."""
     from dataclasses import replace
 
     if size is not None and size != cfg.max_size:
@@ -198,6 +201,12 @@ def training_config(cfg, size: int | None = None, ratios_text: str | None = None
         cfg = replace(cfg, aspect_ratios=ratios)
     if square is not None:
         cfg = replace(cfg, square_anchors=square == "on")
+    if mask_targets is not None:
+        cfg = replace(cfg, mask_targets=mask_targets)
+    if mask_threshold is not None:
+        if not 0 < mask_threshold < 1:
+            raise ConfigError(f"--mask-threshold must be between 0 and 1 (official 0.5), got {mask_threshold}")
+        cfg = replace(cfg, mask_threshold=float(mask_threshold))
     return cfg
 
 
@@ -223,7 +232,8 @@ def train(args) -> int:
         # Fine-tuning keeps the starting checkpoint's input size and anchors unless told otherwise.
         cfg = with_checkpoint_anchors(cfg, checkpoint_metadata(args.weights))
     cfg = training_config(cfg, _parse_size(args.input_size), getattr(args, "aspect_ratios", None),
-                          getattr(args, "square_anchors", None))
+                          getattr(args, "square_anchors", None), getattr(args, "mask_targets", None),
+                          getattr(args, "mask_threshold", None))
     torch.manual_seed(args.seed)
     net = Yolact(cfg)
     if args.weights:
@@ -241,6 +251,10 @@ def train(args) -> int:
         extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
     if (cfg.aspect_ratios, cfg.square_anchors) != (default.aspect_ratios, default.square_anchors):
         extra.update(aspect_ratios=list(cfg.aspect_ratios), square_anchors=bool(cfg.square_anchors))
+    if cfg.mask_targets != default.mask_targets:
+        extra.update(mask_targets=cfg.mask_targets)
+    if cfg.mask_threshold != default.mask_threshold:
+        extra.update(mask_threshold=cfg.mask_threshold)
     save_yolact(net, args.out, extra)
     first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)]))
     last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):]))

@@ -53,6 +53,11 @@ class YolactConfig:
         mean / std: normalisation on 0-255 values in ``color_order``; DarkNet uses 0 / 255.
         color_order: channel order of the network input.
         tiny_widths: channel widths of the "tiny" backbone stages.
+        mask_threshold: mask probability above which a pixel belongs to the instance (0.5, as the
+            official ``postprocess``); artifacts carry it with the NMS settings.
+        mask_targets: training targets of the mask loss at prototype size: "hard" (the official
+            bilinear downsample thresholded at 0.5) or "soft" (each cell's covered fraction, an
+            area average; keeps objects a few cells wide from being eroded or broken).
     """
 
     name: str
@@ -72,6 +77,7 @@ class YolactConfig:
     std: tuple[float, float, float] = RGB_STD
     color_order: str = "RGB"
     tiny_widths: tuple[int, ...] = field(default=(16, 24, 32, 48, 64))
+    mask_threshold: float = 0.5
     # Training settings (official yolact_base_config values).
     positive_iou: float = 0.5
     negative_iou: float = 0.4
@@ -82,6 +88,7 @@ class YolactConfig:
     mask_alpha: float = 6.125
     semantic_alpha: float = 1.0
     masks_to_train: int = 100
+    mask_targets: str = "hard"
 
     @property
     def num_classes(self) -> int:
@@ -113,7 +120,8 @@ class YolactConfig:
                 "num_prototypes": int(self.mask_dim),
                 "anchors": {"scales_px": list(self.pred_scales), "aspect_ratios": list(self.aspect_ratios),
                             "square": bool(self.square_anchors), "max_size": int(self.max_size)},
-                "nms": {"conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100},
+                "nms": {"conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100,
+                        "mask_threshold": float(self.mask_threshold)},
             },
             versions=dict(versions or {}),
         )

@@ -86,11 +86,13 @@ def crop(masks: torch.Tensor, boxes: torch.Tensor, padding: int = 1) -> torch.Te
 
 
 def postprocess(det: dict[str, torch.Tensor], proto: torch.Tensor, size_hw: tuple[int, int], *,
-                score_threshold: float = 0.0, crop_masks: bool = True) -> dict[str, torch.Tensor]:
+                score_threshold: float = 0.0, crop_masks: bool = True,
+                mask_threshold: float = 0.5) -> dict[str, torch.Tensor]:
     """Masks and pixel boxes for one image (official ``postprocess``).
 
     Args:
         det: output of ``detect``. proto: (Hp, Wp, K). size_hw: original (H, W).
+        mask_threshold: probability above which a mask pixel is set (official 0.5).
 
     Returns:
         dict boxes (N, 4) int64 pixels, scores, labels, masks (N, H, W) bool.
@@ -107,7 +109,7 @@ def postprocess(det: dict[str, torch.Tensor], proto: torch.Tensor, size_hw: tupl
         masks = F.interpolate(masks[None], (h, w), mode="bilinear", align_corners=False)[0]
     else:
         masks = masks.new_zeros((0, h, w))
-    masks = masks > 0.5
+    masks = masks > mask_threshold
     x1, x2 = _sanitize(det["boxes"][:, 0], det["boxes"][:, 2], w)
     y1, y2 = _sanitize(det["boxes"][:, 1], det["boxes"][:, 3], h)
     boxes = torch.stack([x1, y1, x2, y2], 1).long()
@@ -116,12 +118,12 @@ def postprocess(det: dict[str, torch.Tensor], proto: torch.Tensor, size_hw: tupl
 
 def instances_from_outputs(out: dict[str, torch.Tensor], size_hw: tuple[int, int], class_names=(), *,
                            score_threshold: float = 0.0, top_k: int = 200, max_detections: int = 100,
-                           conf_thresh: float = 0.05, iou_thresh: float = 0.5) -> Instances:
+                           conf_thresh: float = 0.05, iou_thresh: float = 0.5, mask_threshold: float = 0.5) -> Instances:
     """Eval-mode ``Yolact`` outputs (batch of one) -> ``Instances`` with the torch reference."""
     boxes = decode(out["loc"][0], out["priors"])
     det = detect(boxes, out["conf"][0], out["mask"][0], conf_thresh=conf_thresh, iou_thresh=iou_thresh,
                  top_k=top_k, max_detections=max_detections)
-    res = postprocess(det, out["proto"][0], size_hw, score_threshold=score_threshold)
+    res = postprocess(det, out["proto"][0], size_hw, score_threshold=score_threshold, mask_threshold=mask_threshold)
     return Instances(
         boxes_xyxy=res["boxes"].numpy().astype("float32"),
         scores=res["scores"].detach().numpy().astype("float32"),

@@ -3,7 +3,8 @@
 - B: smooth-L1 on matched priors' box regressions, x ``bbox_alpha`` (1.5);
 - C: softmax cross-entropy with online hard-negative mining, 3 negatives per positive;
 - M: per positive, BCE between sigmoid(protos @ coeffs) cropped by the matched GT box and the
-  GT mask downsampled to prototype size, normalised by the GT box area (``emulate ROI pooling``),
+  GT mask downsampled to prototype size (``mask_targets`` "hard": bilinear then > 0.5, official;
+  "soft": the area average, each cell's covered fraction), normalised by the GT box area (``emulate ROI pooling``),
   x ``mask_alpha`` (6.125) / (Hp * Wp);
 - S: semantic auxiliary loss, BCE-with-logits of the P3 class maps against the per-class union
   of GT masks, / (h * w).
@@ -78,6 +79,19 @@ def match(cfg: YolactConfig, truths: torch.Tensor, labels: torch.Tensor, crowd_b
     return encode(matches, priors), conf, best_truth_idx, matches
 
 
+def mask_targets(masks: torch.Tensor, size_hw: tuple[int, int], mode: str = "hard") -> torch.Tensor:
+    """(n, H, W) 0/1 masks at the network input -> (n, h, w) mask-loss targets at prototype size.
+
+    "hard": the official bilinear resize thresholded at 0.5 (a 4x downsample samples 2 of every
+    4 rows and columns, so a part thinner than a cell can vanish or break up); "soft": the
+    fraction of each cell the mask covers (an area average)."""
+    if mode == "soft":
+        return F.interpolate(masks[None], size_hw, mode="area")[0]
+    if mode != "hard":
+        raise ValueError(f"mask targets must be 'hard' or 'soft', got {mode!r}")
+    return (F.interpolate(masks[None], size_hw, mode="bilinear", align_corners=False)[0] > 0.5).float()
+
+
 class YolactLoss(torch.nn.Module):
     """Total loss and its parts for a batch (official MultiBoxLoss with the yolact_base settings)."""
 
@@ -145,8 +159,7 @@ class YolactLoss(torch.nn.Module):
             if not bool(cur.any()) or len(masks) == 0:
                 continue
             with torch.no_grad():
-                down = F.interpolate(masks[None], (hp, wp), mode="bilinear", align_corners=False)[0]
-                down = (down > 0.5).float().permute(1, 2, 0)  # (hp, wp, n)
+                down = mask_targets(masks, (hp, wp), cfg.mask_targets).permute(1, 2, 0)  # (hp, wp, n)
             gt_idx = idx_t[i, cur]
             gt_box = box_t[i, cur]
             c = coeff[i, cur]

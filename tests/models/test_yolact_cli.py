@@ -142,13 +142,80 @@ def test_train_with_tall_anchors_records_them_for_the_loader_and_the_export(tmp_
     assert meta["extra"]["anchors"]["aspect_ratios"] == [1.0, 0.5, 0.25] and meta["extra"]["anchors"]["square"] is False
 
 
+def test_mask_settings_are_recorded_inherited_exported_and_overridable(artifacts, tmp_path):
+    """--mask-targets / --mask-threshold go into the checkpoint, carry over when fine-tuning, reach
+    the exported metadata (what the runtime reads), and eval's --mask-threshold overrides them."""
+    import onnx
+
+    ckpt, _, ann, imgs, _ = artifacts
+    tuned = tmp_path / "tuned.pth"
+    assert main(["train", "--model", "yolact_tiny", "--weights", ckpt, "--annotations", ann, "--images", imgs,
+                 "--iters", "1", "--batch-size", "2", "--mask-targets", "soft", "--mask-threshold", "0.4",
+                 "--out", str(tuned)]) == 0
+    cfg = load_yolact(str(tuned))[1]
+    assert (cfg.mask_targets, cfg.mask_threshold) == ("soft", 0.4)
+    again = tmp_path / "again.pth"
+    assert main(["train", "--model", "yolact_tiny", "--weights", str(tuned), "--annotations", ann, "--images", imgs,
+                 "--iters", "1", "--batch-size", "2", "--out", str(again)]) == 0
+    cfg = load_yolact(str(again))[1]
+    assert (cfg.mask_targets, cfg.mask_threshold) == ("soft", 0.4)
+    onnx_path = str(tmp_path / "tuned.onnx")
+    assert main(["export", "--model", "yolact_tiny", "--weights", str(tuned), "--out", onnx_path]) == 0
+    meta = json.loads({p.key: p.value for p in onnx.load(onnx_path).metadata_props}["segstream"])
+    assert meta["extra"]["nms"]["mask_threshold"] == 0.4
+    from models.yolact.commands import make_runner
+
+    assert make_runner("yolact_tiny", onnx_path, "onnxruntime").postprocess.mask_threshold == 0.4
+    assert make_runner("yolact_tiny", str(tuned), "torch").postprocess.mask_threshold == 0.4
+    assert make_runner("yolact_tiny", onnx_path, "onnxruntime", mask_threshold=0.7).postprocess.mask_threshold == 0.7
+    figures = {}
+    for t in ("0.2", "0.8"):
+        out = tmp_path / f"eval{t}.json"
+        assert main(["eval", "--model", "yolact_tiny", "--weights", onnx_path, "--backend", "onnxruntime",
+                     "--annotations", ann, "--images", imgs, "--mask-threshold", t, "--json", str(out)]) == 0
+        figures[t] = json.loads(out.read_text())
+    assert figures["0.2"]["box"] == figures["0.8"]["box"]  # the threshold touches masks only
+    assert figures["0.2"]["mask"]["AP"] != figures["0.8"]["mask"]["AP"]
+
+
+def test_mask_threshold_sweep_matches_eval_at_each_threshold(artifacts):
+    """bench/mask_threshold_sweep.py runs the network once and re-assembles the masks per
+    threshold: each row equals a full evaluation at that threshold."""
+    import importlib.util
+
+    from models.yolact.commands import make_runner
+    from models.yolact.data import CocoInstances
+    from models.yolact.evaluate import evaluate_coco
+
+    _, onnx_path, ann, imgs, _ = artifacts
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "mask_threshold_sweep.py")
+    spec = importlib.util.spec_from_file_location("mask_threshold_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data = CocoInstances(ann, imgs)
+    rows = module.sweep(make_runner("yolact_tiny", onnx_path, "onnxruntime"), data, [0.3, 0.6])
+    for row in rows:
+        direct = evaluate_coco(make_runner("yolact_tiny", onnx_path, "onnxruntime", mask_threshold=row["mask_threshold"]),
+                               data)
+        assert row["mask"] == direct["mask"] and row["box"] == direct["box"]
+    assert rows[0]["mask"]["AP"] != rows[1]["mask"]["AP"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--model", "yolact_tiny", "--annotations", "{ann}", "--images", "{imgs}", "--aspect-ratios", "1,tall",
       "--out", "x.pth"], "--aspect-ratios: expected comma-separated numbers"),
     (["train", "--model", "yolact_tiny", "--annotations", "{ann}", "--images", "{imgs}", "--aspect-ratios", "1,1",
       "--out", "x.pth"], "expected distinct ratios"),
     (["train", "--model", "deeplab_tiny", "--images", "{imgs}", "--labels", "{imgs}", "--square-anchors", "off",
-      "--out", "x.pth"], "are for YOLACT models"),
+      "--out", "x.pth"], "is for YOLACT models"),
+    (["train", "--model", "deeplab_tiny", "--images", "{imgs}", "--labels", "{imgs}", "--mask-targets", "soft",
+      "--mask-threshold", "0.4", "--out", "x.pth"], "--mask-targets/--mask-threshold are for YOLACT models"),
+    (["train", "--model", "yolact_tiny", "--annotations", "{ann}", "--images", "{imgs}", "--mask-threshold", "1.5",
+      "--out", "x.pth"], "--mask-threshold must be between 0 and 1"),
+    (["eval", "--model", "yolact_tiny", "--weights", "{onnx}", "--backend", "onnxruntime", "--annotations", "{ann}",
+      "--images", "{imgs}", "--mask-threshold", "0"], "--mask-threshold must be between 0 and 1"),
+    (["eval", "--model", "deeplab_tiny", "--weights", "{onnx}", "--backend", "onnxruntime", "--images", "{imgs}",
+      "--labels", "{imgs}", "--mask-threshold", "0.4"], "--mask-threshold is for instance models"),
     (["predict", "--model", "yolact_tiny", "--weights", "{ckpt}", "--backend", "onnxruntime", "--json", "x.json", "{img}"],
      "needs an .onnx file"),
     (["predict", "--model", "yolact_tiny", "--weights", "{onnx}", "--json", "x.json", "{img}"],

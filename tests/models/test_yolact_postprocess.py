@@ -59,6 +59,24 @@ def test_numpy_equals_torch_reference(seed, size_hw, score_threshold):
     assert (ours.masks.reshape(len(ours), -1).sum(1) > 0).mean() > 0.5  # the masks are not trivially empty
 
 
+def test_mask_threshold_numpy_equals_torch_and_lower_grows_masks():
+    rng = np.random.default_rng(5)
+    loc, priors, scores, coeffs, protos = synthetic_outputs(rng)
+    outs = {"boxes": decode_boxes(loc, priors)[None], "scores": scores[None], "coeffs": coeffs[None],
+            "protos": protos[None]}
+    info = YolactFrameInfo((360, 640), (550, 550))
+    low = YolactPostprocess(mask_threshold=0.35)(outs, info)
+    ref = instances_from_outputs({"loc": torch.from_numpy(loc)[None], "conf": torch.from_numpy(scores)[None],
+                                  "mask": torch.from_numpy(coeffs)[None], "proto": torch.from_numpy(protos)[None],
+                                  "priors": torch.from_numpy(priors)}, (360, 640), mask_threshold=0.35)
+    assert_same_instances(low, ref)
+    default = YolactPostprocess()(outs, info)
+    assert not (default.masks & ~low.masks).any()  # a lower threshold only adds pixels
+    assert low.masks.sum() > default.masks.sum()
+    with pytest.raises(ValueError, match="mask_threshold"):
+        YolactPostprocess(mask_threshold=1.5)
+
+
 def test_trained_model_numpy_equals_torch_reference():
     net, cfg, _, ann, imgs = trained_tiny()
     data = CocoInstances(ann, imgs)

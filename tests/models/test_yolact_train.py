@@ -10,10 +10,10 @@ torch = pytest.importorskip("torch")
 from models.yolact.config import get_config  # noqa: E402
 from models.yolact.data import CocoInstances, SSDAugmentation  # noqa: E402
 from models.yolact.evaluate import evaluate_coco  # noqa: E402
-from models.yolact.loss import Target, YolactLoss, match  # noqa: E402
+from models.yolact.loss import Target, YolactLoss, mask_targets, match  # noqa: E402
 from models.yolact.model import Yolact  # noqa: E402
 from models.yolact.runtime import torch_runner  # noqa: E402
-from models.yolact.train import STEP_FRACTIONS, learning_rate  # noqa: E402
+from models.yolact.train import STEP_FRACTIONS, learning_rate, make_batch  # noqa: E402
 from tests.models.yolact_helpers import trained_tiny, write_shapes_dataset  # noqa: E402
 
 
@@ -26,6 +26,37 @@ def test_tiny_model_learns_generated_shapes():
     figures = evaluate_coco(torch_runner(net), CocoInstances(ann, imgs))
     assert figures["mask"]["AP50"] > 0.5, figures
     assert figures["box"]["AP50"] > 0.5, figures
+
+
+def test_soft_mask_targets_keep_thin_parts_that_hard_targets_drop():
+    """A 2-pixel-wide bar at a 4x downsample: the official hard targets sample 2 of every 4 columns,
+    so whether the bar survives depends on where it falls; soft targets give its covered fraction."""
+    m = torch.zeros(2, 32, 32)
+    m[0, 4:28, 4:6] = 1  # columns the bilinear taps miss
+    m[1, 4:28, 5:7] = 1  # columns they hit
+    hard = mask_targets(m, (8, 8), "hard")
+    soft = mask_targets(m, (8, 8), "soft")
+    assert hard[0].sum() == 0 and hard[1].sum() > 0
+    for k in range(2):
+        assert torch.allclose(soft[k].sum() * 16, m[k].sum())  # every covered pixel counted once
+        assert soft[k].max() == 0.5  # two of a cell's four columns
+    np.testing.assert_array_equal(mask_targets(torch.ones(1, 32, 32), (8, 8), "soft").numpy(), np.ones((1, 8, 8)))
+    with pytest.raises(ValueError, match="'hard' or 'soft'"):
+        mask_targets(m, (8, 8), "fuzzy")
+
+
+def test_loss_with_soft_mask_targets_trains():
+    from dataclasses import replace
+
+    net, cfg, _, ann, imgs = trained_tiny()
+    soft = replace(cfg, mask_targets="soft")
+    data = CocoInstances(ann, imgs)
+    x, targets = make_batch([data.load(i) for i in data.all_image_ids[:2]], soft, None)
+    net.train()
+    losses = YolactLoss(soft)(net(x), targets)
+    hard = YolactLoss(cfg)(net(x), targets)
+    assert torch.isfinite(losses["M"]) and losses["M"] != hard["M"]
+    losses["total"].backward()
 
 
 def test_matching_thresholds_and_forced_best_prior():
