@@ -9,6 +9,9 @@ one with ``segstream eval`` (the embedded YOLACT was tuned on seed 3 and is scor
         --weights weights/yolact_tiny_synthetic.onnx --backend onnxruntime \\
         --annotations data/synth_tune/instances.json --images data/synth_tune \\
         --thresholds 0.3,0.35,0.4,0.45,0.5
+
+With ``--write OUT.pth`` (a YOLACT .pth given as --weights), the checkpoint is copied to OUT with
+the threshold of the best mask AP50 recorded; its exports and ``segstream eval`` then use it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ def main() -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--thresholds", default="0.3,0.35,0.4,0.45,0.5")
     ap.add_argument("--json", help="also write every figure to this file")
+    ap.add_argument("--write", metavar="OUT.pth", help="copy the --weights checkpoint here with the threshold of "
+                    "the best mask AP50 recorded (YOLACT .pth only)")
     args = ap.parse_args()
     try:
         thresholds = [float(v) for v in args.thresholds.split(",")]
@@ -73,6 +78,8 @@ def main() -> int:
         raise SystemExit(f"--thresholds: expected comma-separated numbers, got {args.thresholds!r}") from None
     if any(not 0 < t < 1 for t in thresholds):
         raise SystemExit(f"--thresholds: each must be between 0 and 1, got {args.thresholds!r}")
+    if args.write and (family_of(args.model) != "yolact" or not args.weights.endswith(".pth")):
+        raise SystemExit("--write needs a YOLACT .pth checkpoint as --weights")
     data = CocoInstances(args.annotations, args.images)
     results = sweep(_runner(args.model, args.weights, args.backend), data, thresholds)
     names = list(results[0]["mask"].get("per_class_AP50", {}))
@@ -84,6 +91,13 @@ def main() -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
+    if args.write:
+        from models.yolact.checkpoint import copy_with_metadata
+
+        best = max(results, key=lambda r: r["mask"]["AP50"])
+        copy_with_metadata(args.weights, args.write, mask_threshold=best["mask_threshold"])
+        print(f"wrote {args.write} with mask threshold {best['mask_threshold']} "
+              f"(mask AP50 {best['mask']['AP50'] * 100:.1f} %)")
     return 0
 
 

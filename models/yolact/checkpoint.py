@@ -122,6 +122,21 @@ def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
     return path
 
 
+def copy_with_metadata(src: str, dst: str, **updates) -> str:
+    """Copies a segstream YOLACT checkpoint to ``dst`` with ``updates`` merged into its metadata
+    (weights untouched): how a setting tuned after training, the mask threshold, is recorded."""
+    obj = _read(src)
+    if not isinstance(obj.get("segstream"), dict) or not isinstance(obj.get("state_dict"), dict):
+        raise ModelError(f"{src}: not a segstream YOLACT checkpoint (no metadata); train or fine-tune it with "
+                         "'segstream train' first")
+    obj["segstream"] = {**obj["segstream"], **updates}
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    tmp = dst + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, dst)
+    return dst
+
+
 _TV_LAYER = re.compile(r"^layer(\d)\.")
 
 

@@ -201,6 +201,30 @@ def test_mask_threshold_sweep_matches_eval_at_each_threshold(artifacts):
     assert rows[0]["mask"]["AP"] != rows[1]["mask"]["AP"]
 
 
+def test_mask_threshold_sweep_writes_the_best_threshold_into_a_copy(artifacts, tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    ckpt, _, ann, imgs, _ = artifacts
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "mask_threshold_sweep.py")
+    out = tmp_path / "tuned.pth"
+    run = subprocess.run([sys.executable, script, "--weights", ckpt, "--backend", "torch", "--annotations", ann,
+                          "--images", imgs, "--thresholds", "0.3,0.5,0.7", "--json", str(tmp_path / "sweep.json"),
+                          "--write", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "sweep.json").read_text())
+    best = max(rows, key=lambda r: r["mask"]["AP50"])["mask_threshold"]
+    net, cfg = load_yolact(str(out))
+    assert cfg.mask_threshold == best and f"mask threshold {best}" in run.stdout
+    original = load_yolact(ckpt)[0].state_dict()
+    assert all(torch.equal(v, original[k]) for k, v in net.state_dict().items())  # the weights are untouched
+    bad = subprocess.run([sys.executable, script, "--model", "deeplab_tiny", "--weights", ckpt, "--annotations", ann,
+                          "--images", imgs, "--write", str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--write needs a YOLACT .pth" in bad.stderr
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--model", "yolact_tiny", "--annotations", "{ann}", "--images", "{imgs}", "--aspect-ratios", "1,tall",
       "--out", "x.pth"], "--aspect-ratios: expected comma-separated numbers"),
