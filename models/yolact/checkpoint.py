@@ -111,10 +111,14 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
 
 
 def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
-    """Writes a checkpoint ``load_yolact`` reads back (state dict + class names, no code)."""
+    """Writes a checkpoint ``load_yolact`` reads back (state dict, class names, input size, anchors
+    and mask settings; no code)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    meta = {"model": net.cfg.name, "class_names": list(net.cfg.class_names),
-            "max_size": int(net.cfg.max_size), "pred_scales": [int(v) for v in net.cfg.pred_scales]}
+    cfg = net.cfg
+    meta = {"model": cfg.name, "class_names": list(cfg.class_names),
+            "max_size": int(cfg.max_size), "pred_scales": [int(v) for v in cfg.pred_scales],
+            "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "square_anchors": bool(cfg.square_anchors),
+            "mask_targets": cfg.mask_targets, "mask_threshold": float(cfg.mask_threshold)}
     meta.update(extra or {})
     tmp = path + ".tmp"
     torch.save({"state_dict": net.state_dict(), "segstream": meta}, tmp)

@@ -245,17 +245,7 @@ def train(args) -> int:
                           optimizer=getattr(args, "optimizer", "sgd"),
                           checkpoint_path=args.out if getattr(args, "checkpoint_every", 0) else None,
                           checkpoint_every=getattr(args, "checkpoint_every", 0))
-    extra = {"iterations": iters}
-    default = get_config(args.model)
-    if cfg.max_size != default.max_size:
-        extra.update(max_size=cfg.max_size, pred_scales=list(cfg.pred_scales))
-    if (cfg.aspect_ratios, cfg.square_anchors) != (default.aspect_ratios, default.square_anchors):
-        extra.update(aspect_ratios=list(cfg.aspect_ratios), square_anchors=bool(cfg.square_anchors))
-    if cfg.mask_targets != default.mask_targets:
-        extra.update(mask_targets=cfg.mask_targets)
-    if cfg.mask_threshold != default.mask_threshold:
-        extra.update(mask_threshold=cfg.mask_threshold)
-    save_yolact(net, args.out, extra)
+    save_yolact(net, args.out, {"iterations": iters})
     first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)]))
     last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):]))
     print(f"trained {iters} iterations in {report.seconds:.0f} s: loss {first:.3f} -> {last:.3f}; wrote {args.out}")

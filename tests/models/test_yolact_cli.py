@@ -142,6 +142,27 @@ def test_train_with_tall_anchors_records_them_for_the_loader_and_the_export(tmp_
     assert meta["extra"]["anchors"]["aspect_ratios"] == [1.0, 0.5, 0.25] and meta["extra"]["anchors"]["square"] is False
 
 
+def test_periodic_checkpoints_keep_the_anchors_and_mask_settings(tmp_path):
+    """A --checkpoint-every file is a complete checkpoint: it once lacked the anchor shapes, so it
+    loaded with square anchors and scored far below the model it held."""
+    from dataclasses import replace
+
+    from models.yolact.config import get_config
+    from models.yolact.data import CocoInstances
+    from models.yolact.model import Yolact
+    from models.yolact.train import train_yolact
+
+    ann, imgs = write_shapes_dataset(str(tmp_path / "data"), 2, seed=4)
+    cfg = replace(get_config("yolact_tiny").with_classes(SHAPE_CLASSES), max_size=128, aspect_ratios=(1.0, 0.5, 0.25),
+                  square_anchors=False, mask_targets="soft", mask_threshold=0.4)
+    path = str(tmp_path / "periodic.pth")
+    train_yolact(Yolact(cfg), CocoInstances(ann, imgs), iters=1, batch_size=1, checkpoint_path=path,
+                 checkpoint_every=1, progress=False)
+    got = load_yolact(path)[1]
+    assert (got.max_size, got.aspect_ratios, got.square_anchors, got.mask_targets, got.mask_threshold) == \
+        (128, (1.0, 0.5, 0.25), False, "soft", 0.4)
+
+
 def test_mask_settings_are_recorded_inherited_exported_and_overridable(artifacts, tmp_path):
     """--mask-targets / --mask-threshold go into the checkpoint, carry over when fine-tuning, reach
     the exported metadata (what the runtime reads), and eval's --mask-threshold overrides them."""
