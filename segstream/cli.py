@@ -100,6 +100,10 @@ def _add_train(sub) -> None:
                    help="instances (YOLACT): mask-loss targets at prototype size, 'hard' (official: bilinear, "
                         "> 0.5) or 'soft' (each cell's covered fraction; better for objects a few cells wide); "
                         "default: the --weights checkpoint's, else hard")
+    p.add_argument("--proto-skip", choices=["on", "off"],
+                   help="instances (YOLACT): 'on' adds a 3x3 conv of the stride-4 backbone features to the "
+                        "prototypes (sharper masks of small objects; not in the published models, starts at zero "
+                        "so fine-tuning begins from the same outputs); default: the --weights checkpoint's, else off")
     p.add_argument("--mask-threshold", type=float,
                    help="instances (YOLACT): mask probability threshold recorded in the checkpoint and its "
                         "exports (default: the --weights checkpoint's, else 0.5)")
@@ -247,7 +251,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError(f"--class-weights is for semantic models, not {args.model}")
         if cmd == "train" and family_of(args.model) != "yolact":
             given = [flag for flag, v in (("--aspect-ratios", args.aspect_ratios), ("--square-anchors", args.square_anchors),
-                                          ("--mask-targets", args.mask_targets),
+                                          ("--mask-targets", args.mask_targets), ("--proto-skip", args.proto_skip),
                                           ("--mask-threshold", args.mask_threshold)) if v is not None]
             if given:
                 raise ConfigError(f"{'/'.join(given)} {'is' if len(given) == 1 else 'are'} for YOLACT models, not {args.model}")

@@ -53,7 +53,7 @@ def _class_names_from(meta: dict | None, state: dict, cfg: YolactConfig) -> tupl
 def with_checkpoint_anchors(cfg: YolactConfig, meta: dict | None) -> YolactConfig:
     """The configuration with the input size and anchors a checkpoint's ``segstream`` metadata
     records (``train --input-size``, ``--aspect-ratios``, ``--square-anchors``, ``--mask-targets``,
-    ``--mask-threshold``); unchanged without."""
+    ``--mask-threshold``, ``--proto-skip``); unchanged without."""
     from dataclasses import replace
 
     if meta is not None and "max_size" in meta:
@@ -64,6 +64,8 @@ def with_checkpoint_anchors(cfg: YolactConfig, meta: dict | None) -> YolactConfi
                       square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)))
     if meta is not None and meta.get("mask_targets") in ("hard", "soft"):
         cfg = replace(cfg, mask_targets=str(meta["mask_targets"]))
+    if meta is not None and "proto_skip_layer" in meta:
+        cfg = replace(cfg, proto_skip_layer=int(meta["proto_skip_layer"]))
     if meta is not None and "mask_threshold" in meta:
         cfg = replace(cfg, mask_threshold=float(meta["mask_threshold"]))
     return cfg
@@ -118,7 +120,8 @@ def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
     meta = {"model": cfg.name, "class_names": list(cfg.class_names),
             "max_size": int(cfg.max_size), "pred_scales": [int(v) for v in cfg.pred_scales],
             "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "square_anchors": bool(cfg.square_anchors),
-            "mask_targets": cfg.mask_targets, "mask_threshold": float(cfg.mask_threshold)}
+            "mask_targets": cfg.mask_targets, "mask_threshold": float(cfg.mask_threshold),
+            "proto_skip_layer": int(cfg.proto_skip_layer)}
     meta.update(extra or {})
     tmp = path + ".tmp"
     torch.save({"state_dict": net.state_dict(), "segstream": meta}, tmp)

@@ -182,11 +182,16 @@ def _load_for_finetune(net, path: str) -> list[str]:
     return [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
 
 
+# Backbone output at stride 4 (the prototypes' stride), for --proto-skip.
+STRIDE4_LAYER = {"tiny": 1, "resnet50": 0, "resnet101": 0}
+
+
 def training_config(cfg, size: int | None = None, ratios_text: str | None = None, square: str | None = None,
-                    mask_targets: str | None = None, mask_threshold: float | None = None):
+                    mask_targets: str | None = None, mask_threshold: float | None = None,
+                    proto_skip: str | None = None):
     """The configuration ``train`` builds: anchor scales scaled to ``--input-size`` and
-    ``--aspect-ratios`` / ``--square-anchors`` / ``--mask-targets`` / ``--mask-threshold`` applied
-    (ConfigError when malformed)."""
+    ``--aspect-ratios`` / ``--square-anchors`` / ``--mask-targets`` / ``--mask-threshold`` /
+    ``--proto-skip`` applied (ConfigError when malformed)."""
     from dataclasses import replace
 
     if size is not None and size != cfg.max_size:
@@ -207,6 +212,13 @@ def training_config(cfg, size: int | None = None, ratios_text: str | None = None
         if not 0 < mask_threshold < 1:
             raise ConfigError(f"--mask-threshold must be between 0 and 1 (official 0.5), got {mask_threshold}")
         cfg = replace(cfg, mask_threshold=float(mask_threshold))
+    if proto_skip == "off":
+        cfg = replace(cfg, proto_skip_layer=-1)
+    elif proto_skip == "on":
+        if cfg.backbone not in STRIDE4_LAYER:
+            raise ConfigError(f"--proto-skip on: not available for the {cfg.backbone} backbone of {cfg.name} "
+                              f"(supported: {', '.join(STRIDE4_LAYER)})")
+        cfg = replace(cfg, proto_skip_layer=STRIDE4_LAYER[cfg.backbone])
     return cfg
 
 
@@ -233,7 +245,7 @@ def train(args) -> int:
         cfg = with_checkpoint_anchors(cfg, checkpoint_metadata(args.weights))
     cfg = training_config(cfg, _parse_size(args.input_size), getattr(args, "aspect_ratios", None),
                           getattr(args, "square_anchors", None), getattr(args, "mask_targets", None),
-                          getattr(args, "mask_threshold", None))
+                          getattr(args, "mask_threshold", None), getattr(args, "proto_skip", None))
     torch.manual_seed(args.seed)
     net = Yolact(cfg)
     if args.weights:

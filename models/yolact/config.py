@@ -55,6 +55,9 @@ class YolactConfig:
         tiny_widths: channel widths of the "tiny" backbone stages.
         mask_threshold: mask probability above which a pixel belongs to the instance (0.5, as the
             official ``postprocess``); artifacts carry it with the NMS settings.
+        proto_skip_layer: -1 (the published architecture) or the index of a backbone output at the
+            prototypes' stride (4): a zero-initialised 3x3 conv of it is added to the prototypes
+            before their ReLU, giving them edges the stride-8 P3 they are upsampled from lacks.
         mask_targets: training targets of the mask loss at prototype size: "hard" (the official
             bilinear downsample thresholded at 0.5) or "soft" (each cell's covered fraction, an
             area average; keeps objects a few cells wide from being eroded or broken).
@@ -78,6 +81,7 @@ class YolactConfig:
     color_order: str = "RGB"
     tiny_widths: tuple[int, ...] = field(default=(16, 24, 32, 48, 64))
     mask_threshold: float = 0.5
+    proto_skip_layer: int = -1
     # Training settings (official yolact_base_config values).
     positive_iou: float = 0.5
     negative_iou: float = 0.4

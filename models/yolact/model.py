@@ -121,6 +121,11 @@ class Yolact(nn.Module):
         self.semantic_seg_conv = nn.Conv2d(cfg.fpn_features, cfg.num_classes - 1, 1)
         self._priors: dict[tuple, torch.Tensor] = {}
         self.init_weights()
+        if cfg.proto_skip_layer >= 0:
+            # Not in the published model: starts at zero, so a checkpoint without it loads unchanged.
+            self.proto_skip = nn.Conv2d(self.backbone.channels[cfg.proto_skip_layer], cfg.mask_dim, 3, padding=1)
+            nn.init.zeros_(self.proto_skip.weight)
+            nn.init.zeros_(self.proto_skip.bias)
 
     def init_weights(self) -> None:
         """Official initialisation: xavier-uniform convs and zero biases outside the backbone."""
@@ -150,13 +155,23 @@ class Yolact(nn.Module):
         return self._priors[key]
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = self.backbone(x)
-        return self.fpn([outs[i] for i in self.cfg.selected_layers])
+        return self._features(x)[0]
+
+    def _features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(FPN outputs P3.., backbone outputs)."""
+        convouts = self.backbone(x)
+        return self.fpn([convouts[i] for i in self.cfg.selected_layers]), convouts
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Args: x: (B, 3, S, S) normalised image in the configuration's colour order."""
-        outs = self.features(x)
-        proto = F.relu(self.proto_net(outs[0])).permute(0, 2, 3, 1).contiguous()
+        outs, convouts = self._features(x)
+        proto = self.proto_net(outs[0])
+        if self.cfg.proto_skip_layer >= 0:
+            skip = self.proto_skip(convouts[self.cfg.proto_skip_layer])
+            if skip.shape[2:] != proto.shape[2:]:
+                skip = F.interpolate(skip, proto.shape[2:], mode="bilinear", align_corners=False)
+            proto = proto + skip
+        proto = F.relu(proto).permute(0, 2, 3, 1).contiguous()
         head = self.prediction_layers[0]
         locs, confs, masks = [], [], []
         for p in outs:

@@ -163,6 +163,40 @@ def test_periodic_checkpoints_keep_the_anchors_and_mask_settings(tmp_path):
         (128, (1.0, 0.5, 0.25), False, "soft", 0.4)
 
 
+def test_proto_skip_starts_from_the_same_outputs_and_is_recorded_and_exported(artifacts, tmp_path):
+    """--proto-skip on adds a zero-initialised conv: the fine-tuned network starts from exactly the
+    checkpoint's outputs, the checkpoint records it, and the export runs it in ONNX Runtime as in torch."""
+    import torch
+
+    from models.yolact.commands import make_runner
+
+    ckpt, _, ann, imgs, images = artifacts
+    base, cfg = load_yolact(ckpt)
+    from dataclasses import replace
+
+    from models.yolact.model import Yolact
+
+    skip = Yolact(replace(cfg, proto_skip_layer=1)).eval()
+    skip.load_state_dict(base.state_dict(), strict=False)
+    x = torch.randn(1, 3, cfg.max_size, cfg.max_size)
+    with torch.no_grad():
+        a, b = base(x), skip(x)
+    torch.testing.assert_close(a["proto"], b["proto"], rtol=0, atol=0)
+    out = tmp_path / "skip.pth"
+    assert main(["train", "--model", "yolact_tiny", "--weights", ckpt, "--annotations", ann, "--images", imgs,
+                 "--iters", "2", "--batch-size", "2", "--lr", "0.01", "--proto-skip", "on", "--out", str(out)]) == 0
+    net, got = load_yolact(str(out))
+    assert got.proto_skip_layer == 1 and float(net.proto_skip.weight.abs().sum()) > 0  # trained, loaded back
+    onnx_path = str(tmp_path / "skip.onnx")
+    assert main(["export", "--model", "yolact_tiny", "--weights", str(out), "--out", onnx_path]) == 0
+    img = cv2.imread(images[0])
+    ours = make_runner("yolact_tiny", onnx_path, "onnxruntime")(img)
+    ref = make_runner("yolact_tiny", str(out), "torch")(img)
+    assert len(ours) == len(ref) and np.allclose(ours.scores, ref.scores, atol=1e-4)
+    assert main(["train", "--model", "yolact_darknet53", "--annotations", ann, "--images", imgs, "--iters", "1",
+                 "--proto-skip", "on", "--out", str(tmp_path / "d.pth")]) == 2
+
+
 def test_mask_settings_are_recorded_inherited_exported_and_overridable(artifacts, tmp_path):
     """--mask-targets / --mask-threshold go into the checkpoint, carry over when fine-tuning, reach
     the exported metadata (what the runtime reads), and eval's --mask-threshold overrides them."""
