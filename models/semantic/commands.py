@@ -95,6 +95,7 @@ def evaluate(args) -> int:
     for name, v in doc["per_class_iou"].items():
         print(f"  {name:14s} {v:7.4f} {doc['per_class_dice'][name]:7.4f}")
     if args.json_out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         with open(args.json_out, "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2)
     return 0

@@ -156,6 +156,7 @@ def report_coco(args, figures: dict) -> int:
                 print(f"      AP50 {area:<6} " + "  ".join(f"{name} {'-' if v is None else f'{v * 100:.2f}'}"
                                                           for name, v in row.items()))
     if args.json_out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
         with open(args.json_out, "w", encoding="utf-8") as fh:
             json.dump({"model": args.model, "weights": args.weights, **figures}, fh, indent=2)
     return 0

@@ -162,7 +162,7 @@ def test_eval_and_predict_agree_through_torch_and_the_export(tiny_onnx, tmp_path
     assert np.mean(masks("--weights", ckpt) == ort_masks) < 0.99  # at the images' own size they differ
 
     common = ["--model", "deeplab_tiny", "--images", images, "--labels", labels]
-    a, b = tmp_path / "ort.json", tmp_path / "torch.json"
+    a, b = tmp_path / "ort.json", tmp_path / "new" / "torch.json"  # --json creates its folder
     assert main(["eval", *common, "--weights", tiny_onnx, "--backend", "onnxruntime", "--json", str(a)]) == 0
     assert main(["eval", *common, "--weights", ckpt, "--input-size", "256x512", "--json", str(b)]) == 0
     ort_fig, torch_fig = json.loads(a.read_text()), json.loads(b.read_text())

@@ -73,7 +73,7 @@ def _gt_names(annotations: str) -> set[str]:
 
 def test_eval_reports_box_and_mask_ap(artifacts, tmp_path, capsys):
     _, onnx_path, ann, imgs, _ = artifacts
-    out = tmp_path / "eval.json"
+    out = tmp_path / "not-yet" / "eval.json"  # the folder is created
     assert main(["eval", "--model", "yolact_tiny", "--weights", onnx_path, "--backend", "onnxruntime",
                  "--annotations", ann, "--images", imgs, "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
