@@ -7,6 +7,7 @@ import os
 
 from export.bench import bench_compare, bench_model, plot_bars
 from stream.config import parse_size_hw
+from stream.errors import ConfigError
 
 
 def _write_json(path: str, doc) -> None:
@@ -36,6 +37,10 @@ def _plot_samples(doc: dict, path: str) -> None:
 
 def bench_command(args) -> int:
     size = parse_size_hw(getattr(args, "input_size", None))
+    if args.weights and args.weights.endswith((".onnx", ".engine", ".plan")):
+        # It exports the checkpoint itself for each backend; an artifact would fail as a "damaged checkpoint".
+        raise ConfigError(f"{args.weights}: bench {args.bench_kind} takes the torch checkpoint (.pth) and exports it "
+                          "itself; to time a pipeline on an exported artifact use 'segstream bench pipeline'")
     if args.bench_kind == "model":
         doc = bench_model(model=args.model, weights=args.weights, backend=args.backend, device=args.device,
                           precision=args.precision, input_size_hw=size, iters=args.iters)

@@ -54,3 +54,11 @@ def test_bench_model_rejects_bad_sizes():
     out = subprocess.run(segstream_cmd("bench", "model", "--model", "yolact_tiny", "--input-size", "200x200"),
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "fixed size 160x160" in out.stderr
+
+
+def test_bench_model_refuses_an_exported_artifact_with_what_to_do():
+    out = subprocess.run(segstream_cmd("bench", "model", "--model", "yolact_tiny", "--weights",
+                                       "weights/yolact_tiny_synthetic.onnx"),
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "takes the torch checkpoint (.pth)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
