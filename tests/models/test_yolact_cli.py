@@ -186,7 +186,7 @@ def test_proto_skip_starts_from_the_same_outputs_and_is_recorded_and_exported(ar
     assert main(["train", "--model", "yolact_tiny", "--weights", ckpt, "--annotations", ann, "--images", imgs,
                  "--iters", "2", "--batch-size", "2", "--lr", "0.01", "--proto-skip", "on", "--out", str(out)]) == 0
     net, got = load_yolact(str(out))
-    assert got.proto_skip_layer == 1 and float(net.proto_skip.weight.abs().sum()) > 0  # trained, loaded back
+    assert got.proto_skip_layer == 1 and float(net.proto_skip.weight.detach().abs().sum()) > 0  # trained, loaded back
     onnx_path = str(tmp_path / "skip.onnx")
     assert main(["export", "--model", "yolact_tiny", "--weights", str(out), "--out", onnx_path]) == 0
     img = cv2.imread(images[0])
