@@ -50,8 +50,8 @@ def _class_names_from(meta: dict | None, state: dict, cfg: YolactConfig) -> tupl
     return cfg.class_names
 
 
-def with_checkpoint_anchors(cfg: YolactConfig, meta: dict | None) -> YolactConfig:
-    """The configuration with the input size and anchors a checkpoint's ``segstream`` metadata
+def with_checkpoint_settings(cfg: YolactConfig, meta: dict | None) -> YolactConfig:
+    """The configuration with the input size, anchors and mask settings a checkpoint's ``segstream`` metadata
     records (``train --input-size``, ``--aspect-ratios``, ``--square-anchors``, ``--mask-targets``,
     ``--mask-threshold``, ``--proto-skip``); unchanged without."""
     from dataclasses import replace
@@ -98,7 +98,7 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a dict of tensors, found other values; it is not a YOLACT checkpoint")
     cfg = cfg.with_classes(_class_names_from(meta, state, cfg))
-    cfg = with_checkpoint_anchors(cfg, meta)
+    cfg = with_checkpoint_settings(cfg, meta)
     state = {k: v for k, v in state.items()
              if not _LEGACY_BACKBONE.match(k)
              and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}

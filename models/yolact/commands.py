@@ -227,7 +227,7 @@ def train(args) -> int:
     """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
     import torch
 
-    from models.yolact.checkpoint import checkpoint_metadata, save_yolact, with_checkpoint_anchors
+    from models.yolact.checkpoint import checkpoint_metadata, save_yolact, with_checkpoint_settings
     from models.yolact.config import get_config
     from models.yolact.data import CocoInstances
     from models.yolact.model import Yolact
@@ -242,8 +242,8 @@ def train(args) -> int:
         raise ConfigError(f"--num-classes {args.num_classes} but {args.annotations} has {len(data.class_names)} categories")
     cfg = get_config(args.model).with_classes(data.class_names)
     if args.weights:
-        # Fine-tuning keeps the starting checkpoint's input size and anchors unless told otherwise.
-        cfg = with_checkpoint_anchors(cfg, checkpoint_metadata(args.weights))
+        # Fine-tuning keeps the starting checkpoint's input size, anchors and mask settings unless told otherwise.
+        cfg = with_checkpoint_settings(cfg, checkpoint_metadata(args.weights))
     cfg = training_config(cfg, _parse_size(args.input_size), getattr(args, "aspect_ratios", None),
                           getattr(args, "square_anchors", None), getattr(args, "mask_targets", None),
                           getattr(args, "mask_threshold", None), getattr(args, "proto_skip", None))

@@ -154,17 +154,14 @@ class Yolact(nn.Module):
             self._priors[key] = torch.from_numpy(pri).to(device)
         return self._priors[key]
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self._features(x)[0]
-
-    def _features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(FPN outputs P3.., backbone outputs)."""
         convouts = self.backbone(x)
         return self.fpn([convouts[i] for i in self.cfg.selected_layers]), convouts
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Args: x: (B, 3, S, S) normalised image in the configuration's colour order."""
-        outs, convouts = self._features(x)
+        outs, convouts = self.features(x)
         proto = self.proto_net(outs[0])
         if self.cfg.proto_skip_layer >= 0:
             skip = self.proto_skip(convouts[self.cfg.proto_skip_layer])
