@@ -58,10 +58,15 @@ models: install
 	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage4.pth \
 		--images $(DATA)/semantic_train3/images --labels $(DATA)/semantic_train3/labels --input-size 256x448 \
 		--iters 2000 --batch-size 8 --lr 0.01 --seed 9 --class-weights balanced-sqrt --out $(DATA)/deeplab_tiny_stage5.pth
+	@# Stage 6: 640x360 scenes, crops of 288x512, for a model run at 360x640.
+	$(PY) -m segstream generate --out $(DATA)/semantic_train4 --kind images --count 800 --width 640 --height 360 --seed 71
+	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage5.pth \
+		--images $(DATA)/semantic_train4/images --labels $(DATA)/semantic_train4/labels --input-size 288x512 \
+		--iters 1200 --batch-size 8 --lr 0.005 --seed 10 --class-weights balanced-sqrt --out $(DATA)/deeplab_tiny_stage6.pth
 	@# Per-class logit offsets for mIoU, tuned on a separate set (seed 3), kept in the classifier bias.
 	$(PY) -m segstream generate --out $(DATA)/synth_tune --kind images --count 100 --width 640 --height 360 --seed 3
-	$(PY) bench/class_bias_calibration.py --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage5.pth \
-		--input-size 288x512 --images $(DATA)/synth_tune/images --labels $(DATA)/synth_tune/labels \
+	$(PY) bench/class_bias_calibration.py --model deeplab_tiny --weights $(DATA)/deeplab_tiny_stage6.pth \
+		--input-size 360x640 --images $(DATA)/synth_tune/images --labels $(DATA)/synth_tune/labels \
 		--write weights/deeplab_tiny_synthetic.pth
 	$(PY) -m segstream generate --out $(DATA)/synth_train --kind images --count 800 --width 640 --height 360 --seed 1
 	$(PY) -m segstream train --model yolact_tiny --annotations $(DATA)/synth_train/instances.json --images $(DATA)/synth_train \
@@ -109,7 +114,7 @@ models: install
 
 export-models: install
 	$(PY) -m segstream export --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth --dynamic \
-		--input-size 288x512 --out weights/deeplab_tiny_synthetic.onnx
+		--input-size 360x640 --out weights/deeplab_tiny_synthetic.onnx
 	$(PY) -m segstream export --model yolact_tiny --weights weights/yolact_tiny_synthetic.pth \
 		--out weights/yolact_tiny_synthetic.onnx
 
@@ -120,7 +125,7 @@ eval-models: install
 		--annotations $(DATA)/synth_val/instances.json --images $(DATA)/synth_val --json $(OUT)/eval_yolact_torch.json
 	$(PY) -m segstream eval --model yolact_tiny --weights weights/yolact_tiny_synthetic.onnx --backend onnxruntime \
 		--annotations $(DATA)/synth_val/instances.json --images $(DATA)/synth_val --json $(OUT)/eval_yolact_onnx.json
-	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth --input-size 288x512 \
+	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.pth --input-size 360x640 \
 		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_torch.json
 	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.onnx --backend onnxruntime \
 		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_onnx.json
