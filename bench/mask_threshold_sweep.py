@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import sys
@@ -31,13 +32,10 @@ from models.yolact.evaluate import evaluate_coco  # noqa: E402
 
 def _runner(model: str, weights: str, backend: str):
     family = family_of(model)
-    if family == "yolact":
-        from models.yolact.commands import make_runner
-    elif family == "maskrcnn":
-        from models.maskrcnn.commands import make_runner
-    else:
+    if family not in ("yolact", "maskrcnn"):
         raise SystemExit(f"{model} is not an instance model (YOLACT or Mask R-CNN)")
-    return make_runner(model, weights, backend)
+    # Each instance family's commands module has the same make_runner (what `segstream eval` uses).
+    return importlib.import_module(f"models.{family}.commands").make_runner(model, weights, backend)
 
 
 def sweep(runner, data: CocoInstances, thresholds: list[float]) -> list[dict]:

@@ -46,13 +46,17 @@ def _add_model_args(p, *, weights_required: bool) -> None:
                    "size policy; give the same size to compare torch with an export)")
 
 
+def _add_mask_threshold(p) -> None:
+    p.add_argument("--mask-threshold", type=float, help="instances: mask probability threshold "
+                   "(default: the model's, 0.5 for the released ones)")
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="run a model on images")
     _add_model_args(p, weights_required=True)
     p.add_argument("--score-threshold", type=float, default=0.05, help="instances: minimum score")
     p.add_argument("--top-k", type=int, default=100, help="instances: at most K detections per image")
-    p.add_argument("--mask-threshold", type=float, help="instances: mask probability threshold "
-                   "(default: the model's, 0.5 for the released ones)")
+    _add_mask_threshold(p)
     p.add_argument("--json", dest="json_out", help="instances: write detections (COCO results format with file names)")
     p.add_argument("--mask-dir", help="semantic: write one uint8 class-id PNG per image here")
     p.add_argument("--overlay", help="write rendered overlays to this folder")
@@ -62,8 +66,7 @@ def _add_predict(sub) -> None:
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset")
     _add_model_args(p, weights_required=True)
-    p.add_argument("--mask-threshold", type=float, help="instances: mask probability threshold "
-                   "(default: the model's, 0.5 for the released ones)")
+    _add_mask_threshold(p)
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
