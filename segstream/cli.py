@@ -190,13 +190,24 @@ def _add_demo(sub) -> None:
     p.add_argument("--frames", type=int, default=90)
 
 
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert a dataset's labels into a format the trainers read")
+    csub = p.add_subparsers(dest="convert_kind", required=True, parser_class=_Parser)
+    pc = csub.add_parser("camvid-instances", help="COCO instances (car, person, cyclist) from CamVid class-id labels: "
+                         "each 8-connected component of Car, Pedestrian or Bicyclist pixels is one instance")
+    pc.add_argument("--images", required=True, help="CamVid image folder (the JSON names images by basename)")
+    pc.add_argument("--labels", required=True, help="class-id label PNG folder, one per image with its name (e.g. trainannot/)")
+    pc.add_argument("--out", required=True, help="COCO JSON file to write")
+    pc.add_argument("--min-area", type=int, default=50, help="smallest component kept, pixels")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="segstream", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_run, _add_predict, _add_eval, _add_export, _add_verify, _add_bench, _add_train, _add_generate,
-                _add_demo):
+                _add_demo, _add_convert):
         add(sub)
     return parser
 
@@ -238,6 +249,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("generate: --count must be >= 1, --width/--height >= 16 and --fps > 0")
         result = generate(args)
         print(f"generate: wrote {result.count} {'frames' if args.kind == 'video' else 'images'} to {result.main_file}")
+        return EXIT_OK
+    if cmd == "convert" and args.convert_kind == "camvid-instances":
+        from models.datasets.camvid_instances import convert_camvid_instances
+
+        result = convert_camvid_instances(args.images, args.labels, min_area=args.min_area)
+        result.write_json(args.out)
+        per_class = ", ".join(f"{name} {n}" for name, n in result.counts.items())
+        print(f"convert: wrote {args.out}: {len(result.coco['images'])} images, "
+              f"{len(result.coco['annotations'])} instances ({per_class})")
         return EXIT_OK
     if cmd in ("predict", "eval", "train", "export", "verify"):
         from models.registry import family_of
