@@ -72,11 +72,15 @@ def predict(args) -> int:
 
 def evaluate(args) -> int:
     """mIoU, mean Dice, per-class IoU and Dice, pixel accuracy on ``--images`` / ``--labels`` in ``--layout``."""
-    from models.semantic.data import find_samples, read_image, read_label
+    from models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_image, read_label
     from models.semantic.metrics import ConfusionMatrix
 
     runner = make_runner(args, drivable=False, input_size_hw=parse_hw(getattr(args, "input_size", None)))
     names = runner.settings.class_names
+    # CamVid: the standard 11-class figures, the model's classes mapped to CamVid's (data.py).
+    pred_lut = camvid_prediction_lut(names) if args.layout == "camvid" else None
+    if pred_lut is not None:
+        names = CAMVID_CLASSES
     samples = find_samples(args.images, args.labels, args.layout, len(names))
     cm = ConfusionMatrix(len(names))
     for i, s in enumerate(samples, 1):
@@ -84,7 +88,7 @@ def evaluate(args) -> int:
         label = read_label(s)
         if label.shape != sem.class_ids.shape:
             raise ModelError(f"{s.label_path}: label {label.shape} does not match image {sem.class_ids.shape}")
-        cm.update(sem.class_ids, label)
+        cm.update(sem.class_ids if pred_lut is None else pred_lut[sem.class_ids], label)
         sys.stderr.write(f"\reval {i}/{len(samples)}")
     sys.stderr.write("\n")
     runner.close()
@@ -115,11 +119,29 @@ def train(args) -> int:
         batch_size=args.batch_size, lr=args.lr or 0.01, seed=args.seed,
         save_every=int(getattr(args, "checkpoint_every", 0) or 0),
         class_weights=getattr(args, "class_weights", None) or "none",
+        val_images=getattr(args, "val_images", None), val_labels=getattr(args, "val_labels", None),
+        eval_every=int(getattr(args, "eval_every", 0) or 0), resume=getattr(args, "resume", None),
+        warmup_iters=int(getattr(args, "warmup_iters", 0) or 0), jitter=getattr(args, "jitter", None) or "basic",
+        scale_range=_parse_range(getattr(args, "scale_range", None)) or (0.75, 1.25),
+        weight_decay=1e-4 if getattr(args, "weight_decay", None) is None else args.weight_decay,
+        backbone_init=getattr(args, "backbone_init", None) or "imagenet", threads=getattr(args, "threads", None),
+        stop_at=getattr(args, "stop_at", None),
     )
     report = run_training(cfg)
-    print(f"trained {report.iters} iterations in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
-          f"{report.last_loss:.3f}; checkpoint {report.checkpoint}")
+    best = "" if report.best_miou is None else f"; best validation mIoU {report.best_miou:.4f} at iteration {report.best_iter}"
+    print(f"trained to iteration {report.iters} in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
+          f"{report.last_loss:.3f}{best}; checkpoint {report.checkpoint}")
     return 0
+
+
+def _parse_range(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--scale-range must be LOW,HIGH (e.g. 0.5,2.0), got {text!r}") from None
+    return low, high
 
 
 def export(args) -> int:

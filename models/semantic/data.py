@@ -33,6 +33,11 @@ CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign s
                   "bicyclist")
 #: CamVid id -> Cityscapes train id, for evaluating Cityscapes models on CamVid.
 CAMVID_TO_CITYSCAPES = {0: 10, 1: 2, 2: 5, 3: 0, 4: 1, 5: 8, 6: 7, 7: 4, 8: 13, 9: 11, 10: 12}
+#: Cityscapes train id -> the nearest CamVid class, for the standard 11-class CamVid scores of a
+#: Cityscapes-class model: wall -> building, traffic light -> sign symbol, terrain -> tree,
+#: rider, motorcycle, bicycle -> bicyclist, truck, bus, train -> car.
+CITYSCAPES_TO_CAMVID = {0: 3, 1: 4, 2: 1, 3: 1, 4: 7, 5: 2, 6: 6, 7: 6, 8: 5, 9: 5, 10: 0, 11: 9, 12: 10, 13: 8, 14: 8,
+                        15: 8, 16: 8, 17: 10, 18: 10}
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -70,6 +75,18 @@ def label_lut(layout: str, num_classes: int, *, label_ids: bool = False) -> np.n
         lut[0] = 0
         return lut
     raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+
+def camvid_prediction_lut(class_names: tuple[str, ...]) -> np.ndarray | None:
+    """(256,) uint8 table from a model's class ids to CamVid ids (0..10), for scoring it on
+    CamVid's 11 classes: Cityscapes classes by ``CITYSCAPES_TO_CAMVID``, a model with CamVid's
+    own classes as they are; None for any other class set (scored on its own classes)."""
+    names = tuple(class_names)
+    if names == CITYSCAPES_CLASSES:
+        return lookup_table(CITYSCAPES_TO_CAMVID)
+    if names == CAMVID_CLASSES:
+        return _identity(len(CAMVID_CLASSES))
+    return None
 
 
 def _identity(n: int) -> np.ndarray:

@@ -73,8 +73,9 @@ def test_tiny_model_learns_generated_scenes_and_predict_writes_masks(tmp_path):
     images, labels = write_dataset(str(tmp_path / "data"), 8, size_hw=(64, 128))
     ckpt = str(tmp_path / "tiny.pth")
     report = train(TrainConfig(model="deeplab_tiny", images=images, labels=labels, out=ckpt, input_size_hw=(64, 128),
-                               iters=200, batch_size=4, lr=0.05, progress=False, threads=1))
-    assert report.iters == 200 and report.last_loss < 0.5 * report.first_loss
+                               iters=300, batch_size=4, lr=0.05, progress=False, threads=1))
+    # 300 steps: with the resumable sampler's data order, 200 left seed 0 at mIoU 0.66 (seeds 1-2: 0.88-0.92).
+    assert report.iters == 300 and report.last_loss < 0.5 * report.first_loss
 
     from models.semantic.commands import evaluate, predict
 
