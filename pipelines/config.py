@@ -210,17 +210,30 @@ class SemanticConfig:
 
 @dataclass
 class TrackingConfig:
-    """Attributes: iou_threshold to continue a track; max_age frames a lost track is kept."""
+    """Attributes:
+        iou_threshold: least IoU to continue a track.
+        max_age: instance-model frames a lost confirmed track is kept at most.
+        min_hits: matches that confirm a track; tentative tracks are not drawn or sent.
+        coast_s: seconds (media time) a lost confirmed track coasts before it ends.
+        report_tentative: also draw and send tracks not yet confirmed.
+    """
 
     enabled: bool = True
     iou_threshold: float = 0.3
     max_age: int = 15
+    min_hits: int = 3
+    coast_s: float = 0.5
+    report_tentative: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.iou_threshold < 1:
             raise ValueError(f"tracking.iou_threshold must be in (0, 1), got {self.iou_threshold}")
         if self.max_age < 0:
             raise ValueError(f"tracking.max_age must be >= 0, got {self.max_age}")
+        if self.min_hits < 1:
+            raise ValueError(f"tracking.min_hits must be >= 1, got {self.min_hits}")
+        if self.coast_s < 0:
+            raise ValueError(f"tracking.coast_s must be >= 0, got {self.coast_s}")
 
 
 @dataclass

@@ -86,8 +86,9 @@ def semantic_stages(config: AppConfig) -> list[Stage]:
 def _finish(config: AppConfig, with_instances: bool) -> list[Stage]:
     stages: list[Stage] = []
     if with_instances and config.tracking.enabled:
-        stages.append(TrackStage("instances", iou_threshold=config.tracking.iou_threshold,
-                                 max_age=config.tracking.max_age))
+        t = config.tracking
+        stages.append(TrackStage("instances", iou_threshold=t.iou_threshold, max_age=t.max_age,
+                                 min_hits=t.min_hits, coast_s=t.coast_s, report_tentative=t.report_tentative))
     o = config.overlay
     if o.enabled:
         stages.append(OverlayStage(OverlayStyle(o.mask_alpha, o.drivable_alpha, o.semantic_alpha,
