@@ -43,3 +43,70 @@ def test_areas_geojson_and_volumes():
     assert min(xs) == 1000.0 + 3 * 0.5 and max(ys) == 2000.0 - 2 * 0.5
     vol = series_volumes([{"tumour": 10.0}, {"tumour": 12.0, "organ": 5.0}], slice_thickness_mm=2.5)
     assert vol == {"tumour": 55.0, "organ": 12.5}
+
+
+def _shape(rows: list[str]) -> np.ndarray:
+    return np.array([[c == "#" for c in r] for r in rows], bool)
+
+
+SHAPES = {
+    "L of 3": (["#.", "##"], [3]),
+    "plus of 5": ([".#.", "###", ".#."], [5]),
+    "ring with a hole": (["###", "#.#", "###"], [8]),
+    "ring holding an island": (["#####", "#...#", "#.#.#", "#...#", "#####"], [16, 1]),
+    "one pixel wide": (["#######"], [7]),
+    "diagonal pixels are separate regions": (["#..", ".#.", "..#"], [1, 1, 1]),
+    "U whose arms touch at a corner": (["#.#", "#.#", "###", "...", ".#."], [7, 1]),
+    "whole image (touches every border)": (["###", "###"], [6]),
+    "staircase around a hole": (["##...", ".##..", "..###", "#.#.#", "#####"], [15]),
+}
+
+
+def _shoelace(ring) -> float:
+    """Signed area of a closed ring [[x, y], ..., first point again] (> 0 counter-clockwise, y up)."""
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:])) / 2.0
+
+
+def _feature_areas(feature) -> tuple[float, float]:
+    """(exterior - holes by shoelace, area_px) of a GeoJSON feature; checks the rings' form."""
+    exterior, *holes = feature["geometry"]["coordinates"]
+    for ring in (exterior, *holes):
+        assert ring[0] == ring[-1] and len(ring) >= 5
+    assert _shoelace(exterior) > 0 and all(_shoelace(h) < 0 for h in holes)  # RFC 7946 orientation
+    return _shoelace(exterior) + sum(_shoelace(h) for h in holes), feature["properties"]["area_px"]
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_geojson_polygon_area_equals_the_pixel_count_of_every_region(name):
+    rows, counts = SHAPES[name]
+    ids = _shape(rows).astype(np.uint8)
+    features = class_geojson(ids, ("background", "thing"), skip=(0,))["features"]
+    areas = [_feature_areas(f) for f in features]
+    assert sorted(px for _, px in areas) == sorted(counts)
+    assert all(shoelace == px for shoelace, px in areas)
+
+
+def test_geojson_areas_add_up_to_class_areas_on_random_maps():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        ids = rng.integers(0, 3, (h, w)).astype(np.uint8)
+        features = class_geojson(ids, ("a", "b", "c"))["features"]
+        per_class = np.zeros(3)
+        for f in features:
+            shoelace, px = _feature_areas(f)
+            assert shoelace == px
+            per_class[f["properties"]["class_id"]] += px
+        assert per_class.tolist() == np.bincount(ids.ravel(), minlength=3).tolist()
+
+
+def test_geojson_holes_are_interior_rings_in_map_coordinates():
+    ids = np.zeros((6, 6), np.uint8)
+    ids[1:5, 1:5] = 1
+    ids[2:4, 2:4] = 0  # a 2x2 hole
+    geo = class_geojson(ids, ("background", "field"), geotransform=(100.0, 2.0, 0.0, 50.0, 0.0, -2.0), skip=(0,))
+    (feature,) = geo["features"]
+    exterior, hole = feature["geometry"]["coordinates"]
+    assert feature["properties"]["area_px"] == 12
+    assert _feature_areas(feature)[0] == 12 * 4  # m², 2 m pixels
+    assert min(x for x, _ in hole) == 104.0 and max(y for _, y in hole) == 46.0
