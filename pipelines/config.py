@@ -21,18 +21,25 @@ class SourceConfig:
     """Attributes:
         uri: file, folder, camera, URL, gst:, csi:// or synthetic:// (see README).
         policy: "auto" (live sources keep the newest frame, files block), "block" or "latest".
-        max_in_flight: live sources: frames between source and sinks at once (0: no limit).
+        max_in_flight: live sources: frames between source and sinks at once; a frame read at
+            the limit is dropped (0: no limit).
+        max_in_flight_file: files and other sources that never drop: frames between source and
+            sinks at once; the source waits at the limit, so latency stays a few frame times
+            instead of the depth of every queue (0: no limit, queues fill).
     """
 
     uri: str = "synthetic://?width=1280&height=720&fps=30&frames=300"
     policy: str = "auto"
     max_in_flight: int = 2
+    max_in_flight_file: int = 3
 
     def __post_init__(self) -> None:
         if self.policy not in ("auto", "block", "latest"):
             raise ValueError(f"source.policy must be 'auto', 'block' or 'latest', got {self.policy!r}")
         if self.max_in_flight < 0:
             raise ValueError(f"source.max_in_flight must be >= 0, got {self.max_in_flight}")
+        if self.max_in_flight_file < 0:
+            raise ValueError(f"source.max_in_flight_file must be >= 0, got {self.max_in_flight_file}")
 
 
 @dataclass
@@ -349,7 +356,7 @@ class AppConfig:
         r = self.runtime
         return GraphSettings(
             queue_size=r.queue_size,
-            max_in_flight=self.source.max_in_flight if live else 0,
+            max_in_flight=self.source.max_in_flight if live else self.source.max_in_flight_file,
             join_timeout_s=r.join_timeout_s,
             join_buffer=r.join_buffer,
             drain_timeout_s=r.drain_timeout_s,

@@ -95,8 +95,10 @@ class GraphSettings:
 
     Attributes:
         queue_size: capacity of every inter-stage queue.
-        max_in_flight: live sources only: frames between the source and the sinks at once
-            (the drop point stays upstream of the heavy stages). 0 disables the limit.
+        max_in_flight: frames between the source and the sinks at once. At the limit a live
+            source drops the frame it reads (the drop point stays upstream of the heavy
+            stages) and any other source waits, so latency stays a few frame times instead of
+            the depth of every queue. 0 disables the limit.
         join_timeout_s: how long a join waits for a branch before emitting the frame
             without that branch's results (counted in ``join_timeouts``).
         join_buffer: at most this many frames waiting in a join (its reorder buffer).
@@ -130,12 +132,17 @@ class RunReport:
 
 
 class _Token:
-    """Counts frames in flight for live sources (the source waits when the limit is hit)."""
+    """Counts frames between the source and the sinks (the source waits or drops at the limit).
+
+    Attributes:
+        peak: the most frames in flight at once so far.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._cond = threading.Condition()
         self.in_flight = 0
+        self.peak = 0
 
     def acquire(self, abort: threading.Event) -> bool:
         with self._cond:
@@ -144,6 +151,7 @@ class _Token:
                     return False
                 self._cond.wait(_POLL_S)
             self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
             return True
 
     def available(self) -> bool:
@@ -200,7 +208,7 @@ class _SourceNode(_Node):
         src_name = self.source.name
         try:
             while not g._stop_source.is_set():
-                if g._token is not None and not g._token.available():
+                if g._live and g._token is not None and not g._token.available():
                     # Live: keep the camera buffer fresh, drop the frame before the heavy stages.
                     item = self.source.read(g._stop_source)
                     if item is None:
@@ -505,8 +513,8 @@ class Graph:
 
     def _build(self) -> None:
         s = self.settings
-        live = bool(getattr(self.source, "live", False))
-        if live and s.max_in_flight:
+        live = self._live = bool(getattr(self.source, "live", False))
+        if s.max_in_flight:
             self._token = _Token(s.max_in_flight)
         names = [st.name for st in self._all_stages()]
         dup = {n for n in names if names.count(n) > 1}
@@ -608,6 +616,8 @@ class Graph:
     def report(self) -> dict:
         """The metrics document, with each stage's own figures under "extra"."""
         doc = self.metrics.report()
+        if self._token is not None:
+            doc["in_flight"] = {"limit": self._token.limit, "peak": self._token.peak}
         extras = {st.name: st.metrics() for st in self._all_stages()}
         extras = {k: v for k, v in extras.items() if v}
         if extras:
