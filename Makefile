@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install test test-fast demo bench models export-models eval-models clean
+.PHONY: install test test-fast demo bench models export-models eval-models road-model eval-road-model clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -129,6 +129,32 @@ eval-models: install
 		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_torch.json
 	$(PY) -m segstream eval --model deeplab_tiny --weights weights/deeplab_tiny_synthetic.onnx --backend onnxruntime \
 		--images $(DATA)/synth_val/images --labels $(DATA)/synth_val/labels --json $(OUT)/eval_deeplab_onnx.json
+
+# The road model (weights/deeplabv3plus_lite0_camvid.*): DeepLabV3+ on ImageNet EfficientNet-Lite0,
+# trained on CamVid (CC BY-NC 4.0: research and personal use). One core, about 1 h 50 min here
+# (3.5-4 s per step); ROAD_STOP=N stops at step N and ROAD_RESUME=1 continues a stopped run
+# exactly. The best step on CamVid val is kept.
+CAMVID ?= ../shared/data/camvid
+ROAD_OUT ?= $(DATA)/road/lite0_camvid.pth
+road-model: install
+	OMP_NUM_THREADS=1 $(PY) -m segstream train --model deeplabv3plus_lite0 \
+		--images $(CAMVID)/train --labels $(CAMVID)/trainannot --layout camvid \
+		--val-images $(CAMVID)/val --val-labels $(CAMVID)/valannot --eval-every 200 \
+		--iters 1800 --batch-size 8 --input-size 256x256 --lr 0.01 --weight-decay 4e-5 \
+		--scale-range 0.5,2.0 --jitter color --class-weights balanced-sqrt --warmup-iters 100 --seed 0 --threads 1 \
+		--checkpoint-every 50 --out $(ROAD_OUT) $(if $(ROAD_STOP),--stop-at $(ROAD_STOP)) \
+		$(if $(ROAD_RESUME),--resume $(basename $(ROAD_OUT)).last.pth)
+	cp $(ROAD_OUT) weights/deeplabv3plus_lite0_camvid.pth
+	$(PY) -m segstream export --model deeplabv3plus_lite0 --weights weights/deeplabv3plus_lite0_camvid.pth --dynamic \
+		--out weights/deeplabv3plus_lite0_camvid.onnx
+
+# CamVid val, 11 classes, through ONNX Runtime and torch (the test split is held back).
+eval-road-model: install
+	$(PY) -m segstream eval --model deeplabv3plus_lite0 --weights weights/deeplabv3plus_lite0_camvid.onnx \
+		--backend onnxruntime --images $(CAMVID)/val --labels $(CAMVID)/valannot --layout camvid \
+		--json $(OUT)/eval_road_onnx.json
+	$(PY) -m segstream eval --model deeplabv3plus_lite0 --weights weights/deeplabv3plus_lite0_camvid.pth \
+		--images $(CAMVID)/val --labels $(CAMVID)/valannot --layout camvid --json $(OUT)/eval_road_torch.json
 
 bench: install
 	$(PY) -m segstream bench pipeline --json $(OUT)/bench_pipeline.json

@@ -113,6 +113,25 @@ def _add_train(sub) -> None:
     p.add_argument("--class-weights", choices=["none", "balanced", "balanced-sqrt"], default="none",
                    help="semantic: 'balanced' weights each class's loss by median frequency / its frequency; "
                         "'balanced-sqrt' by the square root of that (milder)")
+    p.add_argument("--val-images", help="validation image folder, scored every --eval-every iterations "
+                   "(the best checkpoint is kept in --out)")
+    p.add_argument("--val-labels", help="semantic: validation label folder (same --layout)")
+    p.add_argument("--val-annotations", help="instances: validation COCO JSON (images in --val-images); mask AP50 "
+                   "per class every --eval-every iterations, the best checkpoint kept in --out")
+    p.add_argument("--eval-every", type=int, default=0, help="validate every N iterations (and at the end)")
+    p.add_argument("--resume", help="continue from the <out>.last.pth an earlier run with the same settings wrote "
+                   "(optimiser, schedule and data order carry on exactly)")
+    p.add_argument("--stop-at", type=int, help="stop at this iteration and write <out>.last.pth (the schedule still "
+                   "runs to --iters): resume later with --resume")
+    p.add_argument("--warmup-iters", type=int, default=0, help="semantic: linear learning-rate warm-up steps")
+    p.add_argument("--scale-range", help="semantic: random rescale range LOW,HIGH before cropping (default 0.75,1.25)")
+    p.add_argument("--jitter", choices=["basic", "color"], default="basic",
+                   help="semantic: photometric augmentation: brightness/contrast, or also saturation and hue")
+    p.add_argument("--weight-decay", type=float, help="semantic: SGD weight decay (default 1e-4)")
+    p.add_argument("--backbone-init", choices=["imagenet", "none"], default="imagenet",
+                   help="semantic: ImageNet weights for a backbone that has them installed (EfficientNet-Lite0) "
+                        "when no --weights are given")
+    p.add_argument("--threads", type=int, help="torch threads while training (1 is fastest on a busy 2-core machine)")
     p.add_argument("--out", required=True, help="checkpoint path to write")
 
 
@@ -272,6 +291,19 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--mask-threshold must be between 0 and 1, got {args.mask_threshold}")
         if cmd == "train" and args.class_weights != "none" and family_of(args.model) != "semantic":
             raise ConfigError(f"--class-weights is for semantic models, not {args.model}")
+        if cmd == "train":
+            semantic_only = [flag for flag, v in (("--val-labels", args.val_labels), ("--scale-range", args.scale_range),
+                                                  ("--jitter", args.jitter != "basic" or None),
+                                                  ("--warmup-iters", args.warmup_iters or None),
+                                                  ("--weight-decay", args.weight_decay)) if v is not None]
+            if semantic_only and family_of(args.model) != "semantic":
+                raise ConfigError(f"{'/'.join(semantic_only)}: semantic training only, not {args.model}")
+            if args.val_annotations and family_of(args.model) == "semantic":
+                raise ConfigError(f"--val-annotations is for instance models; {args.model} validates on "
+                                  "--val-images and --val-labels")
+            if (args.resume or args.stop_at or args.val_images or args.eval_every) and \
+                    family_of(args.model) not in ("semantic", "yolact"):
+                raise ConfigError(f"--resume/--stop-at/validation are for semantic and YOLACT training, not {args.model}")
         if cmd == "train" and family_of(args.model) != "yolact":
             given = [flag for flag, v in (("--aspect-ratios", args.aspect_ratios), ("--square-anchors", args.square_anchors),
                                           ("--mask-targets", args.mask_targets), ("--proto-skip", args.proto_skip),

@@ -254,14 +254,40 @@ def train(args) -> int:
         if fresh:
             print(f"fine-tuning from {args.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
     iters = args.iters or args.epochs * math.ceil(len(data) / args.batch_size)
+    val = None
+    if getattr(args, "val_annotations", None) or getattr(args, "val_images", None):
+        if not (args.val_annotations and args.val_images):
+            raise ConfigError("validation needs both --val-annotations FILE.json and --val-images DIR")
+        val = CocoInstances(args.val_annotations, args.val_images)
+        if val.class_names != data.class_names:
+            raise ConfigError(f"{args.val_annotations} has classes {list(val.class_names)}, the training data "
+                              f"{list(data.class_names)}; validate on the same classes")
+    state_path = os.path.splitext(args.out)[0] + ".last.pth"
+    settings = {"model": args.model, "annotations": os.path.abspath(args.annotations), "iters": iters,
+                "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_size": int(cfg.max_size),
+                "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "optimizer": getattr(args, "optimizer", "sgd")}
+    resume = None
+    if getattr(args, "resume", None):
+        from models.yolact.train import read_state
+
+        resume = read_state(args.resume, settings)
+    checkpoint_every = getattr(args, "checkpoint_every", 0) or 0
     report = train_yolact(net, data, iters=iters, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          optimizer=getattr(args, "optimizer", "sgd"),
-                          checkpoint_path=args.out if getattr(args, "checkpoint_every", 0) else None,
-                          checkpoint_every=getattr(args, "checkpoint_every", 0))
-    save_yolact(net, args.out, {"iterations": iters})
-    first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)]))
-    last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):]))
-    print(f"trained {iters} iterations in {report.seconds:.0f} s: loss {first:.3f} -> {last:.3f}; wrote {args.out}")
+                          optimizer=getattr(args, "optimizer", "sgd"), checkpoint_every=checkpoint_every,
+                          checkpoint_path=args.out if checkpoint_every and val is None else None,
+                          val_data=val, eval_every=getattr(args, "eval_every", 0) or 0,
+                          best_path=args.out if val is not None else None, state_path=state_path, resume=resume,
+                          stop_at=getattr(args, "stop_at", None), settings=settings)
+    if val is None and report.iteration == iters:
+        save_yolact(net, args.out, {"iterations": iters})
+    first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)])) if report.losses else float("nan")
+    last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):])) if report.losses else float("nan")
+    best = ""
+    if report.best.get("score") is not None:
+        best = f"; best validation mask AP50 {report.best['score']:.4f} at iteration {report.best['iter']}"
+    where = args.out if report.iteration == iters or val is not None else state_path
+    print(f"trained to iteration {report.iteration} of {iters} in {report.seconds:.0f} s: loss {first:.3f} -> "
+          f"{last:.3f}{best}; wrote {where} (resumable state {state_path})")
     return 0
 
 

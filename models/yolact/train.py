@@ -33,6 +33,9 @@ class TrainReport:
     losses: list[float] = field(default_factory=list)
     parts_end: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    iteration: int = 0
+    best: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
 
 
 def learning_rate(it: int, base_lr: float, iters: int, warmup_iters: int) -> float:
@@ -76,18 +79,32 @@ def make_batch(samples, cfg, augment: SSDAugmentation | None):
 def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: int = 8, lr: float | None = None,
                  seed: int = 0, augment: bool = True, progress: bool = True, warmup_iters: int | None = None,
                  checkpoint_path: str | None = None, checkpoint_every: int = 0,
-                 optimizer: str = "sgd") -> TrainReport:
-    """Trains ``net`` in place on ``data`` for ``iters`` iterations.
+                 optimizer: str = "sgd", val_data: CocoInstances | None = None, eval_every: int = 0,
+                 best_path: str | None = None, state_path: str | None = None, resume: dict | None = None,
+                 stop_at: int | None = None, settings: dict | None = None) -> TrainReport:
+    """Trains ``net`` in place on ``data`` up to iteration ``iters`` (or ``stop_at``).
+
+    The batch of iteration ``i`` and its augmentation depend only on (seed, i): epoch ``e``
+    visits the images in ``default_rng([seed, e]).permutation(n)`` order and sample ``j`` of
+    iteration ``i`` is augmented with ``default_rng([seed, i, j])``; with the optimiser state in
+    ``state_path``, a resumed run continues exactly as the uninterrupted one.
 
     Args:
         net: the network (its configuration's class names must match the dataset's).
         data: the dataset. iters: iterations. batch_size: images per iteration.
         lr: base learning rate (default 1e-3 * batch_size / 8, the official auto-scaling).
         augment: the official SSD augmentation (False: resize only).
-        progress: print a progress bar on stderr.
+        progress: print a progress bar with ETA on stderr.
         checkpoint_path / checkpoint_every: save every N iterations (0: only at the end, by the caller).
         optimizer: "sgd" (official: momentum 0.9, weight decay 5e-4) or "adam" (faster for tiny
             models trained from scratch on a handful of images; lr around 1e-3).
+        val_data / eval_every / best_path: score mask AP50 on ``val_data`` every N iterations and
+            at the end; the best (mean of the per-class mask AP50) is written to ``best_path``.
+        state_path: the resumable state (weights, optimiser, iteration, best, history), written at
+            every evaluation, every ``checkpoint_every`` iterations and at the end.
+        resume: a state read from ``state_path`` by ``read_state``: continue from it.
+        stop_at: stop at this iteration (the schedule still runs to ``iters``).
+        settings: what a resumed run must share with this one (checked by ``read_state``).
     """
     from models.yolact.checkpoint import save_yolact
 
@@ -96,12 +113,11 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
 
         raise ConfigError("the dataset has no image with a non-crowd annotation; nothing to train on")
     cfg = net.cfg
-    rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     base_lr = lr if lr is not None else 1e-3 * batch_size / 8
     if warmup_iters is None:
         warmup_iters = min(int(round(500 * 8 / batch_size)), iters // 10)
-    aug = SSDAugmentation(mean_bgr=(103.94, 116.78, 123.68), rng=rng) if augment else None
+    aug = SSDAugmentation(mean_bgr=(103.94, 116.78, 123.68), rng=np.random.default_rng(seed)) if augment else None
     params = [p for p in net.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=base_lr, momentum=0.9, weight_decay=5e-4)
@@ -118,20 +134,62 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
     report = TrainReport()
     parts_sum: dict[str, float] = {}
     parts_n = 0
+    start_it, best, history = 0, {"score": None, "iter": None}, []
+    if resume is not None:
+        net.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["train_state"]["optimizer"])
+        start_it = int(resume["train_state"]["iter"])
+        best = dict(resume["train_state"]["best"])
+        history = list(resume["train_state"]["history"])
     start = time.monotonic()
-    order = rng.permutation(len(data))
-    pos = 0
-    for it in range(iters):
-        batch = []
-        for _ in range(batch_size):
-            if pos == len(order):
-                order, pos = rng.permutation(len(data)), 0
-            image_id = data.image_ids[order[pos]]
-            pos += 1
-            if image_id not in cache:
-                cache[image_id] = data.load(image_id) if len(data) <= 64 else None
-            batch.append(cache[image_id] or data.load(image_id))
-        images, targets = make_batch(batch, cfg, aug)
+    orders: dict[int, np.ndarray] = {}
+    stop = min(iters, stop_at) if stop_at else iters
+
+    def sample_at(pos: int):
+        epoch = pos // len(data)
+        if epoch not in orders:
+            orders.clear()
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(data))
+        image_id = data.image_ids[orders[epoch][pos % len(data)]]
+        if image_id not in cache:
+            cache[image_id] = data.load(image_id) if len(data) <= 64 else None
+        return cache[image_id] or data.load(image_id)
+
+    def save_state(it: int) -> None:
+        if state_path:
+            save_yolact(net, state_path, {"iterations": it, "train_state": {
+                "optimizer": opt.state_dict(), "iter": it, "best": dict(best), "history": list(history),
+                "settings": dict(settings or {})}})
+
+    def evaluate_and_keep(it: int) -> None:
+        figures = evaluate_net(net, val_data)
+        per_class = figures["mask"].get("per_class_AP50", {})
+        score = float(np.mean(list(per_class.values()))) if per_class else float(figures["mask"]["AP50"])
+        history.append({"iter": it, "mask_ap50": round(score, 5),
+                        "per_class_mask_ap50": {k: round(float(v), 4) for k, v in per_class.items()}})
+        if best["score"] is None or score > best["score"]:
+            best.update(score=score, iter=it)
+            if best_path:
+                save_yolact(net, best_path, {"iterations": it, "val_mask_ap50": round(score, 5),
+                                             "val_per_class_mask_ap50": history[-1]["per_class_mask_ap50"]})
+        if progress:
+            shown = "  ".join(f"{k} {v:.3f}" for k, v in per_class.items())
+            print(f"\nval at {it}: mask AP50 {score:.4f} ({shown}); best {best['score']:.4f} at {best['iter']}",
+                  file=sys.stderr)
+        net.train()
+        net.freeze_bn(batch_size < 6 and cfg.backbone != "tiny")
+
+    for it in range(start_it, stop):
+        torch.manual_seed(seed * 1_000_003 + it)
+        batch = [sample_at(it * batch_size + j) for j in range(batch_size)]
+        if aug is not None:
+            pairs = []
+            for j, sample in enumerate(batch):
+                aug.rng = np.random.default_rng([seed, it, j])
+                pairs.append(_prepare(sample, cfg, aug))
+            images, targets = torch.stack([p[0] for p in pairs]), [p[1] for p in pairs]
+        else:
+            images, targets = make_batch(batch, cfg, None)
         for g in opt.param_groups:
             g["lr"] = learning_rate(it, base_lr, iters, warmup_iters)
         out = net(images)
@@ -149,17 +207,67 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
             for k, v in losses.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v.detach())
             parts_n += 1
-        if progress and (it % 10 == 0 or it == iters - 1):
-            done = (it + 1) / iters
-            bar = "#" * int(done * 30)
+        done_it = it + 1
+        if progress and (it % 10 == 0 or done_it == stop):
+            bar = "#" * int(done_it / iters * 30)
             parts = " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items() if k != "total")
-            print(f"\rtrain [{bar:<30}] {it + 1}/{iters} loss {float(total.detach()):.3f} ({parts}) "
-                  f"lr {opt.param_groups[0]['lr']:.2e} {time.monotonic() - start:.0f}s", end="", file=sys.stderr)
-        if checkpoint_path and checkpoint_every and (it + 1) % checkpoint_every == 0:
-            save_yolact(net, checkpoint_path, {"iteration": it + 1})
+            elapsed = time.monotonic() - start
+            eta = elapsed / max(1, done_it - start_it) * (stop - done_it)
+            print(f"\rtrain [{bar:<30}] {done_it}/{iters} loss {float(total.detach()):.3f} ({parts}) "
+                  f"lr {opt.param_groups[0]['lr']:.2e} {elapsed:.0f}s eta {eta / 60:.0f} min", end="", file=sys.stderr)
+        evaluating = val_data is not None and eval_every and done_it % eval_every == 0 and done_it < iters
+        if evaluating:
+            evaluate_and_keep(done_it)
+        if checkpoint_path and checkpoint_every and done_it % checkpoint_every == 0:
+            save_yolact(net, checkpoint_path, {"iteration": done_it})
+        if evaluating or (checkpoint_every and done_it % checkpoint_every == 0):
+            save_state(done_it)
     if progress:
         print(file=sys.stderr)
+    final = max(start_it, stop)
+    if val_data is not None and final == iters and (not history or history[-1]["iter"] != final):
+        evaluate_and_keep(final)
+    save_state(final)
     net.eval()
     report.parts_end = {k: v / max(parts_n, 1) for k, v in parts_sum.items()}
     report.seconds = time.monotonic() - start
+    report.iteration = final
+    report.best = dict(best)
+    report.history = list(history)
     return report
+
+
+def evaluate_net(net: Yolact, data: CocoInstances) -> dict:
+    """COCO box and mask figures of ``net`` (torch, eval mode, the runtime's pre/post-processing)."""
+    from models.yolact.evaluate import evaluate_coco
+    from models.yolact.runtime import torch_runner
+
+    net.eval()
+    runner = torch_runner(net)
+    try:
+        return evaluate_coco(runner, data)
+    finally:
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
+
+
+def read_state(path: str, settings: dict) -> dict:
+    """The resumable state ``train_yolact`` wrote to ``state_path``; ConfigError when missing, not
+    a training state, or written with other ``settings``."""
+    import os
+
+    from stream.errors import ConfigError
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"--resume {path}: no such file; give the .last.pth an earlier run wrote")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    ts = (obj.get("segstream") or {}).get("train_state") if isinstance(obj, dict) else None
+    if not isinstance(ts, dict):
+        raise ConfigError(f"--resume {path}: holds no training state (optimiser, iteration); give a .last.pth "
+                          "that 'segstream train' wrote, or start from it with --weights")
+    diff = {k: (v, ts["settings"].get(k)) for k, v in settings.items() if ts["settings"].get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k} {old!r} in the file, {new!r} now" for k, (new, old) in diff.items())
+        raise ConfigError(f"--resume {path}: the run it continues had other settings ({shown}); use the same ones")
+    return {"state_dict": obj["state_dict"], "train_state": ts}
