@@ -15,6 +15,7 @@ MODEL_FAMILIES: dict[str, str] = {
     "yolact_im700": "yolact",
     "yolact_mobilenetv3": "yolact",
     "yolact_tiny": "yolact",
+    "yolact_lite0": "yolact",  # YOLACT on EfficientNet-Lite0 (the CamVid road instance model)
     "maskrcnn_resnet50_fpn": "maskrcnn",
     "maskrcnn_resnet50_fpn_v2": "maskrcnn",
     "maskrcnn_tiny": "maskrcnn",

@@ -158,6 +158,10 @@ def build_backbone(kind: str, tiny_widths=(16, 24, 32, 48, 64)) -> nn.Module:
         return DarkNetBackbone()
     if kind == "mobilenetv3_large":
         return MobileNetV3Backbone()
+    if kind == "efficientnet_lite0":
+        from models.yolact.lite import EfficientNetLiteBackbone
+
+        return EfficientNetLiteBackbone()
     if kind == "tiny":
         return TinyBackbone(tiny_widths)
     raise ValueError(f"unknown backbone {kind!r}; expected resnet101, resnet50, darknet53, mobilenetv3_large or tiny")

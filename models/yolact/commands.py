@@ -184,7 +184,7 @@ def _load_for_finetune(net, path: str) -> list[str]:
 
 
 # Backbone output at stride 4 (the prototypes' stride), for --proto-skip.
-STRIDE4_LAYER = {"tiny": 1, "resnet50": 0, "resnet101": 0}
+STRIDE4_LAYER = {"tiny": 1, "resnet50": 0, "resnet101": 0, "efficientnet_lite0": 2}
 
 
 def training_config(cfg, size: int | None = None, ratios_text: str | None = None, square: str | None = None,
@@ -253,6 +253,10 @@ def train(args) -> int:
         fresh = _load_for_finetune(net, args.weights)
         if fresh:
             print(f"fine-tuning from {args.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
+    elif cfg.backbone == "efficientnet_lite0" and getattr(args, "backbone_init", "imagenet") == "imagenet":
+        from models.yolact.lite import load_imagenet_backbone
+
+        print(f"backbone: ImageNet EfficientNet-Lite0 ({load_imagenet_backbone(net)} tensors)", file=sys.stderr)
     iters = args.iters or args.epochs * math.ceil(len(data) / args.batch_size)
     val = None
     if getattr(args, "val_annotations", None) or getattr(args, "val_images", None):

@@ -150,6 +150,15 @@ CONFIGS: dict[str, YolactConfig] = {
                                      std=(255.0, 255.0, 255.0)),
     # Edge model: torchvision MobileNetV3-Large features (stride 8/16/32 taps), the same head.
     "yolact_mobilenetv3": YolactConfig("yolact_mobilenetv3", "mobilenetv3_large", (6, 12, 16)),
+    # The road instance model: ImageNet EfficientNet-Lite0 (stride 8/16/32 taps), narrower FPN and
+    # head for two CPU cores, 512 px input, ratio-shaped anchors (wide cars, tall pedestrians),
+    # the stride-4 prototype skip, soft mask targets; classes from the training data (CamVid:
+    # car, person, cyclist).
+    "yolact_lite0": YolactConfig("yolact_lite0", "efficientnet_lite0", (4, 10, 15), ("car", "person", "cyclist"),
+                                 max_size=512, pred_scales=_scaled(512), aspect_ratios=(1.0, 0.5, 2.0),
+                                 square_anchors=False, fpn_features=128, proto_channels=128, head_channels=128,
+                                 mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), proto_skip_layer=2,
+                                 mask_targets="soft"),
     # Tests and the embedded demo: a few plain conv stages, 160 px input, narrow FPN and head.
     "yolact_tiny": YolactConfig("yolact_tiny", "tiny", (2, 3, 4), max_size=160, pred_scales=_scaled(160),
                                 fpn_features=48, proto_channels=48, mask_dim=16, head_channels=48),
