@@ -227,9 +227,9 @@ class TrackingConfig:
 
     enabled: bool = True
     iou_threshold: float = 0.3
-    max_age: int = 15
+    max_age: int = 30
     min_hits: int = 3
-    coast_s: float = 0.5
+    coast_s: float = 1.0
     report_tentative: bool = False
 
     def __post_init__(self) -> None:

@@ -92,21 +92,24 @@ class TrackStats:
     Attributes:
         started: tracks created (every unmatched detection starts a tentative one).
         confirmed: tracks that reached ``min_hits`` matches.
-        confirmed_short: confirmed tracks that lived fewer than ``short_frames`` source frames
-            (first to last match), counted when they end (or at the end of the run).
+        confirmed_short: confirmed tracks that ended having lived fewer than ``short_frames``
+            source frames (first to last match). Tracks still alive when the run ends were cut
+            short by the end, not lost: they are counted in ``alive_at_end`` instead.
+        alive_at_end: confirmed tracks alive when the run ended (``finish``).
         short_frames: the threshold of ``confirmed_short``.
     """
 
     started: int = 0
     confirmed: int = 0
     confirmed_short: int = 0
+    alive_at_end: int = 0
     short_frames: int = 5
 
     def to_json_dict(self) -> dict:
         share = self.confirmed_short / self.confirmed if self.confirmed else 0.0
         return {"tracks_started": self.started, "tracks_confirmed": self.confirmed,
                 f"confirmed_under_{self.short_frames}_frames": self.confirmed_short,
-                "confirmed_short_share": round(share, 4)}
+                "confirmed_short_share": round(share, 4), "confirmed_alive_at_end": self.alive_at_end}
 
 
 class InstanceTracker:
@@ -159,8 +162,10 @@ class InstanceTracker:
         self._last_seq = None
 
     def finish(self) -> TrackStats:
-        """Counts the tracks still alive into ``stats`` (end of the run) and returns it."""
-        self.reset()
+        """Ends the run: counts the confirmed tracks still alive and returns ``stats``."""
+        self.stats.alive_at_end += sum(1 for t in self.tracks if t.confirmed)
+        self.tracks = []
+        self._last_seq = None
         return self.stats
 
     def _retire(self, t: Track) -> None:
@@ -281,14 +286,14 @@ class TrackStage(Stage):
         return frame
 
     def metrics(self) -> dict:
-        """Track statistics summed over sources (tracks still alive count as ending now)."""
+        """Track statistics summed over sources (confirmed tracks still alive: ``alive_at_end``)."""
         total = TrackStats()
         for tracker in self._trackers.values():
             s = tracker.stats
-            alive_short = sum(1 for t in tracker.tracks if t.confirmed and t.span_frames < s.short_frames)
             total.started += s.started
             total.confirmed += s.confirmed
-            total.confirmed_short += s.confirmed_short + alive_short
+            total.confirmed_short += s.confirmed_short
+            total.alive_at_end += s.alive_at_end + sum(1 for t in tracker.tracks if t.confirmed)
             total.short_frames = s.short_frames
         return total.to_json_dict() if self._trackers else {}
 

@@ -71,9 +71,11 @@ def test_short_confirmed_tracks_are_counted():
     tracker.update(Instances.empty(), seq=2)
     for s in range(3, 12):  # another one living 9 frames
         tracker.update(_one(200 + s, label=1), seq=s)
+    tracker.update(_one(300, label=2), seq=12)
+    tracker.update(_one(300, label=2), seq=13)  # confirmed, cut by the end of the run: not short
     stats = tracker.finish().to_json_dict()
-    assert stats["tracks_started"] == 2 and stats["tracks_confirmed"] == 2
-    assert stats["confirmed_under_5_frames"] == 1
+    assert stats["tracks_started"] == 3 and stats["tracks_confirmed"] == 3
+    assert stats["confirmed_under_5_frames"] == 1 and stats["confirmed_alive_at_end"] == 1
 
 
 def test_track_stage_skips_frames_without_instances_and_reports_stats():
