@@ -128,6 +128,8 @@ class BackendConfig:
         intra_op_threads: threads inside one model call (per model; two models run side by side).
         inter_op_threads: threads across operators (0: ONNX Runtime's default).
         optimization: "disable", "basic", "extended" or "all".
+        allow_spinning: ONNX Runtime threads spin-wait between operators (its default); off
+            they sleep, which is faster when the models and stages share the cores.
     """
 
     providers: list[str] = field(default_factory=lambda: ["cpu"])
@@ -135,6 +137,7 @@ class BackendConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     optimization: str = "all"
+    allow_spinning: bool = False
 
     def __post_init__(self) -> None:
         known = ("cpu", "cuda", "tensorrt", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -149,7 +152,7 @@ class BackendConfig:
     def options(self) -> dict:
         return {"providers": list(self.providers), "allow_fallback": self.allow_fallback,
                 "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
-                "optimization": self.optimization}
+                "optimization": self.optimization, "allow_spinning": self.allow_spinning}
 
 
 @dataclass
