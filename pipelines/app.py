@@ -181,7 +181,7 @@ def model_only_fps(graph: Graph, iters: int = 15, warmup: int = 3) -> dict | Non
     after the other on the same preprocessed frame, same backends and threads as the pipeline."""
     from pipelines.inference import InferStage, PreprocessStage
 
-    stages = graph._all_stages()
+    stages = [getattr(st, "inner", st) for st in graph._all_stages()]  # scheduled stages wrap the model's
     pairs = []
     for st in stages:
         if isinstance(st, InferStage):

@@ -247,6 +247,45 @@ class TrackingConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """How often each model runs on video (``pipelines/schedule.py``); results are carried,
+    warped by optical flow, to the frames in between.
+
+    Attributes:
+        enabled: schedule the models (off: both run on every frame).
+        target_fps: the frame rate the CPU must hold (a live camera's rate).
+        instances_every / semantic_every: fixed cadence, every n-th frame (0: chosen from the
+            measured CPU costs of the models and of the rest of the pipeline).
+        max_every: sparsest cadence chosen automatically.
+        cpu_share: fraction of the cores' time the plan may use.
+        cores: cores the plan counts (0: those this process may use).
+        flow_width: width of the frames the optical flow that warps carried results runs on.
+    """
+
+    enabled: bool = True
+    target_fps: float = 30.0
+    instances_every: int = 0
+    semantic_every: int = 0
+    max_every: int = 4
+    cpu_share: float = 0.85
+    cores: int = 0
+    flow_width: int = 320
+
+    def __post_init__(self) -> None:
+        if self.target_fps <= 0:
+            raise ValueError(f"schedule.target_fps must be > 0, got {self.target_fps}")
+        for name in ("instances_every", "semantic_every", "cores"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"schedule.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_every < 1:
+            raise ValueError(f"schedule.max_every must be >= 1, got {self.max_every}")
+        if not 0 < self.cpu_share <= 1:
+            raise ValueError(f"schedule.cpu_share must be in (0, 1], got {self.cpu_share}")
+        if self.flow_width < 16:
+            raise ValueError(f"schedule.flow_width must be >= 16, got {self.flow_width}")
+
+
+@dataclass
 class OverlayConfig:
     """What the AR overlay draws (opacities in [0, 1])."""
 
@@ -351,6 +390,7 @@ class AppConfig:
     instances: InstancesConfig = field(default_factory=InstancesConfig)
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     medical: MedicalConfig = field(default_factory=MedicalConfig)
     satellite: SatelliteConfig = field(default_factory=SatelliteConfig)

@@ -1,9 +1,12 @@
 """The dashcam pipeline: instances (YOLACT, or Mask R-CNN with ``instances.model``) and DeepLab
-road semantics as parallel branches on each frame, joined by frame, then tracking, the AR
-overlay and the sinks.
+road semantics as parallel branches, joined by frame, then tracking, carrying of results to the
+frames a model skipped, the AR overlay and the sinks.
 
-    source -> [instances: pre -> infer -> post] -+-> join -> track -> overlay -> sinks
-           -> [semantic:  pre -> infer -> post] -+
+    source -> schedule -> [instances: pre -> infer -> post] -+-> join -> track -> carry -> overlay -> sinks
+                       -> [semantic:  pre -> infer -> post] -+
+
+With ``[schedule] enabled`` each model runs on a cadence the CPU can hold (``pipelines/schedule.py``);
+off, both run on every frame and ``carry`` only marks every result fresh.
 
 ``--pipeline instances`` and ``--pipeline road`` run one branch. Models are exported artifacts
 (ONNX or TensorRT) that describe themselves; nothing here imports torch.
@@ -16,6 +19,7 @@ import os
 from pipelines.config import AppConfig
 from pipelines.inference import PostprocessStage, model_branch
 from pipelines.overlay import OverlayStage, OverlayStyle
+from pipelines.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
 from pipelines.tracking import TrackStage
 from stream.backends import open_backend
 from stream.errors import ConfigError
@@ -83,12 +87,31 @@ def semantic_stages(config: AppConfig) -> list[Stage]:
     return [pre, infer, SemanticPostStage("semantic.post", "semantic", runner.postprocess)]
 
 
-def _finish(config: AppConfig, with_instances: bool) -> list[Stage]:
+def _scheduler(config: AppConfig, keys: list[str]) -> ModelScheduler | None:
+    c = config.schedule
+    if not c.enabled:
+        return None
+    fixed = {"instances": c.instances_every, "semantic": c.semantic_every}
+    return ModelScheduler(keys, fixed={k: v for k, v in fixed.items() if k in keys}, target_fps=c.target_fps,
+                          cores=c.cores, cpu_share=c.cpu_share, max_every=c.max_every)
+
+
+def _scheduled(branches: dict[str, list[Stage]], config: AppConfig) -> tuple[list[Stage], dict[str, list[Stage]]]:
+    """The schedule stage (or none) and the branches' stages wrapped to run on their frames only."""
+    scheduler = _scheduler(config, list(branches))
+    if scheduler is None:
+        return [], branches
+    wrapped = {k: [ScheduledStage(st, k, scheduler) for st in stages] for k, stages in branches.items()}
+    return [ScheduleStage(scheduler)], wrapped
+
+
+def _finish(config: AppConfig, with_instances: bool, keys: tuple[str, ...]) -> list[Stage]:
     stages: list[Stage] = []
     if with_instances and config.tracking.enabled:
         t = config.tracking
         stages.append(TrackStage("instances", iou_threshold=t.iou_threshold, max_age=t.max_age,
                                  min_hits=t.min_hits, coast_s=t.coast_s, report_tentative=t.report_tentative))
+    stages.append(CarryStage(keys, flow_width=config.schedule.flow_width))
     o = config.overlay
     if o.enabled:
         stages.append(OverlayStage(OverlayStyle(o.mask_alpha, o.drivable_alpha, o.semantic_alpha,
@@ -97,13 +120,15 @@ def _finish(config: AppConfig, with_instances: bool) -> list[Stage]:
 
 
 def build_dashcam(config: AppConfig) -> list:
-    return [Parallel({"instances": instance_stages(config), "semantic": semantic_stages(config)}, name="join"),
-            *_finish(config, True)]
+    head, branches = _scheduled({"instances": instance_stages(config), "semantic": semantic_stages(config)}, config)
+    return [*head, Parallel(branches, name="join"), *_finish(config, True, ("instances", "semantic"))]
 
 
 def build_instances(config: AppConfig) -> list:
-    return [*instance_stages(config), *_finish(config, True)]
+    head, branches = _scheduled({"instances": instance_stages(config)}, config)
+    return [*head, *branches["instances"], *_finish(config, True, ("instances",))]
 
 
 def build_road(config: AppConfig) -> list:
-    return [*semantic_stages(config), *_finish(config, False)]
+    head, branches = _scheduled({"semantic": semantic_stages(config)}, config)
+    return [*head, *branches["semantic"], *_finish(config, False, ("semantic",))]

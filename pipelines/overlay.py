@@ -131,6 +131,10 @@ class OverlayStage(Stage):
                 parts.append(f"{len(inst)} objects")
             if frame.results.get("missing_branches"):
                 parts.append("late: " + ",".join(frame.results["missing_branches"]))
+            carried = [f"{k} -{v['age_frames']}f" for k, v in (frame.results.get("freshness") or {}).items()
+                       if not v.get("fresh") and v.get("age_frames") is not None]
+            if carried:
+                parts.append("carried: " + " ".join(carried))
             text = " | ".join(parts)
             cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
