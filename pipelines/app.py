@@ -29,9 +29,69 @@ def make_source(config: AppConfig):
     return src
 
 
-def make_graph(config: AppConfig, max_frames: int | None = None, extra_sinks=()) -> Graph:
-    """Builds the graph the config describes (nothing runs until ``run``)."""
+class PacedSource:
+    """A recorded source played as a live camera: frame i is released at ``i / fps`` seconds
+    after the first, and the graph treats it as live (it keeps the newest frame and drops what
+    it cannot take, counted). What a pipeline shows on it (latency, drops, the HUD's age) is
+    what it would show on a camera of that rate.
+
+    Args:
+        inner: the source (a file, a folder, generated frames).
+        fps: the rate to play at (None: the source's own, else 30).
+    """
+
+    live = True
+
+    def __init__(self, inner, fps: float | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._fps = fps
+        self._t0: float | None = None
+        self._index = 0
+
+    @property
+    def fps(self) -> float:
+        return float(self._fps or getattr(self.inner, "fps", None) or 30.0)
+
+    @property
+    def frame_count(self):
+        return getattr(self.inner, "frame_count", None)
+
+    def open(self) -> None:
+        opened = getattr(self.inner, "open", None)
+        if opened is not None:
+            opened()
+
+    def read(self, stop: threading.Event):
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        due = self._t0 + self._index / self.fps
+        while True:
+            delay = due - time.monotonic()
+            if delay <= 0:
+                break
+            if stop.wait(min(delay, 0.05)):
+                return None
+        self._index += 1
+        return self.inner.read(stop)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def stats(self) -> dict:
+        inner = getattr(self.inner, "stats", None)
+        return {"paced_fps": self.fps, **(inner() if inner is not None else {})}
+
+
+def make_graph(config: AppConfig, max_frames: int | None = None, extra_sinks=(), pace_fps: float | None = None) -> Graph:
+    """Builds the graph the config describes (nothing runs until ``run``).
+
+    Args:
+        pace_fps: play the source as a live camera of this rate (``PacedSource``); None: as it is.
+    """
     source = make_source(config)
+    if pace_fps is not None:
+        source = PacedSource(source, pace_fps or None)
     steps = build_pipeline(config)
     sinks = [open_sink(u, fps=config.output.fps or None) for u in config.output.uris]
     sinks.extend(extra_sinks)

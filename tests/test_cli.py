@@ -127,9 +127,12 @@ def test_demo_runs_the_embedded_models_and_scores_them(tmp_path):
     """What `make demo` does, on a short clip: every output written and the accuracy scored."""
     out = _run("demo", "--out", str(tmp_path), "--frames", "12", timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert count_video_frames(str(tmp_path / "overlay.mp4")) == 12
+    # The clip plays as a live camera: frames the pipeline cannot take in time are dropped.
     records = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
-    assert [r["frame"] for r in records] == list(range(12))
+    seqs = [r["frame"] for r in records]
+    assert seqs[0] == 0 and seqs == sorted(set(seqs)) and set(seqs) <= set(range(12))
+    assert count_video_frames(str(tmp_path / "overlay.mp4")) == len(records)
+    assert all(set(r["results"]["freshness"]) == {"instances", "semantic"} for r in records)
     assert {"instances", "semantic"} <= set(records[0]["results"])
     acc = json.loads((tmp_path / "accuracy.json").read_text())["accuracy"]
     assert set(acc["mask_ap50"]) == {"person", "car"} and all(0 <= v <= 1 for v in acc["mask_ap50"].values())
