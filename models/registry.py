@@ -29,6 +29,7 @@ MODEL_FAMILIES: dict[str, str] = {
     "deeplabv3plus_mobilenet": "semantic",
     "deeplabv3plus_resnet50": "semantic",
     "deeplabv3plus_resnet101": "semantic",
+    "deeplabv3_mobilenet": "semantic",  # VainF's DeepLabV3 on MobileNetV2
     "deeplab_tiny": "semantic",
     # U-Net and the paper's FCNs (transposed-convolution decoding), through the semantic family
     **{f"{n}{b}": "semantic" for n in ("unet", "unet_small", "unet_tiny") for b in ("", "_binary")},

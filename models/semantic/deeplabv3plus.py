@@ -1,16 +1,29 @@
-"""DeepLabV3+ (Chen et al., ECCV 2018) in the VainF/DeepLabV3Plus-Pytorch state-dict layout.
+"""DeepLabV3+ (Chen et al., ECCV 2018) and DeepLabV3 in the VainF/DeepLabV3Plus-Pytorch state-dict layout.
 
 Atrous backbone (MobileNetV2 or ResNet-50/101) at output stride 16 or 8, ASPP with an
-image-pooling branch, and a decoder that fuses the ASPP output (upsampled to stride 4) with
-48 projected low-level channels. The module names follow VainF's so its released Cityscapes
-checkpoints load with ``strict=True``:
+image-pooling branch, and one of VainF's two heads. The module names follow VainF's
+(``network/modeling.py``, ``network/_deeplab.py``) so its released checkpoints load with
+``strict=True``:
 
-    backbone.low_level_features.* / backbone.high_level_features.*   (MobileNetV2)
-    backbone.conv1 / bn1 / layer1..layer4                             (ResNet)
+    backbone.low_level_features.{0..3}.* / backbone.high_level_features.{4..17}.*   (MobileNetV2)
+    backbone.conv1 / bn1 / layer1..layer4                                          (ResNet)
+
+DeepLabV3+ head (``DeepLabHeadV3Plus``, ``head="v3plus"``):
+
     classifier.project.{0,1}        1x1 conv to 48 channels on the low-level feature
     classifier.aspp.convs.{0..4}    1x1, three atrous 3x3, image pooling (conv at .1)
     classifier.aspp.project.{0,1}   1x1 conv 5*256 -> 256 (+ ReLU, Dropout(0.1))
     classifier.classifier.{0,1,3}   3x3 conv 304 -> 256, BN, 1x1 conv to the classes
+
+DeepLabV3 head (``DeepLabHead``, ``head="v3"``), at the output stride, no decoder:
+
+    classifier.classifier.0.convs.{0..4} / .0.project.{0,1}   ASPP as above
+    classifier.classifier.{1,2,4}   3x3 conv 256 -> 256, BN, 1x1 conv to the classes
+
+VainF's ``--separable_conv`` (``convert_to_separable_conv`` on the head) replaces every head
+convolution with a kernel above 1 by a depthwise then a pointwise conv, both without bias:
+``<conv>.body.0.weight`` (C_in, 1, k, k) and ``<conv>.body.1.weight`` (C_out, C_in, 1, 1)
+(``separable=True``).
 
 Two details matter for numerical faithfulness: VainF's MobileNetV2 pads each inverted
 residual's *input* explicitly ("fixed padding", before the 1x1 expansion) and its first
@@ -45,6 +58,10 @@ class DeepLabV3PlusConfig:
         width_mult: MobileNetV2 width multiplier (1.0 for the published layout).
         aspp_channels: channels of every ASPP branch and of the decoder (256 published).
         low_level_out: channels the low-level feature is projected to (48 published).
+        head: "v3plus" (VainF's DeepLabHeadV3Plus, decoder at stride 4) or "v3" (its
+            DeepLabHead: ASPP, 3x3 conv, 1x1 conv at the output stride).
+        separable: the head's convolutions with a kernel above 1 are depthwise + pointwise
+            (VainF's ``convert_to_separable_conv``; none of its released files use it).
     """
 
     backbone: str = "mobilenetv2"
@@ -53,6 +70,8 @@ class DeepLabV3PlusConfig:
     width_mult: float = 1.0
     aspp_channels: int = 256
     low_level_out: int = 48
+    head: str = "v3plus"
+    separable: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in ("mobilenetv2", "resnet50", "resnet101"):
@@ -65,6 +84,8 @@ class DeepLabV3PlusConfig:
             raise ConfigError(f"DeepLabV3+ width_mult must be in (0, 2], got {self.width_mult}")
         if self.backbone != "mobilenetv2" and self.width_mult != 1.0:
             raise ConfigError("DeepLabV3+ width_mult applies to the mobilenetv2 backbone only")
+        if self.head not in ("v3plus", "v3"):
+            raise ConfigError(f"DeepLab head must be v3plus or v3, got {self.head!r}")
 
 
 # --- MobileNetV2 with VainF's explicit padding -------------------------------------------------
@@ -125,7 +146,8 @@ _MOBILENETV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 
 
 class MobileNetV2Backbone(nn.Module):
     """MobileNetV2 features split as VainF does: ``low_level_features`` = blocks 0-3 (stride 4,
-    24 channels at width 1) and ``high_level_features`` = blocks 4-17 (320 channels at width 1).
+    24 channels at width 1) and ``high_level_features`` = blocks 4-17, keeping the names 4..17
+    (320 channels at width 1).
     The final 1x1 conv to 1280 channels and the ImageNet classifier are not part of it.
 
     Once the running stride reaches ``output_stride``, strides become dilations.
@@ -149,8 +171,11 @@ class MobileNetV2Backbone(nn.Module):
                 else:
                     blocks.append(InvertedResidual(cin, cout, 1, dilation, t))
                 cin = cout
+        # VainF slices ``features[4:-1]``; a slice of an nn.Sequential keeps its children's
+        # names, so its files hold high_level_features.4 ... .17 (block 18, the 1x1 conv to
+        # 1280 channels, is dropped).
         self.low_level_features = nn.Sequential(*blocks[:4])
-        self.high_level_features = nn.Sequential(*blocks[4:])
+        self.high_level_features = nn.Sequential(OrderedDict((str(i), b) for i, b in enumerate(blocks) if i >= 4))
         self.low_level_channels = int(24 * width_mult)
         self.out_channels = cin
 
@@ -238,8 +263,57 @@ class DeepLabV3PlusHead(nn.Module):
         return self.classifier(torch.cat([low, high], dim=1))
 
 
+class DeepLabV3Head(nn.Module):
+    """VainF's DeepLabHead: ASPP, 3x3 conv, BN, ReLU, 1x1 conv to the classes, at the output
+    stride (no decoder). Keys ``classifier.{0 (ASPP), 1, 2, 4}``."""
+
+    def __init__(self, in_channels: int, num_classes: int, rates, aspp_channels: int = 256) -> None:
+        super().__init__()
+        self.classifier = nn.Sequential(
+            ASPP(in_channels, rates, aspp_channels),
+            nn.Conv2d(aspp_channels, aspp_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(aspp_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(aspp_channels, num_classes, 1),
+        )
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.classifier(features["out"])
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise k x k (same stride, padding and dilation as the conv it replaces) then
+    pointwise 1x1, both without bias, as VainF's AtrousSeparableConvolution: keys
+    ``body.0.weight`` (C_in, 1, k, k) and ``body.1.weight`` (C_out, C_in, 1, 1)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        cin, cout = conv.in_channels, conv.out_channels
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cin, conv.kernel_size, conv.stride, conv.padding, conv.dilation, groups=cin, bias=False),
+            nn.Conv2d(cin, cout, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def make_separable(module: nn.Module) -> None:
+    """Replaces, in place, every nn.Conv2d with a kernel above 1 under ``module`` by a
+    SeparableConv2d (VainF's ``--separable_conv``; its head's such convs have no bias)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Conv2d) and child.kernel_size[0] > 1:
+            setattr(module, name, SeparableConv2d(child))
+        else:
+            make_separable(child)
+
+
 class DeepLabV3Plus(nn.Module):
-    """(N, 3, H, W) -> {"out": (N, num_classes, H, W)} logits. See the module docstring."""
+    """(N, 3, H, W) -> {"out": (N, num_classes, H, W)} logits. See the module docstring.
+
+    ``config.head`` picks VainF's DeepLabV3+ head or its DeepLabV3 head; the backbone and the
+    module names are the same for both.
+    """
 
     def __init__(self, config: DeepLabV3PlusConfig) -> None:
         super().__init__()
@@ -248,10 +322,16 @@ class DeepLabV3Plus(nn.Module):
             self.backbone = MobileNetV2Backbone(config.output_stride, config.width_mult)
         else:
             self.backbone = ResNetBackbone(int(config.backbone[6:]), config.output_stride)
-        self.classifier = DeepLabV3PlusHead(
-            self.backbone.out_channels, self.backbone.low_level_channels, config.num_classes,
-            ASPP_RATES[config.output_stride], config.aspp_channels, config.low_level_out,
-        )
+        rates = ASPP_RATES[config.output_stride]
+        if config.head == "v3plus":
+            self.classifier = DeepLabV3PlusHead(
+                self.backbone.out_channels, self.backbone.low_level_channels, config.num_classes,
+                rates, config.aspp_channels, config.low_level_out,
+            )
+        else:
+            self.classifier = DeepLabV3Head(self.backbone.out_channels, config.num_classes, rates, config.aspp_channels)
+        if config.separable:
+            make_separable(self.classifier)
         self._init_weights()
 
     def _init_weights(self) -> None:

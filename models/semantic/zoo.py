@@ -1,5 +1,5 @@
 """Semantic models by name: torchvision's segmentation builders used as they are, DeepLabV3+
-in the VainF layout, ``deeplab_tiny``, U-Net (``unet*``) and the paper's FCN-32s/16s/8s with
+and DeepLabV3 in the VainF layout, ``deeplab_tiny``, U-Net (``unet*``) and the paper's FCN-32s/16s/8s with
 transposed-convolution decoding (``fcn*s_vgg16``, ``fcn*s_resnet18``); plus the checkpoint loader.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` and accepted in three layouts:
@@ -10,6 +10,10 @@ Checkpoints are read with ``torch.load(weights_only=True)`` and accepted in thre
 A ``module.`` prefix from DataParallel is removed. The number of classes is read from the
 file's final classifier, so the same loader handles 21-class COCO/VOC files and 19-class
 Cityscapes files.
+
+``deeplabv3_resnet50`` / ``deeplabv3_resnet101`` name both torchvision's models and VainF's
+DeepLabV3 (another head layout, ``classifier.classifier.*``, and output stride 16 or 8): the
+file's keys say which one is built. Without a file they are torchvision's.
 """
 
 from __future__ import annotations
@@ -44,14 +48,14 @@ class SemanticSpec:
 
     Attributes:
         name: registry name.
-        kind: "torchvision", "deeplabv3plus", "unet" or "fcn".
+        kind: "torchvision", "vainf" (VainF's DeepLabV3+ / DeepLabV3 layout), "unet" or "fcn".
         classifier_key: state-dict key of the final conv weight (num_classes = its dim 0).
         layout: one line naming the expected key layout, for error messages.
         has_aux: the architecture can carry torchvision's aux head (FCNHead on a middle layer).
         size_policy: how frames are resized for this model's published weights.
         default_classes: class names for a checkpoint with that many classes.
         num_classes: output channels of random weights when none are asked for.
-        plus: DeepLabV3+ settings (kind "deeplabv3plus" only).
+        plus: VainF DeepLab settings (kind "vainf" only; ``plus.head`` is "v3plus" or "v3").
         unet / fcn: their settings (kinds "unet" / "fcn"; the class count is replaced).
     """
 
@@ -71,35 +75,51 @@ class SemanticSpec:
 _TV_LAYOUT = "torchvision state dict: backbone.*, classifier.*{extra}, optional aux_classifier.*"
 _PLUS_LAYOUT = ("VainF DeepLabV3+ state dict (plain or under 'model_state'): backbone.{bb}*, classifier.project.*, "
                 "classifier.aspp.convs.*, classifier.classifier.3.weight")
+_V3_LAYOUT = ("VainF DeepLabV3 state dict (plain or under 'model_state'): backbone.{bb}*, "
+              "classifier.classifier.0.convs.* (ASPP), classifier.classifier.4.weight")
 
 SPECS: dict[str, SemanticSpec] = {}
 
 
-def _tv(name: str, classifier_key: str, has_aux: bool, extra: str = "") -> None:
+def _tv(name: str, classifier_key: str, has_aux: bool, extra: str = "", also: str = "") -> None:
     SPECS[name] = SemanticSpec(
-        name=name, kind="torchvision", classifier_key=classifier_key, layout=_TV_LAYOUT.format(extra=extra),
+        name=name, kind="torchvision", classifier_key=classifier_key, layout=_TV_LAYOUT.format(extra=extra) + also,
         has_aux=has_aux, size_policy=SizePolicy(kind="short_side", short_side=520), default_classes=VOC_CLASSES,
     )
 
 
+def _vainf(name: str, backbone: str, head: str) -> SemanticSpec:
+    prefix = "low_level_features.0-3/high_level_features.4-17." if backbone == "mobilenetv2" else "conv1/bn1/layer1-4."
+    plus = head == "v3plus"
+    return SemanticSpec(
+        name=name, kind="vainf", classifier_key=f"classifier.classifier.{3 if plus else 4}.weight",
+        layout=(_PLUS_LAYOUT if plus else _V3_LAYOUT).format(bb=prefix), size_policy=SizePolicy(kind="native"),
+        plus=DeepLabV3PlusConfig(backbone=backbone, head=head),
+    )
+
+
+#: VainF's layout of the names torchvision's models also use; ``load_model`` picks it when the
+#: file's keys are VainF's (``classifier.classifier.*``).
+VAINF_ALTERNATIVES: dict[str, SemanticSpec] = {
+    "deeplabv3_resnet50": _vainf("deeplabv3_resnet50", "resnet50", "v3"),
+    "deeplabv3_resnet101": _vainf("deeplabv3_resnet101", "resnet101", "v3"),
+}
+
 _tv("deeplabv3_mobilenet_v3_large", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
-_tv("deeplabv3_resnet50", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
-_tv("deeplabv3_resnet101", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
+for _name in ("deeplabv3_resnet50", "deeplabv3_resnet101"):
+    _tv(_name, "classifier.4.weight", True, " (classifier.0.convs = ASPP)", also=f"; or a {VAINF_ALTERNATIVES[_name].layout}")
 _tv("fcn_resnet50", "classifier.4.weight", True)
 _tv("fcn_resnet101", "classifier.4.weight", True)
 _tv("lraspp_mobilenet_v3_large", "classifier.high_classifier.weight", False, " (classifier.cbr, low/high_classifier)")
 
-for _name, _bb, _prefix in (("deeplabv3plus_mobilenet", "mobilenetv2", "low_level_features."),
-                            ("deeplabv3plus_resnet50", "resnet50", "layer1."),
-                            ("deeplabv3plus_resnet101", "resnet101", "layer1.")):
-    SPECS[_name] = SemanticSpec(
-        name=_name, kind="deeplabv3plus", classifier_key="classifier.classifier.3.weight",
-        layout=_PLUS_LAYOUT.format(bb=_prefix), size_policy=SizePolicy(kind="native"),
-        plus=DeepLabV3PlusConfig(backbone=_bb),
-    )
+for _name, _bb, _head in (("deeplabv3plus_mobilenet", "mobilenetv2", "v3plus"),
+                          ("deeplabv3plus_resnet50", "resnet50", "v3plus"),
+                          ("deeplabv3plus_resnet101", "resnet101", "v3plus"),
+                          ("deeplabv3_mobilenet", "mobilenetv2", "v3")):
+    SPECS[_name] = _vainf(_name, _bb, _head)
 #: A DeepLabV3+ a few hundred kB large: tests, and the demo model trained on synthetic scenes.
 SPECS["deeplab_tiny"] = SemanticSpec(
-    name="deeplab_tiny", kind="deeplabv3plus", classifier_key="classifier.classifier.3.weight",
+    name="deeplab_tiny", kind="vainf", classifier_key="classifier.classifier.3.weight",
     layout=_PLUS_LAYOUT.format(bb="low_level_features."), size_policy=SizePolicy(kind="native"),
     plus=DeepLabV3PlusConfig(backbone="mobilenetv2", width_mult=0.25, aspp_channels=32, low_level_out=8),
 )
@@ -128,11 +148,54 @@ for _bb, _bb_keys in (("vgg16", "features.N.*, backbone.fc6.*, backbone.fc7."), 
             fcn=FCNConfig(backbone=_bb, variant=_v))
 
 
-def spec_of(name: str) -> SemanticSpec:
+def spec_of(name: str, layout: str | None = None) -> SemanticSpec:
+    """The spec of ``name``; ``layout="vainf"``: VainF's layout of a name torchvision also uses
+    (``deeplabv3_resnet50/101``), or the name's own spec where that is already VainF's."""
     try:
-        return SPECS[name]
+        spec = SPECS[name]
     except KeyError:
         raise ConfigError(f"unknown semantic model {name!r}; expected one of {', '.join(sorted(SPECS))}") from None
+    if layout is None or (layout == "vainf" and spec.kind == "vainf"):
+        return spec
+    if layout == "vainf" and name in VAINF_ALTERNATIVES:
+        return VAINF_ALTERNATIVES[name]
+    raise ConfigError(f"{name}: no {layout!r} layout; VainF's exists for "
+                      f"{', '.join(sorted([*VAINF_ALTERNATIVES, *(n for n, s in SPECS.items() if s.kind == 'vainf')]))}")
+
+
+def spec_for_state(spec: SemanticSpec, state: dict) -> SemanticSpec:
+    """``spec``, or VainF's layout of the same name when the file's keys are VainF's."""
+    alt = VAINF_ALTERNATIVES.get(spec.name)
+    if alt is not None and any(k.startswith("classifier.classifier.") for k in state):
+        return alt
+    return spec
+
+
+def is_separable(state: dict) -> bool:
+    """True for a VainF file trained with ``--separable_conv`` (``...body.0.weight`` in the head)."""
+    return any(k.startswith("classifier.") and k.endswith(".body.0.weight") for k in state)
+
+
+def guess_vainf_model(state: dict) -> str | None:
+    """The VainF architecture a state dict's keys say (e.g. ``deeplabv3plus_resnet101``), or None."""
+    if any(k.startswith("classifier.aspp.") for k in state):
+        head = "deeplabv3plus"
+    elif any(k.startswith("classifier.classifier.0.convs.") for k in state):
+        head = "deeplabv3"
+    else:
+        return None
+    if any(k.startswith("backbone.high_level_features.") for k in state):
+        return f"{head}_mobilenet"
+    if any(k.startswith("backbone.layer3.22.") for k in state):
+        return f"{head}_resnet101"
+    if any(k.startswith("backbone.layer3.5.") for k in state):
+        return f"{head}_resnet50"
+    return None
+
+
+def _wrong_model_hint(name: str, state: dict) -> str:
+    guess = guess_vainf_model(state)
+    return f" (it looks like VainF's {guess}: pass --model {guess})" if guess and guess != name else ""
 
 
 def output_stride_from_filename(path: str) -> int | None:
@@ -170,18 +233,29 @@ class UNetSegmenter(UNet):
         return {"out": super().forward(x)}
 
 
-def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_stride: int | None = None) -> nn.Module:
+def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_stride: int | None = None,
+                layout: str | None = None, separable: bool = False) -> nn.Module:
     """Builds a randomly initialised model (no download: torchvision weights are never fetched).
 
     Args:
         name: registry name.
         num_classes: output channels.
         aux: add torchvision's aux head (ignored where the architecture has none).
-        output_stride: DeepLabV3+ only: 16 or 8 (default 16).
+        output_stride: VainF layouts only: 16 or 8 (default 16).
+        layout: None (the name's own) or "vainf" (VainF's DeepLabV3 for ``deeplabv3_resnet50/101``).
+        separable: VainF layouts only: the head as after VainF's ``--separable_conv``.
     """
-    spec = spec_of(name)
-    if spec.kind != "deeplabv3plus" and output_stride is not None:
-        raise ConfigError(f"{name}: output stride is fixed by the architecture (only DeepLabV3+ takes 8 or 16); drop the option")
+    return _build(spec_of(name, layout), num_classes=num_classes, aux=aux, output_stride=output_stride,
+                  separable=separable)
+
+
+def _build(spec: SemanticSpec, *, num_classes: int, aux: bool, output_stride: int | None, separable: bool) -> nn.Module:
+    name = spec.name
+    if spec.kind != "vainf" and output_stride is not None:
+        raise ConfigError(f"{name}: output stride is fixed by the architecture (only the VainF DeepLab layouts take 8 "
+                          "or 16); drop the option")
+    if spec.kind != "vainf" and separable:
+        raise ConfigError(f"{name}: separable convolutions exist in the VainF DeepLab layouts only")
     if spec.kind == "unet":
         return UNetSegmenter(replace(spec.unet, num_classes=num_classes))
     if spec.kind == "fcn":
@@ -194,7 +268,8 @@ def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_s
         if spec.has_aux:
             kwargs["aux_loss"] = bool(aux)
         return builder(**kwargs)
-    cfg = replace(spec.plus, num_classes=num_classes, output_stride=output_stride or spec.plus.output_stride)
+    cfg = replace(spec.plus, num_classes=num_classes, output_stride=output_stride or spec.plus.output_stride,
+                  separable=separable)
     return DeepLabV3Plus(cfg)
 
 
@@ -277,12 +352,14 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
             differs from the file's and ``strict_classes`` is False, every layer but the final
             classifier(s) is loaded (fine-tuning a 21-class file to 19 classes).
         aux: keep torchvision's aux head. None: keep it where the file has it.
-        output_stride: DeepLabV3+: 16 or 8; None: the segstream checkpoint's, else the file
-            name's ``_os16`` / ``_os8``, else 16 (VainF's released files are all OS16).
+        output_stride: VainF layouts (DeepLabV3+, VainF's DeepLabV3): 16 or 8; None: the
+            segstream checkpoint's, else the file name's ``_os16`` / ``_os8``, else 16 (VainF's
+            released files are all OS16).
         strict_classes: raise if ``num_classes`` differs from the file's.
 
     Returns:
-        LoadedModel in eval mode.
+        LoadedModel in eval mode; its ``spec`` is the layout the file had (``deeplabv3_resnet50``
+        with a VainF file: VainF's DeepLabV3, native size policy).
     """
     spec = spec_of(name)
     if weights is not None:
@@ -290,12 +367,14 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
     state, info = ({}, {}) if weights is None else _read_state_dict(weights, spec)
     if info.get("model") not in (None, name):
         raise ModelError(f"{weights}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}")
+    spec = spec_for_state(spec, state)
     file_classes = None
     if state:
         w = state.get(spec.classifier_key)
         if w is None or w.dim() != 4:
             sample = ", ".join(list(state)[:3])
-            raise ModelError(f"{weights}: no {spec.classifier_key} in it (first keys: {sample}); expected a {spec.layout}")
+            raise ModelError(f"{weights}: no {spec.classifier_key} in it (first keys: {sample}){_wrong_model_hint(name, state)}; "
+                             f"expected a {spec.layout}")
         file_classes = int(w.shape[0])
     want_classes = num_classes or file_classes or spec.num_classes
     if file_classes is not None and want_classes != file_classes and strict_classes:
@@ -303,19 +382,21 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
     file_aux = any(k.startswith("aux_classifier.") for k in state)
     keep_aux = spec.has_aux and (file_aux if aux is None else bool(aux))
     stride = None
-    if spec.kind == "deeplabv3plus":
+    if spec.kind == "vainf":
         stride = output_stride or info.get("output_stride") or (output_stride_from_filename(weights) if weights else None) or 16
     with torch.random.fork_rng(devices=[]):
         # Random weights (no file) are seeded so an export and a later verify see the same model.
         torch.manual_seed(0)
-        model = build_model(name, num_classes=want_classes, aux=keep_aux, output_stride=stride)
+        model = _build(spec, num_classes=want_classes, aux=keep_aux, output_stride=stride,
+                       separable=spec.kind == "vainf" and is_separable(state))
     if state:
         _load_into(model, state, weights, spec, drop_aux=not keep_aux, same_classes=want_classes == file_classes,
                    new_aux=keep_aux and not file_aux)
     names = tuple(info.get("class_names") or ())
     if len(names) != want_classes:
-        default = spec.default_classes if len(spec.default_classes) == want_classes else CITYSCAPES_CLASSES
-        names = default if len(default) == want_classes else tuple(f"class_{i}" for i in range(want_classes))
+        # VainF trains on Cityscapes (19 train ids) and Pascal VOC (21, background first).
+        known = (spec.default_classes, CITYSCAPES_CLASSES) + ((VOC_CLASSES,) if spec.kind == "vainf" else ())
+        names = next((c for c in known if len(c) == want_classes), tuple(f"class_{i}" for i in range(want_classes)))
     return LoadedModel(model=model.eval(), spec=spec, num_classes=want_classes, class_names=names,
                        output_stride=stride, checkpoint=info)
 
@@ -338,7 +419,8 @@ def _load_into(model: nn.Module, state: dict, path: str, spec: SemanticSpec, *, 
         return
     mismatch = mismatch_summary(own, state, ignore_missing=lambda k: new_aux and k.startswith("aux_classifier."))
     if mismatch:
-        raise ModelError(f"{path}: does not fit {spec.name}: {mismatch}; expected a {spec.layout}")
+        raise ModelError(f"{path}: does not fit {spec.name}: {mismatch}{_wrong_model_hint(spec.name, state)}; "
+                         f"expected a {spec.layout}")
     model.load_state_dict(state, strict=not new_aux)
 
 
