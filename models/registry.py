@@ -31,6 +31,7 @@ MODEL_FAMILIES: dict[str, str] = {
     "deeplabv3plus_resnet101": "semantic",
     "deeplabv3_mobilenet": "semantic",  # VainF's DeepLabV3 on MobileNetV2
     "deeplab_tiny": "semantic",
+    "deeplabv3plus_lite0": "semantic",  # DeepLabV3+ on EfficientNet-Lite0 (the CamVid road model)
     # U-Net and the paper's FCNs (transposed-convolution decoding), through the semantic family
     **{f"{n}{b}": "semantic" for n in ("unet", "unet_small", "unet_tiny") for b in ("", "_binary")},
     **{f"fcn{v}_{bb}": "semantic" for v in ("32s", "16s", "8s") for bb in ("vgg16", "resnet18")},

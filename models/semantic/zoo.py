@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
+from models.semantic.deeplab_lite import DeepLabLiteConfig, DeepLabV3PlusLite
+from models.semantic.efficientnet_lite import LITE_MEAN_255, LITE_STD_255
 from models.semantic.fcn import FCN, FCNConfig
 from models.state_dict import mismatch_summary
 from models.unet.model import UNet, UNetConfig
@@ -57,6 +59,8 @@ class SemanticSpec:
         num_classes: output channels of random weights when none are asked for.
         plus: VainF DeepLab settings (kind "vainf" only; ``plus.head`` is "v3plus" or "v3").
         unet / fcn: their settings (kinds "unet" / "fcn"; the class count is replaced).
+        lite: DeepLabV3+ on EfficientNet-Lite0 settings (kind "lite", the CamVid road model).
+        mean / std: per-channel RGB input scaling (0..255 pixels) the weights expect.
     """
 
     name: str
@@ -70,6 +74,9 @@ class SemanticSpec:
     plus: DeepLabV3PlusConfig | None = None
     unet: UNetConfig | None = None
     fcn: FCNConfig | None = None
+    lite: DeepLabLiteConfig | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN_255
+    std: tuple[float, float, float] = IMAGENET_STD_255
 
 
 _TV_LAYOUT = "torchvision state dict: backbone.*, classifier.*{extra}, optional aux_classifier.*"
@@ -122,6 +129,17 @@ SPECS["deeplab_tiny"] = SemanticSpec(
     name="deeplab_tiny", kind="vainf", classifier_key="classifier.classifier.3.weight",
     layout=_PLUS_LAYOUT.format(bb="low_level_features."), size_policy=SizePolicy(kind="native"),
     plus=DeepLabV3PlusConfig(backbone="mobilenetv2", width_mult=0.25, aspp_channels=32, low_level_out=8),
+)
+#: The road model: DeepLabV3+ on ImageNet EfficientNet-Lite0, trained on CamVid (Cityscapes train
+#: ids out). Frames are resized to a short side of 360 px (CamVid's own 480x360 unchanged, 720p
+#: to 640x360: objects at the scale it was trained at, and a third of 720p's cost), then padded
+#: to a multiple of 16 (the stride-2 convolutions' TensorFlow padding is exact on even sizes).
+SPECS["deeplabv3plus_lite0"] = SemanticSpec(
+    name="deeplabv3plus_lite0", kind="lite", classifier_key="classifier.classifier.weight",
+    layout="segstream DeepLabV3+ Lite0 state dict: backbone._conv_stem/_bn0/_blocks.0-15.*, classifier.aspp.*, "
+           "classifier.project.*, classifier.fuse.*, classifier.classifier.weight",
+    size_policy=SizePolicy(kind="short_side", short_side=360, pad_multiple=16), lite=DeepLabLiteConfig(),
+    mean=LITE_MEAN_255, std=LITE_STD_255,
 )
 
 #: Two-class models (``*_binary``) for masks: class 0 background, 1 foreground, softmax + argmax
@@ -251,11 +269,14 @@ def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_s
 
 def _build(spec: SemanticSpec, *, num_classes: int, aux: bool, output_stride: int | None, separable: bool) -> nn.Module:
     name = spec.name
-    if spec.kind != "vainf" and output_stride is not None:
+    if spec.kind not in ("vainf", "lite") and output_stride is not None:
         raise ConfigError(f"{name}: output stride is fixed by the architecture (only the VainF DeepLab layouts take 8 "
                           "or 16); drop the option")
     if spec.kind != "vainf" and separable:
         raise ConfigError(f"{name}: separable convolutions exist in the VainF DeepLab layouts only")
+    if spec.kind == "lite":
+        return DeepLabV3PlusLite(replace(spec.lite, num_classes=num_classes,
+                                         output_stride=output_stride or spec.lite.output_stride))
     if spec.kind == "unet":
         return UNetSegmenter(replace(spec.unet, num_classes=num_classes))
     if spec.kind == "fcn":
@@ -382,7 +403,7 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
     file_aux = any(k.startswith("aux_classifier.") for k in state)
     keep_aux = spec.has_aux and (file_aux if aux is None else bool(aux))
     stride = None
-    if spec.kind == "vainf":
+    if spec.kind in ("vainf", "lite"):
         stride = output_stride or info.get("output_stride") or (output_stride_from_filename(weights) if weights else None) or 16
     with torch.random.fork_rng(devices=[]):
         # Random weights (no file) are seeded so an export and a later verify see the same model.
@@ -483,8 +504,8 @@ def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | N
         task="semantic",
         class_names=tuple(loaded.class_names),
         input_size_hw=tuple(input_size_hw) if input_size_hw is not None else None,
-        mean=IMAGENET_MEAN_255,
-        std=IMAGENET_STD_255,
+        mean=tuple(loaded.spec.mean),
+        std=tuple(loaded.spec.std),
         color_order="RGB",
         palette_bgr=tuple(tuple(int(c) for c in p) for p in palette),
         extra={"size_policy": policy.to_dict(), "input_name": "image", "output_name": "logits", "labels_output": "labels",
