@@ -8,7 +8,8 @@ The network part runs in a backend (ONNX Runtime, TensorRT) and returns, for one
 - ``coeffs`` (1, P, K) float32: tanh mask coefficients;
 - ``protos`` (1, Hp, Wp, K) float32: ReLU prototypes (138 x 138 x 32 at 550).
 
-Everything after that (Fast NMS, mask assembly, crop, upsampling, threshold) happens here.
+Everything after that (NMS, mask assembly, crop, upsampling, threshold) happens here. The NMS is
+the one the artifact names: YOLACT's Fast NMS, or YolactEdge's per-class standard NMS.
 Settings come from the artifact's ``ArtifactMetadata``, so this module never needs torch.
 Nothing here modifies its inputs.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -264,8 +266,111 @@ def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_
     )
 
 
+def _iou_plus_one(a: np.ndarray, b: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of pixel boxes with the +1-pixel convention of Fast R-CNN's ``cython_nms``
+    (which YolactEdge's ``Detect`` calls), in float32 and in that code's order of operations, so
+    pairs at the threshold fall the same way.
+
+    Args:
+        a: (m, 4) and b: (k, 4) float32 x1 y1 x2 y2 pixels; area_a, area_b: their
+            (x2 - x1 + 1) * (y2 - y1 + 1).
+
+    Returns:
+        (m, k) float32.
+    """
+    one, zero = np.float32(1), np.float32(0)
+    w = np.maximum(zero, np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one)
+    h = np.maximum(zero, np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one)
+    inter = w * h
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def standard_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_thresh: float = 0.05,
+                 iou_thresh: float = 0.5, max_detections: int = 100, pixel_scale: float = 550.0) -> Detections:
+    """YolactEdge's ``Detect`` (``use_fast_nms=False``, its class default): per-class standard NMS.
+
+    Priors whose best foreground score is <= ``conf_thresh`` are dropped (as ``fast_nms``). Then,
+    for each class, every remaining prior whose score for that class is > ``conf_thresh`` takes
+    part (no top-k): boxes are scaled by ``pixel_scale`` (the model's ``max_size``, 550) and
+    visited best first; a box is suppressed when a kept box of its class overlaps it by
+    IoU >= ``iou_thresh``, areas counted as ``(x2 - x1 + 1) * (y2 - y1 + 1)``; a suppressed box
+    suppresses nothing. Kept boxes of all classes are sorted by score (ties: class, then prior
+    index) and the best ``max_detections`` returned, boxes divided back by ``pixel_scale``
+    (float32, the official round trip).
+
+    A box's fate depends only on the higher-scored boxes of its class, so all classes are visited
+    together, best score first, in blocks, and the visit stops once ``max_detections`` boxes are
+    kept and the rest score lower: the result is that of NMS over every candidate.
+
+    Args:
+        boxes: (P, 4) float32 decoded boxes (normalised). scores: (P, C+1) softmax (column 0
+            background). coeffs: (P, K) float32 mask coefficients.
+    """
+    fg = scores[:, 1:]
+    keep = fg.max(axis=1) > conf_thresh
+    k = coeffs.shape[1]
+    if not keep.any():
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64),
+                          np.zeros((0, k), np.float32))
+    scale = np.float32(pixel_scale)
+    cand_scores = np.ascontiguousarray(fg[keep].T, dtype=np.float32)  # (C, n)
+    cand_px = boxes[keep].astype(np.float32) * scale
+    cand_coeffs = coeffs[keep]
+    areas = (cand_px[:, 2] - cand_px[:, 0] + np.float32(1)) * (cand_px[:, 3] - cand_px[:, 1] + np.float32(1))
+    thresh = np.float32(iou_thresh)
+    # (class, prior) pairs, each class in the order the Cython code visits it (the same argsort
+    # call, so equal scores come in the same order), then merged best first (stable).
+    pair_cls, pair_idx = [], []
+    for c in np.flatnonzero((cand_scores > conf_thresh).any(axis=1)):
+        members = np.flatnonzero(cand_scores[c] > conf_thresh)
+        pair_idx.append(members[cand_scores[c, members].argsort()[::-1]])
+        pair_cls.append(np.full(len(members), c, np.int64))
+    pair_cls, pair_idx = np.concatenate(pair_cls), np.concatenate(pair_idx)
+    pair_score = cand_scores[pair_cls, pair_idx]
+    merged = np.argsort(-pair_score, kind="stable")
+    pair_cls, pair_idx, pair_score = pair_cls[merged], pair_idx[merged], pair_score[merged]
+
+    kept: list[int] = []  # positions in the merged order
+    cutoff = -np.inf
+    pos, block = 0, 256
+    while pos < len(pair_score) and not (len(kept) >= max_detections and pair_score[pos] < cutoff):
+        sl = slice(pos, pos + block)
+        bi, bc = pair_idx[sl], pair_cls[sl]
+        suppressed = np.zeros(len(bi), bool)
+        if kept:
+            ki, kc = pair_idx[kept], pair_cls[kept]
+            over = _iou_plus_one(cand_px[bi], cand_px[ki], areas[bi], areas[ki]) >= thresh
+            suppressed = (over & (bc[:, None] == kc[None, :])).any(axis=1)
+        within = _iou_plus_one(cand_px[bi], cand_px[bi], areas[bi], areas[bi]) >= thresh
+        within = np.triu(within & (bc[:, None] == bc[None, :]), k=1)  # a box only suppresses later ones
+        for j in range(len(bi)):
+            if not suppressed[j]:
+                kept.append(pos + j)
+                suppressed |= within[j]
+        pos += len(bi)
+        block = min(2 * block, 1024)
+        if len(kept) >= max_detections:
+            cutoff = np.partition(pair_score[kept], len(kept) - max_detections)[len(kept) - max_detections]
+    kept_arr = np.asarray(kept, np.int64)
+    cls, idx, sc = pair_cls[kept_arr], pair_idx[kept_arr], pair_score[kept_arr]
+    final = np.lexsort((idx, cls, -sc))[:max_detections]  # score descending; ties by class, then prior
+    sel = idx[final]
+    return Detections(
+        boxes=(cand_px[sel] / scale).astype(np.float32),
+        scores=sc[final].astype(np.float32),
+        labels=cls[final],
+        coeffs=cand_coeffs[sel].astype(np.float32),
+    )
+
+
+#: NMS by the name an artifact's metadata gives (``extra["nms"]["method"]``; "fast" when absent).
+NMS_METHODS = {"fast": fast_nms, "standard": standard_nms}
+
+
 class YolactPostprocess:
     """Network outputs -> ``Instances`` in the original image's pixels (official ``postprocess``).
+
+    Detections: ``fast_nms`` (YOLACT) or ``standard_nms`` (YolactEdge), as ``nms_method`` says.
 
     Masks: sigmoid(protos @ coeffs), zeroed outside each box (padded by one proto cell) at
     prototype resolution, bilinearly upsampled to the image size, thresholded at
@@ -277,7 +382,10 @@ class YolactPostprocess:
 
     Args:
         class_names: foreground class names (labels index them).
-        conf_thresh / iou_thresh / top_k / max_detections: Fast NMS settings (official defaults).
+        conf_thresh / iou_thresh / top_k / max_detections: NMS settings (official defaults; top_k
+            is Fast NMS's per-class limit, standard NMS has none).
+        nms_method: "fast" or "standard" (a key of ``NMS_METHODS``).
+        pixel_scale: standard NMS's box scale (the model's input size, 550); None: 550.
         score_threshold: drop detections with score <= this after NMS (0: keep all).
         mask_threshold: mask probability above which a pixel is set.
         masks: assemble masks (False: boxes only).
@@ -285,13 +393,18 @@ class YolactPostprocess:
 
     def __init__(self, class_names=(), *, conf_thresh: float = 0.05, iou_thresh: float = 0.5, top_k: int = 200,
                  max_detections: int = 100, score_threshold: float = 0.0, mask_threshold: float = 0.5,
-                 masks: bool = True) -> None:
+                 masks: bool = True, nms_method: str = "fast", pixel_scale: float | None = None) -> None:
         for name, v in (("conf_thresh", conf_thresh), ("iou_thresh", iou_thresh), ("score_threshold", score_threshold),
                         ("mask_threshold", mask_threshold)):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if top_k < 1 or max_detections < 1:
             raise ValueError(f"top_k and max_detections must be >= 1, got {top_k} and {max_detections}")
+        if nms_method not in NMS_METHODS:
+            raise ModelError(f"NMS method {nms_method!r} is not known here; expected one of {', '.join(NMS_METHODS)} "
+                             "(re-export the model with this version of segstream)")
+        if pixel_scale is not None and not pixel_scale > 0:
+            raise ValueError(f"pixel_scale must be > 0, got {pixel_scale}")
         self.class_names = tuple(class_names)
         self.conf_thresh = conf_thresh
         self.iou_thresh = iou_thresh
@@ -300,11 +413,24 @@ class YolactPostprocess:
         self.score_threshold = score_threshold
         self.mask_threshold = float(mask_threshold)
         self.masks = masks
+        self.nms_method = nms_method
+        self.pixel_scale = 550.0 if pixel_scale is None else float(pixel_scale)
+        settings = {"conf_thresh": conf_thresh, "iou_thresh": iou_thresh, "max_detections": max_detections}
+        if nms_method == "fast":
+            settings["top_k"] = top_k
+        else:
+            settings["pixel_scale"] = self.pixel_scale
+        self._nms = partial(NMS_METHODS[nms_method], **settings)
         self._taps: dict[tuple[int, int], tuple] = {}
 
     @classmethod
     def from_metadata(cls, meta: ArtifactMetadata, **overrides) -> "YolactPostprocess":
+        """Settings from ``meta.extra["nms"]`` (its "method" is ``nms_method``), then ``overrides``."""
         nms = dict(meta.extra.get("nms", {}))
+        if "method" in nms:
+            nms["nms_method"] = nms.pop("method")
+        if "pixel_scale" not in nms and meta.input_size_hw is not None:
+            nms["pixel_scale"] = float(max(meta.input_size_hw))
         nms.update(overrides)
         return cls(meta.class_names, **nms)
 
@@ -317,8 +443,7 @@ class YolactPostprocess:
         if missing:
             raise ModelError(f"YOLACT outputs lack {missing}; expected {list(OUTPUT_NAMES)} (export with 'segstream export')")
         boxes, scores, coeffs, protos = (outputs[n][0] for n in OUTPUT_NAMES)
-        det = fast_nms(boxes, scores, coeffs, conf_thresh=self.conf_thresh, iou_thresh=self.iou_thresh,
-                       top_k=self.top_k, max_detections=self.max_detections)
+        det = self._nms(boxes, scores, coeffs)
         if self.score_threshold > 0:
             sel = det.scores > self.score_threshold
             det = Detections(det.boxes[sel], det.scores[sel], det.labels[sel], det.coeffs[sel])
@@ -397,18 +522,18 @@ class YolactRunner:
 
     Args:
         backend: a ``Backend`` running an exported YOLACT artifact (with segstream metadata).
-        score_threshold / max_detections / mask_threshold: override the artifact's post-processing
-            settings (None: the artifact's).
+        score_threshold / max_detections / mask_threshold / nms_method: override the artifact's
+            post-processing settings (None: the artifact's).
     """
 
     def __init__(self, backend: Backend, *, score_threshold: float | None = None, max_detections: int | None = None,
-                 mask_threshold: float | None = None) -> None:
+                 mask_threshold: float | None = None, nms_method: str | None = None) -> None:
         meta = instance_artifact(backend, "yolact", "YOLACT", [INPUT_NAME], OUTPUT_NAMES)
         self.backend = backend
         self.metadata = meta
         self.preprocess = YolactPreprocess.from_metadata(meta)
         overrides = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections),
-                                       ("mask_threshold", mask_threshold)) if v is not None}
+                                       ("mask_threshold", mask_threshold), ("nms_method", nms_method)) if v is not None}
         self.postprocess = YolactPostprocess.from_metadata(meta, **overrides)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:
