@@ -15,6 +15,14 @@ MODEL_FAMILIES: dict[str, str] = {
     "yolact_im700": "yolact",
     "yolact_mobilenetv3": "yolact",
     "yolact_tiny": "yolact",
+    "yolact_edge": "yolact",  # YolactEdge: YOLACT with a split FPN and per-class standard NMS
+    "yolact_edge_resnet50": "yolact",
+    "yolact_edge_mobilenetv2": "yolact",
+    "yolact_edge_vid": "yolact",  # YouTube-VIS video models (keyframe path; flow net weights kept)
+    "yolact_edge_vid_resnet50": "yolact",
+    "yolact_edge_vid_minimal": "yolact",
+    "yolact_edge_youtubevis": "yolact",
+    "yolact_edge_youtubevis_resnet50": "yolact",
     "yolact_lite0": "yolact",  # YOLACT on EfficientNet-Lite0 (the CamVid road instance model)
     "maskrcnn_resnet50_fpn": "maskrcnn",
     "maskrcnn_resnet50_fpn_v2": "maskrcnn",

@@ -8,6 +8,8 @@ pick C3, C4 and C5 from it. Key names:
   ``layers.N-1``).
 - DarkNet53: ``_preconv.{0,1}``, ``layers.{i}.0.{0,1}`` (stride-2 conv + BN), then blocks
   ``layers.{i}.{b}.conv{1,2}.{0,1}``, as the official ``DarkNetBackbone``.
+- MobileNetV2 (YolactEdge): ``layers.0`` stem, ``layers.1..7`` the inverted-residual stages
+  (``layers.{stage}.{block}.conv.*``, torchvision's block layout), ``layers.8`` the 1x1 conv.
 - MobileNetV3-Large: torchvision's ``features.*`` (so torchvision ImageNet weights load as they are).
 - Tiny: ``layers.{i}`` of conv-BN-ReLU pairs; for tests and the embedded demo model.
 """
@@ -35,8 +37,10 @@ class ResNetBackbone(nn.Module):
         if depth not in (50, 101):
             raise ValueError(f"ResNet depth must be 50 or 101, got {depth}")
         tv = getattr(torchvision.models, f"resnet{depth}")(weights=None)
-        self.conv1, self.bn1, self.relu, self.maxpool = tv.conv1, tv.bn1, tv.relu, tv.maxpool
+        # ``layers`` first: the official class registers it before the stem, so state dicts list
+        # their keys in the same order.
         self.layers = nn.ModuleList([tv.layer1, tv.layer2, tv.layer3, tv.layer4])
+        self.conv1, self.bn1, self.relu, self.maxpool = tv.conv1, tv.bn1, tv.relu, tv.maxpool
         self.channels = [256, 512, 1024, 2048]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -87,6 +91,54 @@ class DarkNetBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self._preconv(x)
+        outs = []
+        for layer in self.layers:
+            x = layer(x)
+            outs.append(x)
+        return outs
+
+
+#: MobileNetV2's stages (t expansion, c channels, n blocks, s stride), YolactEdge's ``mobilenetv2_arch``.
+MOBILENETV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                      (6, 320, 1, 1))
+
+
+class MobileNetV2Backbone(nn.Module):
+    """MobileNetV2 (width 1.0) grouped by stage, as YolactEdge's ``MobileNetV2Backbone``.
+
+    ``layers.0`` is the stride-2 3x3 conv-BN-ReLU6 stem (32 channels), ``layers.1..7`` one
+    ``Sequential`` of inverted-residual blocks per row of ``MOBILENETV2_STAGES`` (torchvision's
+    block, whose ``conv.*`` layout is the official one), ``layers.8`` the 1x1 conv-BN-ReLU6 to 1280
+    channels. Every layer's output is returned; at 550 px the strides are 2, 2, 4, 8, 16, 16, 32,
+    32, 32 (275, 275, 138, 69, 35, 35, 18, 18, 18 px; each 3x3 stride-2 conv gives ceil(n / 2)).
+
+    Attributes:
+        channels: output channels per layer (32, 16, 24, 32, 64, 96, 160, 320, 1280).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models.mobilenetv2 import InvertedResidual
+        from torchvision.ops.misc import Conv2dNormActivation
+
+        self.layers = nn.ModuleList([Conv2dNormActivation(3, 32, stride=2, activation_layer=nn.ReLU6)])
+        self.channels = [32]
+        cin = 32
+        for t, c, n, s in MOBILENETV2_STAGES:
+            blocks = []
+            for i in range(n):
+                blocks.append(InvertedResidual(cin, c, s if i == 0 else 1, expand_ratio=t))
+                cin = c
+            self.layers.append(nn.Sequential(*blocks))
+            self.channels.append(c)
+        self.layers.append(Conv2dNormActivation(cin, 1280, kernel_size=1, activation_layer=nn.ReLU6))
+        self.channels.append(1280)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # torchvision's MobileNetV2 initialisation (for training without ImageNet weights).
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
         for layer in self.layers:
             x = layer(x)
@@ -156,6 +208,8 @@ def build_backbone(kind: str, tiny_widths=(16, 24, 32, 48, 64)) -> nn.Module:
         return ResNetBackbone(50)
     if kind == "darknet53":
         return DarkNetBackbone()
+    if kind == "mobilenetv2":
+        return MobileNetV2Backbone()
     if kind == "mobilenetv3_large":
         return MobileNetV3Backbone()
     if kind == "efficientnet_lite0":
@@ -164,4 +218,5 @@ def build_backbone(kind: str, tiny_widths=(16, 24, 32, 48, 64)) -> nn.Module:
         return EfficientNetLiteBackbone()
     if kind == "tiny":
         return TinyBackbone(tiny_widths)
-    raise ValueError(f"unknown backbone {kind!r}; expected resnet101, resnet50, darknet53, mobilenetv3_large or tiny")
+    raise ValueError(f"unknown backbone {kind!r}; expected resnet101, resnet50, darknet53, mobilenetv2, "
+                     "mobilenetv3_large or tiny")

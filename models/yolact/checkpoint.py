@@ -5,7 +5,9 @@ and the ones ``segstream train`` writes (``{"state_dict": ..., "segstream": {...
 the class names). Always ``torch.load(..., weights_only=True)``: nothing in a file is executed.
 As the official ``Yolact.load_weights``, legacy ``backbone.layerN.*`` keys and
 ``fpn.downsample_layers.N`` beyond the configured count are dropped; anything else that does
-not match is an error naming the configuration and a few of the keys.
+not match is an error naming the configuration, the layout it expects and a few of the keys.
+YolactEdge configurations also take YOLACT files, renamed as YolactEdge's ``load_weights`` does
+(``fpn.lat_layers`` -> ``fpn_phase_1.lat_layers``, other ``fpn.*`` -> ``fpn_phase_2.*``).
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ _LEGACY_BACKBONE = re.compile(r"^backbone\.layer(?!s\.)")
 _DOWNSAMPLE = re.compile(r"^fpn\.downsample_layers\.(\d+)\.")
 
 
-def _read(path: str) -> dict:
+def _read(path: str, expected: str = "") -> dict:
+    """The file's object; ``expected`` (a configuration's name and layout) goes into the errors."""
+    want = f" (expected {expected})" if expected else ""
     if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such checkpoint file; give the path to a YOLACT .pth file")
+        raise ModelError(f"{path}: no such checkpoint file; give the path to a YOLACT .pth file{want}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged zip/pickle data
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"{path}: cannot read it as a PyTorch checkpoint ({first[:160]}); "
-                         "the file is damaged or truncated: download or train it again") from None
+                         f"the file is damaged or truncated: download or train it again{want}") from None
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: expected a state dict (a dict of tensors), found {type(obj).__name__}")
     return obj
@@ -89,7 +93,8 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
     Raises:
         ModelError: unreadable file, or keys/shapes that do not fit the configuration.
     """
-    obj = _read(path)
+    named = model or config_name_from_path(path)
+    obj = _read(path, f"{named}: {CONFIGS[named].layout()}" if named in CONFIGS else "")
     meta = obj.get("segstream") if isinstance(obj.get("segstream"), dict) else None
     if model is None and config_name_from_path(path) is None and meta and meta.get("model") in CONFIGS:
         model = str(meta["model"])
@@ -102,14 +107,26 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
     state = {k: v for k, v in state.items()
              if not _LEGACY_BACKBONE.match(k)
              and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}
+    if cfg.fpn_split:
+        state = {split_fpn_key(k): v for k, v in state.items()}
     net = Yolact(cfg)
     expected = net.state_dict()
     mismatch = mismatch_summary(expected, state, ignore_missing=lambda k: k.endswith("num_batches_tracked"))
     if mismatch:
-        raise ModelError(f"{path}: does not fit configuration {cfg.name!r}: {mismatch}; "
+        raise ModelError(f"{path}: does not fit configuration {cfg.name!r} (expected {cfg.layout()}): {mismatch}; "
                          "pass the --model the file was trained with")
     net.load_state_dict(state, strict=False)
     return net.eval(), cfg
+
+
+def split_fpn_key(key: str) -> str:
+    """A YOLACT key in YolactEdge's layout: ``fpn.lat_layers.*`` -> ``fpn_phase_1.lat_layers.*``,
+    any other ``fpn.*`` -> ``fpn_phase_2.*`` (YolactEdge's ``load_weights``); others unchanged."""
+    if key.startswith("fpn.lat_layers."):
+        return "fpn_phase_1." + key[len("fpn."):]
+    if key.startswith("fpn."):
+        return "fpn_phase_2." + key[len("fpn."):]
+    return key
 
 
 def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:

@@ -1,5 +1,6 @@
 """YOLACT configurations: one frozen dataclass per model name, values as in the official
-``data/config.py`` (``yolact_base_config`` and its variants)."""
+``data/config.py`` (``yolact_base_config`` and its variants) and in YolactEdge's
+``yolact_edge/data/config.py`` (``yolact_edge_config`` and its variants)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,38 @@ COCO_CATEGORY_IDS = (
     62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
 )
 
+#: YouTube-VIS 2019 classes, in label order (YolactEdge's ``YOUTUBE_VIS_CLASSES``).
+YOUTUBE_VIS_CLASSES = (
+    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey", "hand",
+    "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear", "motorbike", "giraffe", "leopard",
+    "fox", "deer", "owl", "surfboard", "airplane", "truck", "zebra", "tiger", "elephant", "snowboard", "boat",
+    "shark", "mouse", "frog", "eagle", "earless_seal", "tennis_racket",
+)
+
 #: ImageNet statistics on 0-255 values, RGB order (the official BGR MEANS/STD reversed).
 RGB_MEAN = (123.68, 116.78, 103.94)
 RGB_STD = (58.40, 57.12, 57.38)
 
 _BASE_SCALES = (24, 48, 96, 192, 384)
+
+#: NMS methods an artifact may ask for: "fast" (YOLACT's eval.py default) and "standard"
+#: (YolactEdge's ``Detect`` with ``use_fast_nms=False``: per-class traditional NMS).
+NMS_METHODS = ("fast", "standard")
+
+
+@dataclass(frozen=True)
+class FlowNetSettings:
+    """The flow network of YolactEdge's video checkpoints (``yolact_edge_vid_config.flow``).
+
+    Attributes:
+        reduce_channels: ``flow_net_pre_convs``: 3x3 conv + LeakyReLU(0.1) from the FPN width to this.
+        encode_channels: FlowNetMini's base width; its three stages have 1x, 2x and 4x of it.
+        spa: whether the checkpoint has the ``spa`` refinement convs (off in ``_vid_minimal``).
+    """
+
+    reduce_channels: int = 64
+    encode_channels: int = 64
+    spa: bool = True
 
 
 @dataclass(frozen=True)
@@ -39,8 +67,8 @@ class YolactConfig:
     """Everything that shapes a YOLACT network and its pre/post-processing.
 
     Attributes:
-        name: model name ("yolact_base", ...).
-        backbone: "resnet101", "resnet50", "darknet53", "mobilenetv3_large" or "tiny".
+        name: model name ("yolact_base", "yolact_edge_mobilenetv2", ...).
+        backbone: "resnet101", "resnet50", "darknet53", "mobilenetv2" (YolactEdge), "mobilenetv3_large" or "tiny".
         selected_layers: backbone outputs fed to the FPN (C3, C4, C5).
         class_names: foreground classes; ``num_classes`` = len + 1 (background is 0).
         max_size: square input size in pixels (550 for the released models).
@@ -61,6 +89,11 @@ class YolactConfig:
         mask_targets: training targets of the mask loss at prototype size: "hard" (the official
             bilinear downsample thresholded at 0.5) or "soft" (each cell's covered fraction, an
             area average; keeps objects a few cells wide from being eroded or broken).
+        fpn_split: YolactEdge's layout of the same FPN: ``fpn_phase_1.lat_layers`` and
+            ``fpn_phase_2.{pred,downsample}_layers`` instead of ``fpn.*``.
+        flow: YolactEdge video checkpoints' flow network (``flow_net_pre_convs``, ``flow_net``,
+            ``spa``); None for image models.
+        nms: "fast" (YOLACT) or "standard" (YolactEdge); recorded in the artifact for the runtime.
     """
 
     name: str
@@ -93,6 +126,10 @@ class YolactConfig:
     semantic_alpha: float = 1.0
     masks_to_train: int = 100
     mask_targets: str = "hard"
+    # YolactEdge.
+    fpn_split: bool = False
+    flow: FlowNetSettings | None = None
+    nms: str = "fast"
 
     @property
     def num_classes(self) -> int:
@@ -124,17 +161,49 @@ class YolactConfig:
                 "num_prototypes": int(self.mask_dim),
                 "anchors": {"scales_px": list(self.pred_scales), "aspect_ratios": list(self.aspect_ratios),
                             "square": bool(self.square_anchors), "max_size": int(self.max_size)},
-                "nms": {"conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100,
-                        "mask_threshold": float(self.mask_threshold)},
+                "nms": self.nms_settings(),
             },
             versions=dict(versions or {}),
         )
+
+    def nms_settings(self) -> dict:
+        """What the runtime's post-processing needs (``YolactPostprocess.from_metadata`` reads it).
+
+        "fast": YOLACT's per-class Fast NMS over each class's ``top_k`` best boxes. "standard":
+        YolactEdge's per-class traditional NMS on boxes scaled by ``pixel_scale`` (its
+        ``max_size``) with the +1-pixel area convention, IoU >= ``iou_thresh`` suppresses, no top-k.
+        """
+        nms = {"method": self.nms, "conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100,
+               "mask_threshold": float(self.mask_threshold)}
+        if self.nms == "standard":
+            nms["pixel_scale"] = float(self.max_size)
+        return nms
+
+    def layout(self) -> str:
+        """The state-dict layout a checkpoint of this configuration has, in one line (for errors)."""
+        fpn = ("fpn_phase_1.lat_layers, fpn_phase_2.pred_layers/downsample_layers" if self.fpn_split
+               else "fpn.lat_layers/pred_layers/downsample_layers")
+        video = ""
+        if self.flow is not None:
+            video = ", flow_net_pre_convs, flow_net" + (", spa" if self.flow.spa else "")
+        return (f"{_BACKBONE_LAYOUTS.get(self.backbone, self.backbone)}, {fpn}, proto_net, "
+                f"prediction_layers.0 ({self.num_classes} classes), semantic_seg_conv{video}")
 
     def with_classes(self, class_names) -> "YolactConfig":
         names = tuple(class_names)
         if not names:
             raise ConfigError(f"{self.name}: class_names is empty; give at least one class")
         return replace(self, class_names=names)
+
+
+_BACKBONE_LAYOUTS = {
+    "resnet101": "ResNet-101 backbone.conv1/bn1/layers.0-3",
+    "resnet50": "ResNet-50 backbone.conv1/bn1/layers.0-3",
+    "darknet53": "DarkNet-53 backbone._preconv/layers.0-4",
+    "mobilenetv2": "MobileNetV2 backbone.layers.0-8",
+    "mobilenetv3_large": "MobileNetV3-Large backbone.features.*",
+    "tiny": "tiny backbone.layers.0-4",
+}
 
 
 def _scaled(size: int) -> tuple[int, ...]:
@@ -150,6 +219,26 @@ CONFIGS: dict[str, YolactConfig] = {
                                      std=(255.0, 255.0, 255.0)),
     # Edge model: torchvision MobileNetV3-Large features (stride 8/16/32 taps), the same head.
     "yolact_mobilenetv3": YolactConfig("yolact_mobilenetv3", "mobilenetv3_large", (6, 12, 16)),
+    # YolactEdge (Liu et al., ICRA 2021): the same network with the FPN stored in two phases (so
+    # TensorRT can convert them apart), its per-class traditional NMS, and a MobileNetV2 backbone
+    # for the smallest model. COCO: 81 classes; the YouTube-VIS models: 41.
+    "yolact_edge": YolactConfig("yolact_edge", "resnet101", (1, 2, 3), fpn_split=True, nms="standard"),
+    "yolact_edge_resnet50": YolactConfig("yolact_edge_resnet50", "resnet50", (1, 2, 3), fpn_split=True,
+                                         nms="standard"),
+    "yolact_edge_mobilenetv2": YolactConfig("yolact_edge_mobilenetv2", "mobilenetv2", (3, 4, 6), fpn_split=True,
+                                            nms="standard"),
+    # Video models: their keyframe path is the image model's; the flow net warps features between keyframes.
+    "yolact_edge_vid": YolactConfig("yolact_edge_vid", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES, fpn_split=True,
+                                    flow=FlowNetSettings(), nms="standard"),
+    "yolact_edge_vid_resnet50": YolactConfig("yolact_edge_vid_resnet50", "resnet50", (1, 2, 3), YOUTUBE_VIS_CLASSES,
+                                             fpn_split=True, flow=FlowNetSettings(), nms="standard"),
+    "yolact_edge_vid_minimal": YolactConfig("yolact_edge_vid_minimal", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES,
+                                            fpn_split=True, flow=FlowNetSettings(spa=False), nms="standard"),
+    # The image model the video models start from (no flow net).
+    "yolact_edge_youtubevis": YolactConfig("yolact_edge_youtubevis", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES,
+                                           fpn_split=True, nms="standard"),
+    "yolact_edge_youtubevis_resnet50": YolactConfig("yolact_edge_youtubevis_resnet50", "resnet50", (1, 2, 3),
+                                                    YOUTUBE_VIS_CLASSES, fpn_split=True, nms="standard"),
     # The road instance model: ImageNet EfficientNet-Lite0 (stride 8/16/32 taps), narrower FPN and
     # head for two CPU cores, 512 px input, ratio-shaped anchors (wide cars, tall pedestrians),
     # the stride-4 prototype skip, soft mask targets; classes from the training data (CamVid:
@@ -188,11 +277,15 @@ def config_name_from_path(path: str) -> str | None:
 
 
 def resolve_config(model: str | None, weights: str | None) -> YolactConfig:
-    """The configuration for ``--model`` and ``--weights``: they must agree when both name one."""
+    """The configuration for ``--model`` and ``--weights``: they must agree when both name one (a
+    YolactEdge ``--model`` also takes a YOLACT file, whose keys the loader renames)."""
     from_file = config_name_from_path(weights) if weights else None
     if model is None and from_file is None:
         raise ConfigError(f"cannot tell the YOLACT configuration of {weights!r}; pass --model (one of {', '.join(sorted(CONFIGS))})")
-    if model is not None and from_file is not None and model != from_file:
+    # YolactEdge runs YOLACT files (its README: --config=yolact_edge_config with yolact_base_54_800000.pth).
+    converts = (model in CONFIGS and from_file in CONFIGS and CONFIGS[model].fpn_split
+                and not CONFIGS[from_file].fpn_split)
+    if model is not None and from_file is not None and model != from_file and not converts:
         raise ModelError(f"{weights}: the file name says configuration {from_file!r} but --model is {model!r}; "
                          "pass the matching --model or rename the file")
     return get_config(model or from_file)

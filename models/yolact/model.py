@@ -1,5 +1,6 @@
 """The YOLACT network as the official ``yolact.py`` computes it: backbone -> FPN (P3..P7) ->
 ProtoNet on P3 and one shared prediction head on every level (+ the training-only semantic head).
+YolactEdge's keyframe network is the same with the FPN split in two (``models/yolact/edge.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,47 @@ from torch import nn
 from models.yolact.backbone import build_backbone
 from models.yolact.config import YolactConfig
 from pipelines.yolact import make_priors
+
+
+def fpn_top_down(lat_layers: nn.ModuleList, convouts: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The FPN's lateral 1x1 convs and top-down path (YolactEdge's ``fpn_phase_1``).
+
+    ``lat_layers`` are stored in reverse level order (index 0 is C5). Each coarser sum is
+    upsampled bilinearly *to the size of the next level* (align_corners=False; 18 -> 35 -> 69 at
+    550 px, not an exact x2) and added to that level's lateral.
+
+    Args:
+        lat_layers: one 1x1 conv per level, C5 first. convouts: [C3, C4, C5].
+
+    Returns:
+        ([sum3, sum4, sum5], [lateral3, lateral4, lateral5]), each (B, features, h, w).
+    """
+    n = len(convouts)
+    out: list[torch.Tensor] = [convouts[0]] * n
+    laterals: list[torch.Tensor] = [convouts[0]] * n
+    x = None
+    for k, lat in enumerate(lat_layers):
+        j = n - 1 - k
+        laterals[j] = lat(convouts[j])
+        if x is None:
+            x = laterals[j]
+        else:
+            x = F.interpolate(x, size=convouts[j].shape[-2:], mode="bilinear", align_corners=False) + laterals[j]
+        out[j] = x
+    return out, laterals
+
+
+def fpn_outputs(pred_layers: nn.ModuleList, downsample_layers: nn.ModuleList, sums: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The FPN's 3x3 convs + ReLU per level (``pred_layers``, stored reversed) and the extra
+    levels by stride-2 3x3 convs without ReLU (YolactEdge's ``fpn_phase_2``): [P3, ..., P7]."""
+    n = len(sums)
+    out = list(sums)
+    for k, pred in enumerate(pred_layers):
+        j = n - 1 - k
+        out[j] = F.relu(pred(out[j]))
+    for down in downsample_layers:
+        out.append(down(out[-1]))
+    return out
 
 
 class FPN(nn.Module):
@@ -32,23 +74,8 @@ class FPN(nn.Module):
 
     def forward(self, convouts: list[torch.Tensor]) -> list[torch.Tensor]:
         """[C3, C4, C5] -> [P3, P4, P5, P6, P7], each (B, features, h, w)."""
-        n = len(convouts)
-        out: list[torch.Tensor] = [convouts[0]] * n
-        x = None
-        for k, lat in enumerate(self.lat_layers):
-            j = n - 1 - k
-            lateral = lat(convouts[j])
-            if x is None:
-                x = lateral
-            else:
-                x = F.interpolate(x, size=convouts[j].shape[-2:], mode="bilinear", align_corners=False) + lateral
-            out[j] = x
-        for k, pred in enumerate(self.pred_layers):
-            j = n - 1 - k
-            out[j] = F.relu(pred(out[j]))
-        for down in self.downsample_layers:
-            out.append(down(out[-1]))
-        return out
+        sums, _ = fpn_top_down(self.lat_layers, convouts)
+        return fpn_outputs(self.pred_layers, self.downsample_layers, sums)
 
 
 class Interpolate(nn.Module):
@@ -113,8 +140,19 @@ class Yolact(nn.Module):
         self.cfg = cfg
         self.backbone = build_backbone(cfg.backbone, cfg.tiny_widths)
         in_ch = [self.backbone.channels[i] for i in cfg.selected_layers]
-        self.fpn = FPN(in_ch, cfg.fpn_features, cfg.num_downsample)
-        self.proto_net = make_proto_net(cfg.fpn_features, cfg.proto_channels, cfg.mask_dim)
+        if cfg.fpn_split:
+            from models.yolact.edge import FPNPhase1, FPNPhase2, attach_flow_modules
+
+            # YolactEdge: the same FPN stored in two modules, registered in its order (ProtoNet,
+            # the two phases, the flow modules) so state dicts list their keys as its files do.
+            self.proto_net = make_proto_net(cfg.fpn_features, cfg.proto_channels, cfg.mask_dim)
+            self.fpn_phase_1 = FPNPhase1(in_ch, cfg.fpn_features)
+            self.fpn_phase_2 = FPNPhase2(len(in_ch), cfg.fpn_features, cfg.num_downsample)
+            if cfg.flow is not None:
+                attach_flow_modules(self, cfg)
+        else:
+            self.fpn = FPN(in_ch, cfg.fpn_features, cfg.num_downsample)
+            self.proto_net = make_proto_net(cfg.fpn_features, cfg.proto_channels, cfg.mask_dim)
         # One set of weights shared by all levels (the official modules 1-4 only point to it).
         self.prediction_layers = nn.ModuleList([
             PredictionModule(cfg.fpn_features, cfg.head_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)])
@@ -157,11 +195,19 @@ class Yolact(nn.Module):
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(FPN outputs P3.., backbone outputs)."""
         convouts = self.backbone(x)
-        return self.fpn([convouts[i] for i in self.cfg.selected_layers]), convouts
+        selected = [convouts[i] for i in self.cfg.selected_layers]
+        if self.cfg.fpn_split:
+            return self.fpn_phase_2(self.fpn_phase_1(selected)[0]), convouts
+        return self.fpn(selected), convouts
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Args: x: (B, 3, S, S) normalised image in the configuration's colour order."""
         outs, convouts = self.features(x)
+        return self.predict(outs, convouts)
+
+    def predict(self, outs: list[torch.Tensor], convouts: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The prototypes and head outputs of an FPN pyramid [P3..P7] (``forward``'s dict);
+        ``convouts`` (the backbone outputs) only matter with ``proto_skip_layer``."""
         proto = self.proto_net(outs[0])
         if self.cfg.proto_skip_layer >= 0:
             skip = self.proto_skip(convouts[self.cfg.proto_skip_layer])
@@ -182,7 +228,7 @@ class Yolact(nn.Module):
             "conf": torch.cat(confs, 1),
             "mask": torch.cat(masks, 1),
             "proto": proto,
-            "priors": self.priors_for(sizes, x.device),
+            "priors": self.priors_for(sizes, outs[0].device),
         }
         if self.training:
             result["segm"] = self.semantic_seg_conv(outs[0])
