@@ -48,14 +48,27 @@ def rle_encode(mask: np.ndarray) -> dict:
     if mask.ndim != 2:
         raise ValueError(f"mask: expected (H, W), got {mask.shape}")
     h, w = mask.shape
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    if flat.size == 0:
+    if h * w == 0:
         return {"size": [h, w], "counts": ""}
+    # Only the columns that hold the object are scanned (an instance mask is mostly empty): in
+    # column-major order they are one contiguous stretch, with zeros before and after it.
+    cols = np.flatnonzero(np.asarray(mask, dtype=bool).any(axis=0))
+    if len(cols) == 0:
+        return {"size": [h, w], "counts": _counts_to_string([h * w])}
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    flat = np.asarray(mask[:, x0:x1], dtype=bool).ravel(order="F")
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     bounds = np.concatenate(([0], change, [flat.size]))
     counts = np.diff(bounds).tolist()
     if flat[0]:
         counts.insert(0, 0)
+    counts[0] += x0 * h
+    after = (w - x1) * h
+    if after:
+        if flat[-1]:
+            counts.append(after)
+        else:
+            counts[-1] += after
     return {"size": [h, w], "counts": _counts_to_string(counts)}
 
 
