@@ -280,33 +280,67 @@ def make_source_like(graph: Graph):
 
 
 def _print_pipeline_bench(doc: dict) -> None:
-    print(f"pipeline: {doc['frames_out']} frames, {doc['fps']:.2f} fps end to end, latency p50 "
-          f"{doc['latency_ms']['p50']:.0f} ms p95 {doc['latency_ms']['p95']:.0f} ms")
+    lat = doc["latency_ms"]
+    src = doc.get("source") or {}
+    print(f"pipeline: {doc['frames_out']} of {doc['frames_in']} frames out ({doc['frames_dropped']} dropped), "
+          f"{doc['fps']:.2f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms p99 {lat['p99']:.0f} ms"
+          + (f"; source paced at {src['paced_fps']:g} fps" if "paced_fps" in src else ""))
+    if "in_flight" in doc:
+        print(f"  frames in flight: at most {doc['in_flight']['peak']} (limit {doc['in_flight']['limit']})")
+    extra = doc.get("extra", {})
+    sched, carry, tracks = extra.get("schedule"), extra.get("carry"), extra.get("track")
+    if sched:
+        print(f"  schedule: every {sched['every']} (fixed {sched['fixed'] or 'none'}), model CPU per run "
+              f"{sched['cost_ms']} ms, rest {sched['base_ms']} ms per frame, budget {sched['budget_ms']} ms per frame "
+              f"({sched['cores']} cores at {sched['target_fps']:g} fps), plan changes {sched['plan_changes']}")
+    if carry:
+        total = {k: carry["fresh"][k] + carry["carried"][k] for k in carry["fresh"]}
+        print("  freshness: " + ", ".join(
+            f"{k} fresh on {carry['fresh'][k]} of {total[k]} frames, carried on {carry['carried'][k]} "
+            f"(oldest {carry['max_age_frames'][k]} frames)" for k in carry["fresh"]))
+    if tracks:
+        print(f"  tracks: started {tracks['tracks_started']}, confirmed {tracks['tracks_confirmed']}, confirmed and ended "
+              f"under 5 frames {tracks['confirmed_under_5_frames']} ({100 * tracks['confirmed_short_share']:.1f} %), "
+              f"alive at the end {tracks['confirmed_alive_at_end']}")
+    print("  per-stage profile (wall p50/p95 per frame; CPU: the stage thread's own time per frame):")
     for name, st in doc["stages"].items():
         print(f"  {name:<18} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  CPU {st['cpu_mean_ms']:7.2f} ms/frame")
+    cpu = sum(st["cpu_mean_ms"] for st in doc["stages"].values())
+    print(f"  {'all stages':<18} CPU {cpu:.1f} ms per frame (2 cores hold {2000 / max(cpu, 1e-9):.1f} fps of that)")
     if "model_only_fps" in doc:
         print(f"  models alone: {doc['model_only_fps']:.2f} fps ({doc['model_only_ms']} ms per frame); "
               f"efficiency {doc['efficiency']:.2f}")
 
 
 def plot_stages(doc: dict, path: str) -> None:
-    """A bar chart of per-stage p50 latency (PNG, OpenCV)."""
+    """Per-stage p50 wall time and mean CPU time per frame as bars, with the run's fps, latency,
+    drops and freshness in the title lines (PNG, OpenCV)."""
     import cv2
     import numpy as np
 
     stages = list(doc["stages"].items())
-    w, h, left = 760, 80 + 34 * len(stages), 200
+    w, h, left = 860, 110 + 34 * len(stages), 200
     img = np.full((h, w, 3), 255, np.uint8)
-    cv2.putText(img, f"{doc['fps']:.1f} fps end to end, p50 latency {doc['latency_ms']['p50']:.0f} ms", (10, 26),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    top = max(st["p50_ms"] for _, st in stages) or 1.0
+    lat = doc["latency_ms"]
+    lines = [f"{doc['fps']:.1f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms, "
+             f"{doc['frames_out']}/{doc['frames_in']} frames out"]
+    carry = doc.get("extra", {}).get("carry")
+    if carry:
+        lines.append("fresh/carried: " + ", ".join(f"{k} {carry['fresh'][k]}/{carry['carried'][k]}" for k in carry["fresh"])
+                     + "   bars: blue wall p50, orange CPU per frame")
+    for i, text in enumerate(lines):
+        cv2.putText(img, text, (10, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    top = max(max(st["p50_ms"], st["cpu_mean_ms"]) for _, st in stages) or 1.0
     for i, (name, st) in enumerate(stages):
-        y = 50 + 34 * i
-        bar = int((w - left - 90) * st["p50_ms"] / top)
-        cv2.rectangle(img, (left, y), (left + max(bar, 1), y + 24), (60, 140, 200), -1)
+        y = 74 + 34 * i
+        scale = (w - left - 110) / top
+        bar = int(scale * st["p50_ms"])
+        cbar = int(scale * st["cpu_mean_ms"])
+        cv2.rectangle(img, (left, y), (left + max(bar, 1), y + 12), (200, 140, 60), -1)
+        cv2.rectangle(img, (left, y + 13), (left + max(cbar, 1), y + 25), (40, 140, 240), -1)
         cv2.putText(img, name, (10, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f"{st['p50_ms']:.1f} ms", (left + max(bar, 1) + 6, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{st['p50_ms']:.1f} / {st['cpu_mean_ms']:.1f} ms", (left + max(bar, cbar, 1) + 6, y + 18),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.imwrite(path, img)
 
 

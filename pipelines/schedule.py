@@ -63,9 +63,10 @@ class ModelScheduler:
 
     where ``cost[key]`` is the model's measured CPU time per run (its stages' thread time,
     exponentially averaged) and ``base`` the rest of the process's CPU time per frame (decoding,
-    tracking, carrying, overlay, sinks), measured over the last window. Plans are ranked by their
-    sparsest cadence, then by the sum of cadences, then by the first key's cadence (the first
-    key, instances, is kept the freshest: tracking needs it most). Until every automatic model
+    tracking, carrying, overlay, sinks), measured over the last window. Plans are ranked by the
+    first key's cadence (instances: tracking needs them fresh, and carried masks of small
+    moving objects lose more accuracy than carried class maps of a road scene,
+    ``bench/scheduling.py``), then by their sparsest cadence, then by the sum of cadences. Until every automatic model
     has been measured twice all models run on every frame. The plan is revised every
     ``replan_frames`` frames; a denser plan is taken only if it fits 90 % of the budget, so the
     plan does not flap at the edge.
@@ -173,7 +174,7 @@ class ModelScheduler:
         candidates = []
         for combo in itertools.product(range(1, self.max_every + 1), repeat=len(auto)):
             every = {**self.fixed, **dict(zip(auto, combo))}
-            rank = (max(combo), sum(combo), combo)
+            rank = (every[self.keys[0]], max(combo), sum(combo), combo)
             candidates.append((rank, every))
         candidates.sort(key=lambda c: c[0])
         current = dict(self.every)

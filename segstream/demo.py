@@ -149,21 +149,43 @@ def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: 
             a camera would see; False: as a file (every frame, as fast as the CPU allows).
         overrides: config ``section.key=value`` settings (as ``segstream run --set``).
     """
-    import itertools
-
-    from models.synthetic.dataset import write_clip
-    from models.synthetic.scene import SceneConfig, SceneSequence
-    from pipelines.app import make_graph, run_graph, write_json
-    from pipelines.config import load_config
-
     for path in (instances_artifact, semantic_artifact):
         if not os.path.isfile(path):
             raise ConfigError(f"{path} is missing: the embedded models ship with the repository "
                               "(see README, 'Embedded models', for the commands that rebuild them)")
     clip_dir = os.path.join(out, "clip")
-    fps = 15.0
+    make_clip(clip_dir, frames, width, height, seed)
+    return score_clip(clip_dir, out, frames=frames, instances_artifact=instances_artifact,
+                      semantic_artifact=semantic_artifact, live=live, overrides=overrides)
+
+
+DEMO_FPS = 15.0
+
+
+def make_clip(clip_dir: str, frames: int, width: int = 1280, height: int = 720, seed: int = 2024,
+              fps: float = DEMO_FPS) -> str:
+    """Writes a generated road clip with per-frame ground truth into ``clip_dir``."""
+    import itertools
+
+    from models.synthetic.dataset import write_clip
+    from models.synthetic.scene import SceneConfig, SceneSequence
+
     seq = SceneSequence(seed, SceneConfig(width=width, height=height, fps=fps))
     write_clip(itertools.islice(seq, frames), clip_dir, fps=fps)
+    return clip_dir
+
+
+def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_artifact: str = INSTANCES_ARTIFACT,
+               semantic_artifact: str = SEMANTIC_ARTIFACT, live: bool = True, overrides: tuple[str, ...] = (),
+               fps: float = DEMO_FPS, progress: bool = True) -> dict:
+    """Runs the dashcam pipeline on a generated clip and scores it against its ground truth.
+
+    Writes ``overlay.mp4``, ``results.jsonl``, ``metrics.json`` and ``accuracy.json`` into ``out``
+    and returns the summary (see ``run_demo`` for ``live`` and ``overrides``).
+    """
+    from pipelines.app import make_graph, run_graph, write_json
+    from pipelines.config import load_config
+
     config = load_config(None, list(overrides))
     config.source.uri = os.path.join(clip_dir, "clip.mp4")
     if live and not any(o.startswith("schedule.target_fps") for o in overrides):
@@ -174,7 +196,7 @@ def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: 
     config.output.uris = [os.path.join(out, "overlay.mp4"), os.path.join(out, "results.jsonl")]
     gt = GroundTruthSink(clip_dir)
     graph = make_graph(config, extra_sinks=[gt], pace_fps=fps if live else None)
-    report, _ = run_graph(graph, progress=True, total=frames)
+    report, _ = run_graph(graph, progress=progress, total=frames)
     write_json(os.path.join(out, "metrics.json"), report.metrics)
     if report.error is not None:
         raise report.error
@@ -189,7 +211,6 @@ def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: 
                "accuracy": acc.__dict__}
     write_json(os.path.join(out, "accuracy.json"), summary)
     return summary
-
 
 
 def demo_command(args) -> int:
