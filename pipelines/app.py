@@ -90,6 +90,8 @@ def make_graph(config: AppConfig, max_frames: int | None = None, extra_sinks=(),
         pace_fps: play the source as a live camera of this rate (``PacedSource``); None: as it is.
     """
     source = make_source(config)
+    if pace_fps is None and config.source.pace_fps > 0:
+        pace_fps = config.source.pace_fps
     if pace_fps is not None:
         source = PacedSource(source, pace_fps or None)
     steps = build_pipeline(config)
@@ -356,7 +358,8 @@ def bench_command(args) -> int:
                   f"p99 {doc['latency_ms']['p99']:.2f} ms")
         else:
             config = _config_from_args(args)
-            config.output.uris = ["null://"]
+            if not any(o.startswith("output.uris") for o in args.set or []):
+                config.output.uris = ["null://"]  # the pipeline's own cost; --set output.uris=[...] to include sinks
             graph = make_graph(config, max_frames=args.max_frames)
             # Models alone first (the run closes the backends), on the same backends and threads.
             model_only = model_only_fps(graph)

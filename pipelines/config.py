@@ -26,18 +26,24 @@ class SourceConfig:
         max_in_flight_file: files and other sources that never drop: frames between source and
             sinks at once; the source waits at the limit, so latency stays a few frame times
             instead of the depth of every queue (0: no limit, queues fill).
+        pace_fps: > 0: play a recorded source (file, folder, generated frames) as a live camera
+            of this rate: frames are released on the clock and those the pipeline cannot take
+            in time are dropped and counted (benchmarks of live behaviour; 0: off).
     """
 
     uri: str = "synthetic://?width=1280&height=720&fps=30&frames=300"
     policy: str = "auto"
     max_in_flight: int = 2
     max_in_flight_file: int = 3
+    pace_fps: float = 0.0
 
     def __post_init__(self) -> None:
         if self.policy not in ("auto", "block", "latest"):
             raise ValueError(f"source.policy must be 'auto', 'block' or 'latest', got {self.policy!r}")
         if self.max_in_flight < 0:
             raise ValueError(f"source.max_in_flight must be >= 0, got {self.max_in_flight}")
+        if self.pace_fps < 0:
+            raise ValueError(f"source.pace_fps must be >= 0, got {self.pace_fps}")
         if self.max_in_flight_file < 0:
             raise ValueError(f"source.max_in_flight_file must be >= 0, got {self.max_in_flight_file}")
 
