@@ -35,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[2024])
     ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument("--fps", type=float, default=15.0, help="frame rate of the generated clips (the demo's: 15)")
     ap.add_argument("--schedules", nargs="+", default=["off", "2,2", "2,3", "auto"])
     ap.add_argument("--out", default="out/scheduling")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
@@ -42,12 +43,12 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for seed in args.seeds:
-        clip_dir = os.path.join(args.out, f"clip_{seed}")
+        clip_dir = os.path.join(args.out, f"clip_{seed}_{args.frames}_{args.fps:g}fps")
         if not os.path.isfile(os.path.join(clip_dir, "clip.mp4")):
-            make_clip(clip_dir, args.frames, seed=seed)
+            make_clip(clip_dir, args.frames, seed=seed, fps=args.fps)
         for schedule in args.schedules:
-            out = os.path.join(args.out, f"run_{seed}_{schedule.replace(',', '_')}")
-            s = score_clip(clip_dir, out, frames=args.frames, live=False, progress=False,
+            out = os.path.join(args.out, f"run_{seed}_{args.fps:g}fps_{schedule.replace(',', '_')}")
+            s = score_clip(clip_dir, out, frames=args.frames, live=False, progress=False, fps=args.fps,
                            overrides=tuple(overrides_for(schedule) + args.set))
             acc, t = s["accuracy"], s["tracks"] or {}
             row = {"seed": seed, "schedule": schedule, "fps": s["fps"], "latency_ms": s["latency_ms"],

@@ -323,10 +323,15 @@ class MotionField:
     def grey(self, image_bgr: np.ndarray) -> np.ndarray:
         """(h, width) uint8 grey copy of a frame."""
         h, w = image_bgr.shape[:2]
+        step = max(1, w // self.width)
+        # Every step-th pixel, then a resize to the exact width: a quarter of the cost of an
+        # area resize of the whole 720p frame, and the flow does not need the anti-aliasing.
+        sub = cv2.cvtColor(np.ascontiguousarray(image_bgr[::step, ::step]), cv2.COLOR_BGR2GRAY)
         small_w = min(self.width, w)
         small_h = max(1, round(h * small_w / w))
-        small = cv2.resize(image_bgr, (small_w, small_h), interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        if sub.shape[:2] != (small_h, small_w):
+            sub = cv2.resize(sub, (small_w, small_h), interpolation=cv2.INTER_LINEAR)
+        return sub
 
     def flow(self, grey_from: np.ndarray, grey_to: np.ndarray) -> np.ndarray:
         """(h, w, 2) float32 displacement in low-resolution pixels: from(x) ~ to(x + flow(x))."""
