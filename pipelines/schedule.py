@@ -16,8 +16,9 @@ model gets a sparser cadence by itself.
 did not run, puts a copy warped to the current frame in its place: instance masks and boxes
 shifted by their tracked motion (box-centre velocity of the track id over its last fresh
 frames) or, for a track seen once, by the median optical flow inside the middle of its mask;
-class maps and the drivable area remapped by the flow field (OpenCV's DIS optical flow at low
-resolution, from the result's own frame to the current one, so warps never accumulate). Every frame gets ``results["freshness"]``: per
+class maps and the drivable area remapped by the backward flow field (OpenCV's DIS optical
+flow at low resolution, between the result's own frame and the current one, so warps never
+accumulate). Every frame gets ``results["freshness"]``: per
 model, whether the result is fresh, which frame it came from and how old it is in frames and
 milliseconds of media time. It is published with the results (JSON Lines, WebSocket).
 """
@@ -417,12 +418,16 @@ def _flow_shift(inst: Instances, i: int, flow: np.ndarray, box: tuple[int, int, 
     return float(np.median(v[:, 0])) / sx, float(np.median(v[:, 1])) / sy
 
 
-def warp_semantic(sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_width: int = 640) -> SemanticMap:
+def warp_semantic(sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_width: int = 640,
+                  backward: bool = False) -> SemanticMap:
     """The class map (and drivable mask) remapped by the flow, at no more than ``max_width``
     columns and resized back (nearest). Returns a new SemanticMap without probabilities.
 
-    The backward map at each pixel uses minus the forward flow at that pixel: right for the
-    smooth motion of road scenes, approximate at object edges.
+    Args:
+        flow: with ``backward``, the flow from the target frame to the map's frame (exact:
+            target(x) = map(x + flow(x))); otherwise the forward flow, and the backward map at
+            each pixel is minus the forward flow there (right for smooth motion, approximate at
+            object edges).
     """
     h, w = sem.size_hw
     step = max(1, -(-w // max_width))
@@ -434,8 +439,9 @@ def warp_semantic(sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_w
     f = cv2.resize(flow, (sw, sh), interpolation=cv2.INTER_LINEAR)
     fx_scale, fy_scale = sw / flow.shape[1], sh / flow.shape[0]
     xs, ys = motion.grid(sh, sw)
-    map_x = xs - f[..., 0] * fx_scale
-    map_y = ys - f[..., 1] * fy_scale
+    sign = 1.0 if backward else -1.0
+    map_x = xs + sign * fx_scale * f[..., 0]
+    map_y = ys + sign * fy_scale * f[..., 1]
     warped = cv2.remap(src, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
     if warped.ndim == 2:
         warped = warped[..., None]
@@ -498,15 +504,21 @@ class CarryStage(Stage):
                 dt = t_ms - old.t_ms
                 shifts = np.array([old.velocity[t] * dt if t in old.velocity else (np.nan, np.nan)
                                    for t in old.value.track_ids.tolist()], np.float64).reshape(-1, 2)
-            flow = flows.get(old.seq)
-            if flow is None and (shifts is None or not np.isfinite(shifts).all()):
-                if grey is None:
-                    grey = self.motion.grey(frame.image_bgr)
-                flow = flows[old.seq] = self.motion.flow(old.grey, grey)
             if isinstance(old.value, Instances):
+                flow = flows.get(old.seq)
+                if flow is None and (shifts is None or not np.isfinite(shifts).all()):
+                    if grey is None:
+                        grey = self.motion.grey(frame.image_bgr)
+                    flow = flows[old.seq] = self.motion.flow(old.grey, grey)
                 frame.results[key] = warp_instances(old.value, flow, frame.size_hw, shifts)
             elif isinstance(old.value, SemanticMap):
-                frame.results[key] = warp_semantic(old.value, flow, self.motion)
+                # The backward flow (current frame -> the map's frame) remaps the map exactly.
+                if grey is None:
+                    grey = self.motion.grey(frame.image_bgr)
+                back = flows.get(-1 - old.seq)
+                if back is None:
+                    back = flows[-1 - old.seq] = self.motion.flow(grey, old.grey)
+                frame.results[key] = warp_semantic(old.value, back, self.motion, backward=True)
             else:
                 frame.results[key] = old.value
             age = frame.seq - old.seq

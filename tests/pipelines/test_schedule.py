@@ -106,10 +106,13 @@ def test_carried_class_map_follows_the_camera_motion():
     sem0 = SemanticMap(class_ids=region0.astype(np.uint8) * 13, class_names=tuple(str(i) for i in range(19)),
                        drivable_mask=region0.copy())
     img3, truth = view(3)
-    carried = warp_semantic(sem0, motion.flow(motion.grey(img0), motion.grey(img3)), motion)
-    assert carried.class_ids.shape == (H, W) and carried.class_ids.dtype == np.uint8
-    assert _iou(carried.class_ids == 13, truth) > 0.95 > 0.9 > _iou(region0, truth)
-    assert _iou(carried.drivable_mask, truth) > 0.95
+    for backward in (False, True):
+        g0, g3 = motion.grey(img0), motion.grey(img3)
+        flow = motion.flow(g3, g0) if backward else motion.flow(g0, g3)
+        carried = warp_semantic(sem0, flow, motion, backward=backward)
+        assert carried.class_ids.shape == (H, W) and carried.class_ids.dtype == np.uint8
+        assert _iou(carried.class_ids == 13, truth) > 0.95 > 0.9 > _iou(region0, truth)
+        assert _iou(carried.drivable_mask, truth) > 0.95
 
 
 def test_scheduler_runs_models_in_staggered_phases_and_adapts_to_costs():
