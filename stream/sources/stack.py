@@ -11,7 +11,9 @@ slice order, each frame carrying its pixel spacing and slice thickness in ``Fram
   RescaleIntercept are applied (CT: Hounsfield units) before the window.
 - Spacing: what the URI says wins, then the DICOM header; a pipeline may fill in what is still
   unknown from its configuration. The window: the URI's, then the DICOM header's, else the
-  series' value range (a first pass over the slices); 8-bit slices without a window go as they are.
+  series' value range (a first pass over the slices); 8-bit slices go as they are. A window
+  given for 8-bit image slices is refused: they hold display values already, and a window meant
+  for raw values (``40,400`` for Hounsfield units) would change what the model sees.
 
 Every slice must have the size of the first; a slice that differs or cannot be read stops the
 stream with a SourceError after the slices before it.
@@ -101,6 +103,33 @@ class _Slice:
     position_mm: float | None = None
 
 
+@dataclass(frozen=True)
+class SeriesInfo:
+    """What a series is, known before any slice goes to a model (``SliceStackSource.scan``).
+
+    Attributes:
+        folder: the series' folder.
+        slice_count: number of slices.
+        size_hw: (H, W) of the first slice.
+        dtype: the first slice's stored type as numpy names it ("uint8", "uint16", ...).
+        dicom: a DICOM series.
+        spacing_mm: (row, column) from the URI or the header; None where unknown.
+        thickness_mm: slice thickness from the URI or the header; None where unknown.
+        slice_spacing_mm: distance between slice centres (DICOM positions); None where unknown.
+        window: the window given (URI or header); None: none given.
+    """
+
+    folder: str
+    slice_count: int
+    size_hw: tuple[int, int]
+    dtype: str
+    dicom: bool
+    spacing_mm: tuple[float, float] | None
+    thickness_mm: float | None
+    slice_spacing_mm: float | None
+    window: Window | None
+
+
 class SliceStackSource(Source):
     """The slices of one series, in order, as 8-bit BGR frames with slice metadata.
 
@@ -134,9 +163,42 @@ class SliceStackSource(Source):
         self._rescale: list[tuple[float, float]] = []
         self._convert = ImageConverter(self.name)
         self._pydicom = None
+        self._info: SeriesInfo | None = None
 
     # -- opening ------------------------------------------------------------------------------
+    def scan(self) -> SeriesInfo:
+        """Lists the series, reads the DICOM headers and the first slice, and checks the window
+        against the slices' type; no model sees anything yet. ``open`` calls it (once).
+
+        Raises:
+            SourceError: no folder, no slices, a mixed or unreadable series.
+            ConfigError: a window given for 8-bit image slices.
+        """
+        if self._info is not None:
+            return self._info
+        self._list()
+        first = self._raw(0)
+        if self.window is not None and not self.dicom and first.dtype == np.uint8:
+            lo, hi = (int(v) for v in self.window.apply(np.array([0, 255])))
+            raise ConfigError(
+                f"{self.folder}: window={self.window.center:g},{self.window.width:g} given for 8-bit slices "
+                f"({os.path.basename(self._slices[0].path)}); a window maps raw values (16-bit slices, DICOM "
+                f"Hounsfield units) to 0-255, and these slices hold display values 0-255 already (it would turn "
+                f"0..255 into {lo}..{hi} and change what the model sees); drop window= for 8-bit slices, or give "
+                "the 16-bit or DICOM series")
+        self._info = SeriesInfo(
+            folder=self.folder, slice_count=len(self._slices), size_hw=(int(first.shape[0]), int(first.shape[1])),
+            dtype=str(first.dtype), dicom=self.dicom,
+            spacing_mm=None if self.spacing_mm is None else (float(self.spacing_mm[0]), float(self.spacing_mm[1])),
+            thickness_mm=self.thickness_mm, slice_spacing_mm=self._slice_spacing_mm, window=self.window)
+        return self._info
+
     def open(self) -> None:
+        self.scan()
+        if self.window is None:
+            self.window = self._series_window()
+
+    def _list(self) -> None:
         if not os.path.isdir(self.folder):
             raise SourceError(f"{self.folder}: not a folder; give the folder that holds the series' slices")
         names = sorted((n for n in os.listdir(self.folder) if n.upper() != "DICOMDIR"), key=natural_key)
@@ -153,8 +215,6 @@ class SliceStackSource(Source):
         else:
             self._slices = [_Slice(p) for p in images]
         self.frame_count = len(self._slices)
-        if self.window is None:
-            self.window = self._series_window()
 
     def _open_dicom(self, paths: list[str]) -> None:
         try:

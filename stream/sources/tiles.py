@@ -9,6 +9,13 @@ installed; without it, coordinates stay in pixels and a note says so. The ground
 distance (metres per pixel) comes from ``gsd=``, else from a projected geotransform; a pipeline
 may fill it in from its configuration.
 
+Overlap: a model whose output depends on where a pixel sits in its input (zero padding, a wide
+receptive field, global pooling, a learned layout prior) needs neighbouring tiles to overlap by
+more than twice the width of that border effect, so that the middle of every overlap, where the
+blend hands over from one tile to the next, lies outside it in both tiles (about four times for
+an exact result where four tiles meet). The default, half the tile's shorter side (256 px for
+512x512 tiles), was chosen by measuring the seams of the embedded DeepLab (README, "Satellite").
+
 The whole image is decoded once into memory (3 bytes per pixel); tiles are views of it.
 """
 
@@ -74,6 +81,11 @@ def tile_grid(size_hw: tuple[int, int], tile_hw: tuple[int, int], overlap: int) 
     return tiles
 
 
+def default_overlap(tile_hw: tuple[int, int]) -> int:
+    """Half the tile's shorter side: 256 px for 512x512 tiles (see the module notes)."""
+    return min(tile_hw) // 2
+
+
 def read_georeference(path: str) -> tuple[tuple[float, ...] | None, str | None, bool]:
     """(GDAL geotransform, CRS string, CRS is geographic) of a GeoTIFF via rasterio, if installed.
 
@@ -101,7 +113,7 @@ class TileSource(Source):
         path: the image (PNG, JPEG, TIFF/GeoTIFF).
         tile_hw: tile size in pixels (the model's input size suits best).
         overlap: pixels shared by neighbouring tiles (blending hides the seams there); None:
-            an eighth of the tile's shorter side (of the image's, when it is smaller than a tile).
+            ``default_overlap`` of the tile (of the image, when it is smaller than a tile).
         gsd_m: ground sampling distance, metres per pixel; overrides the geotransform's.
 
     ``Frame.metadata`` of each tile: ``map`` (path), ``map_size_hw``, ``tile`` (index, y0, x0,
@@ -127,10 +139,33 @@ class TileSource(Source):
         self.tiles: list[Tile] = []
         self._image: np.ndarray | None = None
         self._index = 0
+        self._scanned = False
 
-    def open(self) -> None:
+    def scan(self) -> None:
+        """Checks the file and reads its georeferencing and GSD without decoding the image, so a
+        pipeline can refuse a run before any output is created. ``open`` calls it (once).
+
+        Raises:
+            SourceError: no such file, or not an image format OpenCV reads.
+            ConfigError: an overlap not smaller than the tile.
+        """
+        if self._scanned:
+            return
+        if self.overlap is not None and self.overlap >= min(self.tile_hw):
+            raise ConfigError(f"{self.path}: overlap {self.overlap} must be smaller than the tile "
+                              f"({self.tile_hw[0]}x{self.tile_hw[1]}); lower overlap= or raise tile=")
         if not os.path.isfile(self.path):
             raise SourceError(f"{self.path}: no such image; check the path")
+        if not cv2.haveImageReader(self.path):
+            raise SourceError(f"{self.path}: not an image OpenCV can read (PNG, JPEG, TIFF); check or convert the file")
+        self.geotransform, self.crs, geographic = read_georeference(self.path)
+        if self.gsd_m is None and self.geotransform is not None and not geographic:
+            _, dx, rx, _, ry, dy = self.geotransform
+            self.gsd_m = math.sqrt(abs(dx * dy - rx * ry))
+        self._scanned = True
+
+    def open(self) -> None:
+        self.scan()
         raw = cv2.imread(self.path, cv2.IMREAD_UNCHANGED)
         if raw is None:
             raise SourceError(f"{self.path}: not an image OpenCV can read (PNG, JPEG, TIFF); check or convert the file")
@@ -139,14 +174,10 @@ class TileSource(Source):
         h, w = image.shape[:2]
         tile_hw = (min(self.tile_hw[0], h), min(self.tile_hw[1], w))
         if self.overlap is None:
-            self.overlap = min(tile_hw) // 8
+            self.overlap = default_overlap(tile_hw)
         elif self.overlap >= min(tile_hw):
             raise ConfigError(f"{self.path}: overlap {self.overlap} must be smaller than the tile "
                               f"({tile_hw[0]}x{tile_hw[1]}); lower overlap= or raise tile=")
-        self.geotransform, self.crs, geographic = read_georeference(self.path)
-        if self.gsd_m is None and self.geotransform is not None and not geographic:
-            _, dx, rx, _, ry, dy = self.geotransform
-            self.gsd_m = math.sqrt(abs(dx * dy - rx * ry))
         self.tiles = tile_grid((h, w), tile_hw, self.overlap)
         self.frame_count = len(self.tiles)
         self._image = image

@@ -71,7 +71,7 @@ def _mixed_sizes(d):
 
 
 def _unreadable(d):
-    disc_slices(d, radii=(3, 4), dtype=np.uint8, background=10, disc=200)
+    disc_slices(d, radii=(3, 4))  # 16-bit: a window for 8-bit slices is refused (test below)
     (d / "slice_3.png").write_bytes(b"not a png")
 
 
@@ -175,3 +175,31 @@ def test_slice_metadata_travels_with_each_frame_to_the_jsonl_sink(tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["metadata"]["slice_index"] for r in records] == [0, 1, 2]
     assert records[2]["metadata"]["spacing_mm"] == [0.5, 0.5]
+
+
+def test_a_window_for_8_bit_slices_is_refused_by_scan_before_any_read(tmp_path):
+    disc_slices(tmp_path / "s", radii=(3, 4), dtype=np.uint8, background=10, disc=200)
+    src = open_source(f"stack://{tmp_path}/s?spacing=1&thickness=1&window=40,400")
+    with pytest.raises(ConfigError, match=r"window=40,400 given for 8-bit slices \(slice_1.png\).*drop window="):
+        src.scan()
+    info = open_source(f"stack://{tmp_path}/s?spacing=1&thickness=1").scan()  # without one: as they are
+    assert info.dtype == "uint8" and info.window is None and info.size_hw == (64, 80) and info.slice_count == 2
+
+
+def test_scan_knows_the_series_before_the_slices_are_read(tmp_path):
+    disc_slices(tmp_path / "s", radii=(3, 4, 5))
+    src = open_source(f"stack://{tmp_path}/s?spacing=0.5x0.6&window=2000,4000")
+    info = src.scan()
+    assert (info.slice_count, info.dtype, info.spacing_mm, info.thickness_mm) == (3, "uint16", (0.5, 0.6), None)
+    assert src.stats()["slices_read"] == 0
+
+
+def test_tiles_default_overlap_is_half_the_tile_and_scan_reads_no_pixels(tmp_path):
+    cv2.imwrite(str(tmp_path / "m.png"), np.zeros((300, 400, 3), np.uint8))
+    src = open_source(f"tiles://{tmp_path}/m.png?tile=128x96&gsd=0.5")
+    src.scan()
+    assert src.gsd_m == 0.5 and src._image is None
+    items = _read_all(src)
+    assert items[0].metadata["overlap"] == 48
+    with pytest.raises(SourceError, match="no such image"):
+        open_source(f"tiles://{tmp_path}/none.png").scan()
