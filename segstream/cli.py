@@ -192,13 +192,21 @@ def _add_bench(sub) -> None:
     pc.add_argument("--plot", help="write a bar chart (PNG)")
 
 
+#: ``generate`` defaults by kind: count, width, height.
+_GENERATE_DEFAULTS = {"images": (100, 1280, 720), "video": (100, 1280, 720), "slices": (40, 256, 256),
+                      "tiles": (1, 3000, 2000)}
+
+
 def _add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="generate synthetic road scenes with ground truth (images or a video clip)")
+    p = sub.add_parser("generate", help="generate synthetic road scenes with ground truth (images or a video clip), "
+                       "or measurement data with known areas and volumes (slices, tiles)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--kind", choices=["images", "video"], default="images")
-    p.add_argument("--count", type=int, default=100, help="images, or frames of the clip")
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--kind", choices=list(_GENERATE_DEFAULTS), default="images",
+                   help="images/video: road scenes; slices: a phantom slice stack for the medical pipeline; tiles: "
+                        "a large map for the satellite pipeline (both with ground_truth.json and a reference model)")
+    p.add_argument("--count", type=int, help="images, frames of the clip, or slices (default 100; slices 40)")
+    p.add_argument("--width", type=int, help="pixels (default 1280; slices 256, tiles 3000)")
+    p.add_argument("--height", type=int, help="pixels (default 720; slices 256, tiles 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
 
@@ -262,10 +270,20 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return bench_command(args)
     if cmd == "generate":
-        from models.synthetic.commands import generate
+        from models.synthetic.commands import generate, generate_measured
 
+        count, width, height = _GENERATE_DEFAULTS[args.kind]
+        args.count = count if args.count is None else args.count
+        args.width = width if args.width is None else args.width
+        args.height = height if args.height is None else args.height
         if args.count < 1 or args.width < 16 or args.height < 16 or args.fps <= 0:
             raise ConfigError("generate: --count must be >= 1, --width/--height >= 16 and --fps > 0")
+        if args.kind in ("slices", "tiles"):
+            measured = generate_measured(args)
+            what = f"{measured.count} slices" if args.kind == "slices" else f"a map of {measured.count} regions"
+            print(f"generate: wrote {what}, their labels, a reference model and {measured.ground_truth}")
+            print(f"generate: measure them with\n  {measured.command}\nand compare with the ground truth")
+            return EXIT_OK
         result = generate(args)
         print(f"generate: wrote {result.count} {'frames' if args.kind == 'video' else 'images'} to {result.main_file}")
         return EXIT_OK

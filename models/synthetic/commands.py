@@ -1,4 +1,5 @@
-"""`segstream generate`: write synthetic road scenes or a clip with ground truth."""
+"""`segstream generate`: write synthetic road scenes or a clip with ground truth, or measurement
+data with known areas and volumes (`phantoms`)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.synthetic.dataset import write_clip, write_image_set
+from models.synthetic.phantoms import PhantomResult
 from models.synthetic.scene import SceneConfig, SceneSequence, generate_scene
 
 
@@ -52,3 +54,22 @@ def generate(args: argparse.Namespace) -> GenerateResult:
         sequence = SceneSequence(int(args.seed), config)
         main = write_clip((sequence.next_sample() for _ in range(args.count)), out, config.fps)
     return GenerateResult(out, main, int(args.count))
+
+
+def generate_measured(args: argparse.Namespace) -> PhantomResult:
+    """Measurement data for the medical (``kind`` "slices") or satellite ("tiles") pipeline.
+
+    Args:
+        args: namespace with `out`, `kind`, `count` (slices), `width`, `height` and `seed`.
+
+    Returns:
+        What `models.synthetic.phantoms.write_slices` or `write_map` wrote.
+    """
+    from models.synthetic.phantoms import write_map, write_slices
+
+    size_hw = (int(args.height), int(args.width))
+    if args.kind == "slices":
+        return write_slices(str(args.out), count=int(args.count), size_hw=size_hw, seed=int(args.seed))
+    if args.kind == "tiles":
+        return write_map(str(args.out), size_hw=size_hw, seed=int(args.seed))
+    raise ValueError(f"expected kind 'slices' or 'tiles', got {args.kind!r}")
