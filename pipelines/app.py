@@ -294,7 +294,8 @@ def _print_pipeline_bench(doc: dict) -> None:
     if sched:
         print(f"  schedule: every {sched['every']} (fixed {sched['fixed'] or 'none'}), model CPU per run "
               f"{sched['cost_ms']} ms, rest {sched['base_ms']} ms per frame, budget {sched['budget_ms']} ms per frame "
-              f"({sched['cores']} cores at {sched['target_fps']:g} fps), plan changes {sched['plan_changes']}")
+              f"({sched['cores']} cores, {sched.get('cores_obtained')} obtained, at {sched['target_fps']:g} fps), "
+              f"plan changes {sched['plan_changes']}")
     if carry:
         total = {k: carry["fresh"][k] + carry["carried"][k] for k in carry["fresh"]}
         print("  freshness: " + ", ".join(

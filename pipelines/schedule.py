@@ -62,7 +62,9 @@ class ModelScheduler:
 
         base + sum(cost[key] / every[key]) <= cores * 1000 / target_fps * cpu_share   (ms)
 
-    where ``cost[key]`` is the model's measured CPU time per run (its stages' thread time,
+    (``cores`` is lowered to the CPU time this process actually got per wall second when frames
+    come slower than ``target_fps``: other processes may hold some of the cores), where
+    ``cost[key]`` is the model's measured CPU time per run (its stages' thread time,
     exponentially averaged) and ``base`` the rest of the process's CPU time per frame (decoding,
     tracking, carrying, overlay, sinks), measured over the last window. Plans are ranked by the
     first key's cadence (instances: tracking needs them fresh, and carried masks of small
@@ -107,7 +109,9 @@ class ModelScheduler:
         self._stage_ms: dict[str, dict[str, float]] = {k: {} for k in self.keys}  # key -> stage -> EWMA ms
         self._runs: dict[str, int] = {k: 0 for k in self.keys}
         self.every: dict[str, int] = {k: self.fixed.get(k, 1) for k in self.keys}
-        self._window: deque[tuple[float, dict[str, int]]] = deque(maxlen=replan_frames + 1)
+        # (process CPU s, wall s, runs per model so far) at each frame
+        self._window: deque[tuple[float, float, dict[str, int]]] = deque(maxlen=replan_frames + 1)
+        self.cores_obtained: float | None = None
         self._frames = 0
         self.plans: list[dict] = []  # the plans chosen, with the figures behind them
         self.base_ms = 0.0
@@ -145,13 +149,13 @@ class ModelScheduler:
 
     def frame_seen(self, run: frozenset) -> None:
         """Called once per frame by the schedule stage; revises the plan every few frames."""
-        now = time.process_time()
+        now, wall = time.process_time(), time.monotonic()
         with self._lock:
             self._frames += 1
-            counts = dict(self._window[-1][1]) if self._window else {k: 0 for k in self.keys}
+            counts = dict(self._window[-1][2]) if self._window else {k: 0 for k in self.keys}
             for k in run:
                 counts[k] += 1
-            self._window.append((now, counts))
+            self._window.append((now, wall, counts))
             due = self._frames % self.replan_frames == 0
         if due or (not self.plans and len(self.fixed) < len(self.keys)):
             self._replan()
@@ -162,12 +166,18 @@ class ModelScheduler:
         if not auto or any(costs[k] is None for k in auto) or len(self._window) < 2:
             return
         with self._lock:
-            (t0, c0), (t1, c1) = self._window[0], self._window[-1]
+            (t0, w0, c0), (t1, w1, c1) = self._window[0], self._window[-1]
             frames = len(self._window) - 1
         total_ms = (t1 - t0) * 1000.0 / frames
         model_ms = sum((costs[k] or 0.0) * (c1[k] - c0[k]) / frames for k in self.keys)
         base = max(0.0, total_ms - model_ms)
-        budget = self.budget_ms
+        # Other processes may hold some of the cores: when frames come slower than the target
+        # rate, the CPU this process actually got per wall second is what the budget can count.
+        wall_ms = (w1 - w0) * 1000.0 / frames
+        cores = float(self.cores)
+        if wall_ms > 1.1 * 1000.0 / self.target_fps:
+            cores = max(0.25, min(cores, total_ms / wall_ms))
+        budget = cores * 1000.0 / self.target_fps * self.cpu_share
 
         def load(every: dict[str, int]) -> float:
             return base + sum((costs[k] or 0.0) / every[k] for k in self.keys)
@@ -187,6 +197,7 @@ class ModelScheduler:
                 break
         with self._lock:
             self.base_ms = base
+            self.cores_obtained = round(cores, 2)
             if chosen != self.every or not self.plans:
                 self.plans.append({"frame": self._frames, "every": dict(chosen), "base_ms": round(base, 2),
                                    "cost_ms": {k: round(v or 0.0, 2) for k, v in costs.items()},
@@ -196,7 +207,7 @@ class ModelScheduler:
     def report(self) -> dict:
         with self._lock:
             doc = {"every": dict(self.every), "fixed": dict(self.fixed), "target_fps": self.target_fps,
-                   "cores": self.cores, "budget_ms": round(self.budget_ms, 2), "base_ms": round(self.base_ms, 2),
+                   "cores": self.cores, "cores_obtained": self.cores_obtained, "budget_ms": round(self.budget_ms, 2), "base_ms": round(self.base_ms, 2),
                    "runs": dict(self._runs), "frames": self._frames, "plan_changes": len(self.plans),
                    "plans": self.plans[-5:]}
         doc["cost_ms"] = {k: None if (c := self.cost_ms(k)) is None else round(c, 2) for k in self.keys}

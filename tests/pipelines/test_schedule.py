@@ -124,10 +124,17 @@ def test_scheduler_runs_models_in_staggered_phases_and_adapts_to_costs():
     for _ in range(3):
         auto.record("instances", "instances.infer", 5.0)
         auto.record("semantic", "semantic.infer", 150.0)
-    auto._window.append((0.0, {"instances": 0, "semantic": 0}))
-    auto._window.append((0.0, {"instances": 0, "semantic": 0}))
+    auto._window.append((0.0, 0.0, {"instances": 0, "semantic": 0}))
+    auto._window.append((0.0, 0.1, {"instances": 0, "semantic": 0}))  # one frame per 100 ms: on time
     auto._replan()
     assert auto.every["instances"] == 1 and auto.every["semantic"] == 2  # 5 + 150 / 2 <= 100 ms
+    # Frames come every 200 ms while this process got only 0.5 of a core: the budget shrinks.
+    auto._window.clear()
+    auto._window.append((0.0, 0.0, {"instances": 0, "semantic": 0}))
+    auto._window.append((0.1, 0.2, {"instances": 1, "semantic": 1}))
+    auto._replan()
+    assert auto.cores_obtained == 0.5
+    assert auto.every["semantic"] >= 4  # 5 + 150 / s must fit 50 ms
 
 
 def _fake_instances(frame):
