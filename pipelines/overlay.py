@@ -50,10 +50,12 @@ def _blend_region(out: np.ndarray, mask: np.ndarray, colour, alpha: float) -> No
     masked pixels with ``cv2.copyTo`` (which writes into the ``out`` view): at 720p about a
     hundred times cheaper than ``np.copyto(..., where=mask)`` broadcast over the channels.
     """
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    rows = np.flatnonzero(mask.any(axis=1))
     if len(rows) == 0:
         return
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    y0, y1 = rows[0], rows[-1] + 1
+    cols = np.flatnonzero(mask[y0:y1].any(axis=0))  # only the rows that hold the mask
+    x0, x1 = cols[0], cols[-1] + 1
     roi = out[y0:y1, x0:x1]
     # roi * (1 - alpha) + colour * alpha in one saturating pass (the same pixels as addWeighted
     # against a filled tint image, without making one)
@@ -126,7 +128,8 @@ class OverlayStage(Stage):
             age = frame.age_ms(time.monotonic_ns())
             parts = [f"frame {frame.seq}", f"age {age:.0f} ms"]
             if isinstance(sem, SemanticMap) and sem.drivable_mask is not None:
-                parts.append(f"drivable {100 * float(sem.drivable_mask.mean()):.0f}%")
+                d = np.ascontiguousarray(sem.drivable_mask).view(np.uint8)
+                parts.append(f"drivable {100 * cv2.countNonZero(d) / d.size:.0f}%")
             if isinstance(inst, Instances):
                 parts.append(f"{len(inst)} objects")
             if frame.results.get("missing_branches"):
@@ -136,7 +139,8 @@ class OverlayStage(Stage):
             if carried:
                 parts.append("carried: " + " ".join(carried))
             text = " | ".join(parts)
-            cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+            # The thick dark outline without anti-aliasing (7x cheaper; the white text on it keeps it)
+            cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_8)
             cv2.putText(out, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         frame.overlay_bgr = out
         return frame
