@@ -442,25 +442,25 @@ def warp_semantic(sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_w
     """
     h, w = sem.size_hw
     step = max(1, -(-w // max_width))
-    planes = [sem.class_ids[::step, ::step]]
-    if sem.drivable_mask is not None:
-        planes.append(sem.drivable_mask[::step, ::step].view(np.uint8))
-    src = np.ascontiguousarray(np.dstack(planes)) if len(planes) > 1 else np.ascontiguousarray(planes[0])
-    sh, sw = src.shape[:2]
+    cls_small = sem.class_ids[::step, ::step]
+    sh, sw = cls_small.shape[:2]
     f = cv2.resize(flow, (sw, sh), interpolation=cv2.INTER_LINEAR)
     fx_scale, fy_scale = sw / flow.shape[1], sh / flow.shape[0]
     xs, ys = motion.grid(sh, sw)
     sign = 1.0 if backward else -1.0
     map_x = xs + sign * fx_scale * f[..., 0]
     map_y = ys + sign * fy_scale * f[..., 1]
-    warped = cv2.remap(src, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-    if warped.ndim == 2:
-        warped = warped[..., None]
-    full = cv2.resize(warped, (w, h), interpolation=cv2.INTER_NEAREST) if step > 1 else warped
-    if full.ndim == 2:
-        full = full[..., None]
-    class_ids = np.ascontiguousarray(full[..., 0])
-    drivable = np.ascontiguousarray(full[..., 1]).astype(bool) if sem.drivable_mask is not None else None
+    # Fixed-point maps once, then one remap and one resize per plane (no stacking and splitting).
+    m1, m2 = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2, nninterpolation=True)
+
+    def warp(plane: np.ndarray) -> np.ndarray:
+        small = cv2.remap(np.ascontiguousarray(plane), m1, m2, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST) if step > 1 else small
+
+    class_ids = warp(cls_small)
+    drivable = None
+    if sem.drivable_mask is not None:
+        drivable = warp(sem.drivable_mask[::step, ::step].view(np.uint8)).view(bool)
     return SemanticMap(class_ids=class_ids, class_names=sem.class_names, palette_bgr=sem.palette_bgr,
                        probabilities=None, drivable_mask=drivable)
 
