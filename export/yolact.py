@@ -2,7 +2,9 @@
 
 The graph is the network part plus box decoding: image (1, 3, S, S) -> boxes, scores, coeffs,
 protos (see ``pipelines/yolact.py``). The priors of the fixed input size are constants in the
-graph; Fast NMS and mask assembly run on the host (numpy), as in every YOLACT deployment.
+graph; NMS and mask assembly run on the host (numpy), as in every YOLACT deployment, with the
+NMS the metadata names (``extra["nms"]["method"]``: "fast" for YOLACT, "standard" for
+YolactEdge). A YolactEdge video model exports its keyframe path.
 """
 
 from __future__ import annotations

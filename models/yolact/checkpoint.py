@@ -162,19 +162,39 @@ def copy_with_metadata(src: str, dst: str, **updates) -> str:
 
 
 _TV_LAYER = re.compile(r"^layer(\d)\.")
+_TV_FEATURE = re.compile(r"^features\.(\d+)\.")
+
+
+def _mobilenetv2_feature_prefixes() -> dict[int, str]:
+    """torchvision MobileNetV2 ``features`` index -> YolactEdge ``layers`` prefix: the stem, each
+    inverted-residual block by (stage, block), the last 1x1 conv."""
+    from models.yolact.backbone import MOBILENETV2_STAGES
+
+    prefixes = {0: "layers.0."}
+    f = 1
+    for stage, (_t, _c, n, _s) in enumerate(MOBILENETV2_STAGES, start=1):
+        for block in range(n):
+            prefixes[f] = f"layers.{stage}.{block}."
+            f += 1
+    prefixes[f] = f"layers.{len(MOBILENETV2_STAGES) + 1}."
+    return prefixes
 
 
 def backbone_keys_from(state: dict, kind: str) -> dict:
     """Maps an ImageNet backbone file to ``backbone.*`` keys, as the official ``init_backbone``:
     torchvision ResNets (``resnet50-19c8e357.pth``, ``resnet101_reducedfc.pth``) have ``layerN`` ->
-    ``layers.N-1`` and their ``fc`` dropped; ``darknet53.pth`` and torchvision MobileNetV3
-    (``features.*``, classifier dropped) keep their names."""
+    ``layers.N-1`` and their ``fc`` dropped; torchvision MobileNetV2 (``mobilenet_v2-b0353104.pth``,
+    which YolactEdge maps by key order) has ``features.i`` -> ``layers.{stage}.{block}``;
+    ``darknet53.pth`` and torchvision MobileNetV3 (``features.*``, classifier dropped) keep their names."""
     out = {}
+    mnv2 = _mobilenetv2_feature_prefixes() if kind == "mobilenetv2" else {}
     for k, v in state.items():
         if k.startswith(("fc.", "classifier.")):
             continue
         if kind.startswith("resnet"):
             k = _TV_LAYER.sub(lambda m: f"layers.{int(m.group(1)) - 1}.", k)
+        elif kind == "mobilenetv2":
+            k = _TV_FEATURE.sub(lambda m: mnv2.get(int(m.group(1)), m.group(0)), k)
         out["backbone." + k] = v
     return out
 

@@ -525,3 +525,28 @@ def test_warping_a_keyframe_onto_itself_with_zero_flow_gives_its_pyramid():
     assert out["loc"].shape == net(x)["loc"].shape
     with pytest.raises(ValueError, match="no flow network"):
         warped_features(Yolact(small_config("yolact_edge_resnet50")), x, key)
+
+
+# ------------------------------------------------------------------ training from ImageNet
+
+def test_torchvision_mobilenetv2_imagenet_file_maps_onto_the_backbone(tmp_path):
+    # YolactEdge starts training from torchvision's mobilenet_v2-b0353104.pth (mapped by key order);
+    # mapped by structure here, and the network then computes what torchvision's does.
+    import torchvision
+
+    from models.yolact.checkpoint import load_backbone
+
+    tv = torchvision.models.mobilenet_v2(weights=None).eval()
+    lively_state = lively(Yolact(small_config("yolact_edge_mobilenetv2", 96)), seed=8).backbone.state_dict()
+    with torch.no_grad():  # torchvision's own init leaves BN at identity: use informative values
+        for (k, v), w in zip(tv.features.state_dict().items(), lively_state.values()):
+            v.copy_(w)
+    path = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save(tv.state_dict(), path)
+    net = Yolact(get_config("yolact_edge_mobilenetv2")).eval()
+    assert load_backbone(net, str(path)) == len(tv.features.state_dict())
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = net.backbone(x)
+        for tap, end in ((3, 7), (4, 11), (6, 17), (8, 19)):  # C3, C4, C5 and the last conv
+            torch.testing.assert_close(ours[tap], tv.features[:end](x), rtol=0, atol=0)
