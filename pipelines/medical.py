@@ -7,6 +7,11 @@ Each slice's record (JSON Lines) carries ``results.slice``: its areas in mm² wi
 and thickness they were computed with. The last slice also carries ``results.series``: the
 volumes, which are written to the summary JSON and printed. A run that ends early (an error, a
 stop, ``--max-frames``) still writes the summary of the slices it saw, marked incomplete.
+
+The series is checked when the pipeline is built, before any output is created or any slice
+reaches the model: the source must be a slice stack, the spacing and thickness must be known
+(the URI, the DICOM headers or ``[medical]``), a window must not be given for 8-bit slices, and
+a fixed model input that would stretch the slices is reported.
 """
 
 from __future__ import annotations
@@ -16,17 +21,31 @@ import os
 
 from pipelines.areas import class_areas, series_volumes
 from pipelines.config import AppConfig
-from pipelines.measurement import kept, output_folder, semantic_model_stages
+from pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
 from pipelines.overlay import ClassOverlayStage
 from pipelines.results import SemanticMap
 from stream.errors import ConfigError, SegstreamError
 from stream.frame import Frame
 from stream.graph import Stage
 from stream.sinks.files import writable_parent
+from stream.sources import open_source
+from stream.sources.stack import SeriesInfo, SliceStackSource
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "series_summary.json"
+
+_NOT_A_STACK = "the medical pipeline needs a slice stack; use --source stack:///path/to/series"
+
+
+def _spacing_unknown(series: str) -> ConfigError:
+    return ConfigError(f"{series}: the pixel spacing is unknown; add ?spacing=ROWxCOL (mm) to the stack:// source "
+                       "or set medical.spacing_mm")
+
+
+def _thickness_unknown(series: str) -> ConfigError:
+    return ConfigError(f"{series}: the slice thickness is unknown; add ?thickness=MM to the stack:// source or set "
+                       "medical.thickness_mm")
 
 
 class SliceAreaStage(Stage):
@@ -63,20 +82,19 @@ class SliceAreaStage(Stage):
 
     def process(self, frame: Frame) -> Frame:
         meta = frame.metadata
-        if "slice_index" not in meta:
-            raise ConfigError("the medical pipeline needs a slice stack; use --source stack:///path/to/series")
+        if "slice_index" not in meta:  # build_medical checks this; a stage built by hand may not
+            raise ConfigError(_NOT_A_STACK)
         spacing = meta.get("spacing_mm") or self.spacing_mm
         if not spacing:
-            raise ConfigError(f"{meta['series']}: the pixel spacing is unknown; add ?spacing=ROWxCOL (mm) to the "
-                              "stack:// source or set medical.spacing_mm")
+            raise _spacing_unknown(meta["series"])
         distance = meta.get("slice_spacing_mm") or meta.get("slice_thickness_mm") or self.thickness_mm
         if not distance:
-            raise ConfigError(f"{meta['series']}: the slice thickness is unknown; add ?thickness=MM to the stack:// "
-                              "source or set medical.thickness_mm")
+            raise _thickness_unknown(meta["series"])
         sem = frame.results[self.key]
         if not isinstance(sem, SemanticMap):
             raise TypeError(f"results[{self.key!r}] is {type(sem).__name__}, expected a SemanticMap")
         areas = kept(class_areas(sem.class_ids, sem.class_names, spacing[0] * spacing[1]), sem.class_names, self.ignore)
+        areas = rounded_all(areas)
         record = {"index": meta["slice_index"], "file": meta.get("file"), "areas_mm2": areas,
                   "spacing_mm": list(spacing), "slice_distance_mm": distance}
         self.slices.append(record)
@@ -95,8 +113,8 @@ class SliceAreaStage(Stage):
             **s,
             "slices": len(self.slices),
             "complete": len(self.slices) == s["slice_count"],
-            "volumes_mm3": volumes,
-            "volumes_ml": {name: v / 1000.0 for name, v in volumes.items()},
+            "volumes_mm3": rounded_all(volumes),
+            "volumes_ml": {name: rounded(v / 1000.0) for name, v in volumes.items()},
             "slice_areas_mm2": [{"index": r["index"], "file": r["file"], "areas_mm2": r["areas_mm2"]} for r in self.slices],
         }
         if self.summary_path:
@@ -119,12 +137,33 @@ class SliceAreaStage(Stage):
         return {"slices": len(self.slices)}
 
 
+def check_series(config: AppConfig) -> SeriesInfo:
+    """The source's series, checked before anything runs: a slice stack whose spacing and
+    thickness are known from the URI, the DICOM headers or ``[medical]``.
+
+    Raises:
+        ConfigError: not a stack:// source, spacing or thickness unknown, a window for 8-bit slices.
+        SourceError: no such folder, no slices, the first slice unreadable.
+    """
+    source = open_source(config.source.uri)
+    if not isinstance(source, SliceStackSource):
+        raise ConfigError(_NOT_A_STACK)
+    info = source.scan()
+    c = config.medical
+    if info.spacing_mm is None and not c.spacing_mm:
+        raise _spacing_unknown(info.folder)
+    if not (info.slice_spacing_mm or info.thickness_mm or c.thickness_mm):
+        raise _thickness_unknown(info.folder)
+    return info
+
+
 def build_medical(config: AppConfig) -> list[Stage]:
     c = config.medical
+    info = check_series(config)
     folder = output_folder(config.output.uris)
     summary = c.summary or (os.path.join(folder, SUMMARY_NAME) if folder else None)
     return [
-        *semantic_model_stages(config, "medical"),
+        *semantic_model_stages(config, "medical", frame_hw=info.size_hw, frames="slices"),
         SliceAreaStage(spacing_mm=c.spacing_mm or None, thickness_mm=c.thickness_mm or None,
                        ignore=c.ignore_classes, summary_path=summary),
         ClassOverlayStage(c.overlay_alpha, c.ignore_classes),

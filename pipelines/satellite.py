@@ -6,9 +6,15 @@ through any self-describing semantic model, blended back into one seamless class
 The stitch stage blends each tile's class probabilities into the map (``TileStitcher``:
 bounded memory, rows finalised as the grid moves down). After the last tile it writes, into
 the results folder: ``map.png`` (class colours), ``classes.png`` (uint8 class ids),
-``classes.geojson`` (per-class polygons on pixel edges, in map coordinates when a geotransform
-is known, else pixels) and ``summary.json`` (per-class area in m² from the ground sampling
-distance). Each tile's record carries ``results.tile``; the last one also ``results.map``.
+``classes.geojson`` (one polygon per 4-connected region of each class, holes as interior rings,
+traced along pixel edges so a polygon's area is its pixel count; in map coordinates when a
+geotransform is known, else pixels) and ``summary.json`` (per-class area in m² from the ground
+sampling distance, and a check of the map for tile seams). Each tile's record carries
+``results.tile``; the last one also ``results.map``.
+
+The map is checked when the pipeline is built, before any output is created or any tile
+reaches the model: the source must be tiles:// of an existing image, the GSD must be known, and
+a fixed model input that would stretch the tiles is reported.
 """
 
 from __future__ import annotations
@@ -21,17 +27,26 @@ import numpy as np
 
 from pipelines.areas import class_areas, class_geojson, write_geojson
 from pipelines.config import AppConfig
-from pipelines.measurement import kept, output_folder, semantic_model_stages
+from pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
 from pipelines.overlay import ClassOverlayStage
 from pipelines.results import SemanticMap
 from pipelines.road import colorize
-from pipelines.tiling import Tile, TileStitcher
+from pipelines.tiling import Tile, TileStitcher, seam_check
 from stream.errors import ConfigError, ModelError, SegstreamError, SinkError
 from stream.frame import Frame
 from stream.graph import Stage
 from stream.sinks.files import writable_parent
+from stream.sources import open_source
+from stream.sources.tiles import TileSource, default_overlap
 
 log = logging.getLogger(__name__)
+
+_NOT_TILES = "the satellite pipeline needs a tiled image; use --source tiles:///path/to/map.tif?gsd=0.5"
+
+
+def _gsd_unknown(path: str) -> ConfigError:
+    return ConfigError(f"{path}: the ground sampling distance is unknown; add ?gsd=METRES_PER_PIXEL to the tiles:// "
+                       "source or set satellite.gsd_m")
 
 
 class StitchStage(Stage):
@@ -66,10 +81,10 @@ class StitchStage(Stage):
     def _start(self, meta: dict, sem: SemanticMap) -> None:
         gsd = meta.get("gsd_m") or self.gsd_m
         if not gsd:
-            raise ConfigError(f"{meta['map']}: the ground sampling distance is unknown; add ?gsd=METRES_PER_PIXEL to "
-                              "the tiles:// source or set satellite.gsd_m")
+            raise _gsd_unknown(meta["map"])
         self._map = {"map": meta["map"], "size_hw": list(meta["map_size_hw"]), "gsd_m": float(gsd),
-                     "geotransform": meta.get("geotransform"), "crs": meta.get("crs")}
+                     "geotransform": meta.get("geotransform"), "crs": meta.get("crs"),
+                     "tile_hw": list(meta["tile_hw"]), "overlap": int(meta["overlap"])}
         self._class_names = sem.class_names
         self._palette = sem.palette_bgr
         self.stitcher = TileStitcher(tuple(meta["map_size_hw"]), tuple(meta["tile_hw"]), int(meta["overlap"]),
@@ -77,8 +92,8 @@ class StitchStage(Stage):
 
     def process(self, frame: Frame) -> Frame:
         meta = frame.metadata
-        if "tile" not in meta:
-            raise ConfigError("the satellite pipeline needs a tiled image; use --source tiles:///path/to/map.tif?gsd=0.5")
+        if "tile" not in meta:  # build_satellite checks this; a stage built by hand may not
+            raise ConfigError(_NOT_TILES)
         sem = frame.results[self.key]
         if not isinstance(sem, SemanticMap) or sem.probabilities is None:
             raise ModelError(f"results[{self.key!r}] has no class probabilities to blend")
@@ -108,19 +123,34 @@ class StitchStage(Stage):
         geo = class_geojson(ids, names, geotransform=tuple(geotransform) if geotransform else None, skip=skip,
                             epsilon_px=self.epsilon_px)
         for feature in geo["features"]:
-            feature["properties"]["area_m2"] = feature["properties"]["area_px"] * gsd * gsd
+            feature["properties"]["area_m2"] = rounded(feature["properties"]["area_px"] * gsd * gsd)
         files = {k: os.path.join(self.results_dir, f) for k, f in
                  (("map", "map.png"), ("classes", "classes.png"), ("geojson", "classes.geojson"), ("summary", "summary.json"))}
+        done = self.stitcher.rows_done
+        seams = seam_check(ids[:done], [t for t in self.stitcher.tiles[:self.stitcher.tiles_done] if t.y1 <= done],
+                           self.stitcher.disagreement)
         self.summary = {
             **self._map,
             "complete": self.stitcher.complete,
-            "rows_final": self.stitcher.rows_done,
-            "tiles": len(self.stitcher.tiles),
+            "rows_final": done,
+            "tiles": self.stitcher.tiles_done,
+            "tile_count": len(self.stitcher.tiles),
             "coordinates": "map" if geotransform else "pixel",
-            "areas_m2": kept(class_areas(ids, names, gsd * gsd), names, self.ignore),
+            "areas_m2": rounded_all(kept(class_areas(ids, names, gsd * gsd), names, self.ignore)),
             "polygons": len(geo["features"]),
+            "seams": None if seams is None else seams.to_json_dict(),
             "files": files,
         }
+        if seams is not None and seams.seam:
+            overlap, wider = self._map["overlap"], default_overlap(self._map["tile_hw"])
+            remedy = (f"raise overlap= (try {wider}, the default)" if overlap < wider else
+                      "use larger tiles with overlap= half the tile, or a model that depends less on the position")
+            log.warning("satellite: %s, the middle of a tile overlap, changes class on %.1f%% of its pixels against "
+                        "%.1f%% on the lines around it, and neighbouring tiles disagree on %.0f%% of those lines' "
+                        "pixels: a seam. The model's output depends on where a pixel sits in its tile further in "
+                        "than half the overlap (%d px); %s so that neighbouring tiles agree where they hand over",
+                        seams.worst_line, 100 * seams.change, 100 * seams.nearby, 100 * (seams.disagreement or 0.0),
+                        overlap, remedy)
         palette = self._palette if self._palette is not None else np.zeros((len(names), 3), np.uint8)
         for path, image in ((files["map"], colorize(ids, palette)), (files["classes"], ids)):
             if not cv2.imwrite(path, image):
@@ -148,13 +178,33 @@ class StitchStage(Stage):
         return {} if self.stitcher is None else {"rows_final": self.stitcher.rows_done}
 
 
+def check_map(config: AppConfig) -> TileSource:
+    """The source's map, checked before anything runs: tiles:// of an image that exists, with a
+    GSD from the URI, a projected geotransform or ``satellite.gsd_m``.
+
+    Raises:
+        ConfigError: not a tiles:// source, GSD unknown, overlap not smaller than the tile.
+        SourceError: no such image, or not an image format OpenCV reads.
+    """
+    source = open_source(config.source.uri)
+    if not isinstance(source, TileSource):
+        raise ConfigError(_NOT_TILES)
+    source.scan()
+    if not (source.gsd_m or config.satellite.gsd_m):
+        raise _gsd_unknown(source.path)
+    return source
+
+
 def build_satellite(config: AppConfig) -> list[Stage]:
     c = config.satellite
     results_dir = c.results_dir or output_folder(config.output.uris)
     if not results_dir:
         raise ConfigError("satellite: nowhere to write the map; set satellite.results_dir or give a file or folder --output")
+    source = check_map(config)
     return [
-        *semantic_model_stages(config, "satellite", keep_probabilities=True),
+        *semantic_model_stages(config, "satellite", keep_probabilities=True, frame_hw=source.tile_hw, frames="tiles",
+                               size_hint="Give tiles:// a tile=HxW of the model's aspect ratio (its own input size "
+                                         "suits best), or export the model with --dynamic and no fixed size."),
         StitchStage(results_dir=results_dir, gsd_m=c.gsd_m or None, ignore=c.ignore_classes,
                     epsilon_px=c.polygon_epsilon_px),
         ClassOverlayStage(c.overlay_alpha, c.ignore_classes),

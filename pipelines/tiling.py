@@ -1,17 +1,32 @@
 """Tiled inference over images larger than the model input: an overlapping tile grid, and
 blending of per-tile class scores with a window that fades towards tile edges, so the stitched
-map has no seams.
+map has no seams; and a check for the seams a model leaves when the overlap is too small.
+
+Blending hands over from one tile to the next in the middle of their overlap, where both weigh
+the same. A model whose output depends on where a pixel sits in its input (zero padding, a wide
+receptive field, global pooling, a layout prior such as "sky at the top") answers differently
+near a tile's border; when that border effect reaches the middle of the overlap from both sides
+the two tiles disagree there, and the map changes class along a straight line. Only a wider
+overlap removes that (measured in the README: the shape of the window does not).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from stream.sources.tiles import Tile, tile_grid  # the grid is the tile source's geometry
 
-__all__ = ["Tile", "TileStitcher", "blend_window", "predict_tiled", "tile_grid"]
+__all__ = ["SeamCheck", "Tile", "TileStitcher", "blend_window", "predict_tiled", "seam_check", "tile_grid"]
+
+#: a seam is reported when the middle line of an overlap changes class on this fraction of its
+#: pixels more than the lines around it do ...
+SEAM_EXCESS = 0.02
+#: ... and neighbouring tiles, each by its own argmax, disagree on at least this fraction of the
+#: middle lines' pixels (0 for a model that looks at each pixel alone, whatever the content).
+SEAM_DISAGREEMENT = 0.05
 
 
 def blend_window(tile_hw: tuple[int, int], overlap: int) -> np.ndarray:
@@ -74,6 +89,11 @@ class TileStitcher:
     blended scores goes into ``class_ids`` (the blend's normalisation does not change the argmax).
     The result equals ``argmax(predict_tiled(...))``; rows not final yet are 255 in ``class_ids``.
 
+    It also counts how often neighbouring tiles disagree, each by its own argmax, on the middle
+    line of their overlap, where the blend hands over (``disagreement``): 0 for a model that
+    looks at each pixel alone, and the more its output depends on the position in its input,
+    the higher.
+
     Args:
         size_hw: (H, W) of the full map.
         tile_hw / overlap: the grid, as ``tile_grid`` builds it.
@@ -89,10 +109,27 @@ class TileStitcher:
         self.rows_done = 0
         self._acc = np.zeros((self.num_classes, 0, self.size_hw[1]), np.float32)
         self._next = 0
+        ys, xs = sorted({t.y0 for t in self.tiles}), sorted({t.x0 for t in self.tiles})
+        self._next_y, self._prev_y = dict(zip(ys, ys[1:])), dict(zip(ys[1:], ys))
+        self._next_x, self._prev_x = dict(zip(xs, xs[1:])), dict(zip(xs[1:], xs))
+        self._handover: dict[tuple[str, int, int], np.ndarray] = {}  # a tile's argmax on a middle line
+        self._compared = 0
+        self._disagreed = 0
+
+    @property
+    def disagreement(self) -> float | None:
+        """Fraction of the overlaps' middle-line pixels on which the two tiles' own argmax
+        differed (None before any pair was compared)."""
+        return self._disagreed / self._compared if self._compared else None
 
     @property
     def complete(self) -> bool:
         return self._next == len(self.tiles)
+
+    @property
+    def tiles_done(self) -> int:
+        """Tiles added so far."""
+        return self._next
 
     def add(self, tile: Tile, scores: np.ndarray) -> tuple[int, int]:
         """Adds one tile's (K, th, tw) scores; returns the rows (y0, y1) this made final.
@@ -107,6 +144,7 @@ class TileStitcher:
         th, tw = tile.y1 - tile.y0, tile.x1 - tile.x0
         if scores.shape != (self.num_classes, th, tw):
             raise ValueError(f"expected ({self.num_classes}, {th}, {tw}) scores for tile {tile.index}, got {scores.shape}")
+        self._compare_handover(tile, scores)
         band_y0 = self.rows_done
         if tile.y1 - band_y0 > self._acc.shape[1]:
             grow = np.zeros((self.num_classes, tile.y1 - band_y0 - self._acc.shape[1], self.size_hw[1]), np.float32)
@@ -120,3 +158,105 @@ class TileStitcher:
             self._acc = self._acc[:, rows:].copy()
             self.rows_done = final_to
         return band_y0, self.rows_done
+
+    def _compare_handover(self, tile: Tile, scores: np.ndarray) -> None:
+        """Compares the tile's argmax with its upper and left neighbours' on the middle lines of
+        their overlaps, and keeps its own for the neighbours below and to the right."""
+        th, tw = tile.y1 - tile.y0, tile.x1 - tile.x0
+        lines = []
+        for kind, start, size, other, prev, nxt in (("row", tile.y0, th, tile.x0, self._prev_y, self._next_y),
+                                                    ("col", tile.x0, tw, tile.y0, self._prev_x, self._next_x)):
+            if start in prev and prev[start] + size > start:      # the tile above / to the left
+                lines.append((kind, (start + prev[start] + size) // 2, other, "mine"))
+            if start in nxt and nxt[start] < start + size:        # the tile below / to the right
+                lines.append((kind, (nxt[start] + start + size) // 2, other, "keep"))
+        for kind, mid, other, role in lines:
+            part = scores[:, mid - tile.y0, :] if kind == "row" else scores[:, :, mid - tile.x0]
+            labels = np.argmax(part, axis=0)
+            if role == "keep":
+                self._handover[(kind, mid, other)] = labels
+                continue
+            theirs = self._handover.pop((kind, mid, other), None)
+            if theirs is not None:
+                self._compared += labels.size
+                self._disagreed += int(np.count_nonzero(labels != theirs))
+
+
+@dataclass(frozen=True)
+class SeamCheck:
+    """How much the middle lines of tile overlaps stand out in a stitched class map.
+
+    Attributes:
+        lines: overlap middle lines checked (rows and columns).
+        worst_line: the one that stands out most, e.g. "row 480" (the line between rows 479
+            and 480).
+        change: fraction of that line's pixels whose class differs across it.
+        nearby: the same, averaged over the parallel lines around it (what the content gives).
+        disagreement: ``TileStitcher.disagreement``, where known.
+    """
+
+    lines: int
+    worst_line: str
+    change: float
+    nearby: float
+    disagreement: float | None = None
+
+    @property
+    def excess(self) -> float:
+        """Class changes on the worst middle line beyond what the lines around it show."""
+        return self.change - self.nearby
+
+    @property
+    def seam(self) -> bool:
+        """A line that stands out, and tiles that disagree where they hand over (content alone,
+        an edge running along the line, does not make the tiles disagree)."""
+        return self.excess >= SEAM_EXCESS and (self.disagreement is None or self.disagreement >= SEAM_DISAGREEMENT)
+
+    def to_json_dict(self) -> dict:
+        return {"lines": self.lines, "worst_line": self.worst_line, "change": round(self.change, 4),
+                "nearby": round(self.nearby, 4),
+                "tile_disagreement": None if self.disagreement is None else round(self.disagreement, 4),
+                "seam": self.seam}
+
+
+def seam_check(class_ids: np.ndarray, tiles: list[Tile], disagreement: float | None = None) -> SeamCheck | None:
+    """Compares class changes across the middle line of every overlap with the parallel lines
+    around it (up to half the overlap away, the two lines next to it left out).
+
+    A straight seam (neighbouring tiles that disagree hand over in the middle of their overlap)
+    shows as a middle line that changes class far more often than its neighbours; real edges
+    rarely run along one pixel line for long. It does not see a band that two tiles get wrong
+    alike; a wide enough overlap prevents both.
+
+    Args:
+        class_ids: (H, W) stitched class map.
+        tiles: the grid it was stitched from.
+        disagreement: the stitcher's ``disagreement``, carried into the result.
+
+    Returns:
+        The line that stands out most, or None without overlaps (one tile, or none).
+    """
+    if not tiles:
+        return None
+    found: list[tuple[float, str, float, float]] = []
+    for axis, size, starts in ((0, tiles[0].y1 - tiles[0].y0, sorted({t.y0 for t in tiles})),
+                               (1, tiles[0].x1 - tiles[0].x0, sorted({t.x0 for t in tiles}))):
+        ids = class_ids if axis == 0 else class_ids.T
+        length = ids.shape[0]
+
+        def change(line: int) -> float:  # between rows line-1 and line of ``ids``
+            return float(np.count_nonzero(ids[line - 1] != ids[line])) / ids.shape[1]
+
+        for a, b in zip(starts, starts[1:]):
+            if a + size <= b:
+                continue
+            mid = (b + a + size) // 2
+            reach = max(8, (a + size - b) // 2)
+            around = [change(k) for k in range(mid - reach, mid + reach + 1) if abs(k - mid) > 1 and 0 < k < length]
+            nearby = float(np.mean(around)) if around else 0.0
+            rate = change(mid)
+            found.append((rate - nearby, f"{'row' if axis == 0 else 'column'} {mid}", rate, nearby))
+    if not found:
+        return None
+    _, line, rate, nearby = max(found)
+    return SeamCheck(len(found), line, rate, nearby, disagreement)

@@ -126,3 +126,68 @@ def test_a_plain_folder_is_refused_with_the_uri_to_use(tmp_path):
     out = _medical(tmp_path, str(tmp_path / "s"))
     assert out.returncode == 2
     assert "the medical pipeline needs a slice stack; use --source stack:///path/to/series" in out.stderr
+
+
+def test_a_window_on_8_bit_slices_is_refused_before_any_slice_is_processed(tmp_path):
+    # README's CT window on display-range PNGs: it changed the volume twelvefold without a word.
+    disc_slices(tmp_path / "s", radii=(6, 9), dtype=np.uint8, background=30, disc=200)
+    out = _medical(tmp_path, f"stack://{tmp_path}/s?spacing=1&thickness=1&window=40,400",
+                   outputs=("r.jsonl", "overlay.avi"))
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("segstream: error:")]
+    assert len(errors) == 1 and "window=40,400 given for 8-bit slices" in errors[0] and "drop window=" in errors[0]
+    assert "stage '" not in out.stderr and not (tmp_path / "out").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("query, names", [
+    ("?thickness=1&window=2000,4000", ("?spacing=ROWxCOL", "medical.spacing_mm")),
+    ("?spacing=1&window=2000,4000", ("?thickness=MM", "medical.thickness_mm")),
+])
+def test_unknown_spacing_is_refused_when_the_pipeline_is_built(tmp_path, query, names):
+    disc_slices(tmp_path / "s", radii=(3, 4))
+    out = _medical(tmp_path, f"stack://{tmp_path}/s{query}")
+    assert out.returncode == 2, out.stderr
+    assert all(n in out.stderr for n in names)
+    assert "stage 'areas' failed" not in out.stderr and "frames were written" not in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_fixed_model_input_that_stretches_the_slices_is_reported(tmp_path):
+    disc_slices(tmp_path / "s", radii=(20,), size_hw=(64, 64))
+    model = threshold_model(str(tmp_path / "fixed.onnx"), thresholds=(128,), class_names=("background", "lesion"),
+                            input_size_hw=(32, 64))
+    out = _run("run", "--pipeline", "medical", "--source", f"stack://{tmp_path}/s?spacing=1&thickness=1&window=2000,4000",
+               "--output", str(tmp_path / "out" / "r.jsonl"), "--quiet", "--set", f"medical.artifact='{model}'")
+    assert out.returncode == 0, out.stderr
+    assert "the slices are 64x64 but the model resizes every input to 32x64, stretching them 2.00x" in out.stderr
+
+
+def test_figures_in_the_json_carry_no_binary_noise(tmp_path):
+    counts = disc_slices(tmp_path / "s", radii=(3, 5, 7))
+    out = _medical(tmp_path, f"stack://{tmp_path}/s?spacing=0.7x0.7&thickness=0.3&window=2000,4000")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "out" / "series_summary.json").read_text())
+    areas = [s["areas_mm2"]["lesion"] for s in summary["slice_areas_mm2"]]
+    assert areas == [float(f"{n * 0.49:.10g}") for n in counts]  # 29 x 0.49 is 14.209999999999999 in floats
+    total = summary["volumes_mm3"]["lesion"]
+    assert total == float(f"{sum(counts) * 0.49 * 0.3:.10g}") and summary["volumes_ml"]["lesion"] == float(f"{total / 1000:.10g}")
+
+
+def test_generated_slices_measure_as_their_ground_truth_with_the_printed_command(tmp_path):
+    gen = _run("generate", "--kind", "slices", "--out", str(tmp_path / "ph"), "--count", "12", "--width", "96",
+               "--height", "80")
+    assert gen.returncode == 0, gen.stderr
+    truth = json.loads((tmp_path / "ph" / "ground_truth.json").read_text())
+    command = next(line.strip() for line in gen.stdout.splitlines() if line.strip().startswith("segstream run"))
+    assert command == truth["command"]
+    run = subprocess.run(command.replace("segstream", " ".join(segstream_cmd()), 1), shell=True, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "ph" / "run" / "series_summary.json").read_text())
+    assert summary["volumes_mm3"] == truth["volumes_mm3"] and summary["volumes_ml"] == truth["volumes_ml"]
+    assert [s["areas_mm2"] for s in summary["slice_areas_mm2"]] == [s["areas_mm2"] for s in truth["slices"]]
+    # Hand check: the lesion's drawn pixels x 0.7 x 0.7 mm x 2.5 mm, near the sphere's own volume.
+    assert truth["volumes_mm3"]["lesion"] == pytest.approx(sum(s["pixels"].get("lesion", 0) for s in truth["slices"])
+                                                           * 0.49 * 2.5)
+    assert truth["volumes_ml"]["lesion"] == pytest.approx(truth["lesion_sphere"]["volume_ml"], rel=0.2)
+    assert "organ" in summary["volumes_ml"] and summary["complete"] is True

@@ -21,7 +21,7 @@ from stream.sinks import NullSink
 from stream.sources import open_source
 from pipelines.inference import model_branch
 from tests.conftest import ROOT, segstream_cmd
-from tests.pipelines.handset_models import PALETTE_BGR, context_model, threshold_model
+from tests.pipelines.handset_models import PALETTE_BGR, border_model, context_model, threshold_model
 from tests.pipelines.scenes import rectangles_map
 
 NAMES = ("background", "field", "roof")
@@ -146,3 +146,103 @@ def test_nowhere_to_write_the_map_is_a_config_error(tmp_path):
     out = _run("run", "--pipeline", "satellite", "--source", "synthetic://?frames=1", "--output", "null://",
                "--set", f"satellite.artifact='{model}'")
     assert out.returncode == 2 and "set satellite.results_dir or give a file or folder --output" in out.stderr
+
+
+def _satellite(tmp_path, source: str, model: str, *extra, output: str = "out/tiles.jsonl"):
+    return _run("run", "--pipeline", "satellite", "--source", source, "--output", str(tmp_path / output), "--quiet",
+                "--set", f"satellite.artifact='{model}'", *extra)
+
+
+def test_a_position_dependent_model_leaves_seams_unless_the_overlap_is_wide_enough(tmp_path):
+    # The model's threshold moves within 6 px of its input's border, the way zero padding and a
+    # layout prior move a real network's output: tiles must hand over beyond that, in both.
+    img = np.full((150, 230, 3), 153, np.uint8)
+    cv2.imwrite(str(tmp_path / "m.png"), img)
+    model = border_model(str(tmp_path / "b.onnx"), reach=6)
+    whole = _whole(model, str(tmp_path / "m.png"))
+    narrow = _satellite(tmp_path, f"tiles://{tmp_path}/m.png?tile=64x64&overlap=8&gsd=1", model, output="n/t.jsonl")
+    assert narrow.returncode == 0, narrow.stderr
+    seams = json.loads((tmp_path / "n" / "summary.json").read_text())["seams"]
+    assert seams["seam"] is True and seams["change"] > 0.5 and seams["tile_disagreement"] > 0.3
+    assert "a seam" in narrow.stderr and "raise overlap= (try 32, the default)" in narrow.stderr
+    classes = cv2.imread(str(tmp_path / "n" / "classes.png"), cv2.IMREAD_UNCHANGED)
+    assert np.count_nonzero(classes != whole) > 1000
+    default = _satellite(tmp_path, f"tiles://{tmp_path}/m.png?tile=64x64&gsd=1", model, output="d/t.jsonl")
+    assert default.returncode == 0, default.stderr
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["overlap"] == 32 and summary["seams"]["seam"] is False and "seam" not in default.stderr
+    assert np.array_equal(cv2.imread(str(tmp_path / "d" / "classes.png"), cv2.IMREAD_UNCHANGED), whole)
+
+
+@pytest.mark.parametrize("overlap", [8, 12])
+def test_content_edges_on_the_middle_of_an_overlap_are_not_seams(tmp_path, overlap):
+    from pipelines.tiling import tile_grid
+
+    img = np.full((120, 200, 3), 20, np.uint8)
+    grid = tile_grid((120, 200), (48, 64), overlap)
+    ys = sorted({t.y0 for t in grid})
+    mid = (ys[1] + ys[0] + 48) // 2
+    img[mid:, :] = 200  # a long horizontal edge exactly on a handover line
+    cv2.imwrite(str(tmp_path / "m.png"), img)
+    model = threshold_model(str(tmp_path / "t.onnx"), thresholds=(128,), class_names=("background", "field"))
+    out = _satellite(tmp_path, f"tiles://{tmp_path}/m.png?tile=48x64&overlap={overlap}&gsd=1", model)
+    assert out.returncode == 0, out.stderr
+    seams = json.loads((tmp_path / "out" / "summary.json").read_text())["seams"]
+    assert seams["change"] == 1.0 and seams["tile_disagreement"] == 0.0 and seams["seam"] is False
+    assert "seam" not in out.stderr
+
+
+def test_a_missing_map_is_reported_before_any_output_is_created(tmp_path):
+    model = threshold_model(str(tmp_path / "t.onnx"), thresholds=(60, 180), class_names=NAMES)
+    out = _satellite(tmp_path, f"tiles://{tmp_path}/missing.png?gsd=1", model)
+    assert out.returncode == 1 and "missing.png: no such image" in out.stderr
+    assert not (tmp_path / "out").exists()  # an empty tiles.jsonl was left behind
+
+
+def test_a_partial_map_counts_the_tiles_it_processed(tmp_path):
+    rectangles_map(tmp_path / "m.png")
+    model = threshold_model(str(tmp_path / "t.onnx"), thresholds=(60, 180), class_names=NAMES)
+    out = _satellite(tmp_path, f"tiles://{tmp_path}/m.png?tile=96x128&overlap=16&gsd=0.1", model, "--max-frames", "6")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["complete"] is False and summary["tiles"] == 6 and summary["tile_count"] == 16
+    # 0.1 m pixels: 0.010000000000000002 m² each in floats; the JSON carries the figure, not the noise
+    assert all(v == float(f"{v:.10g}") for v in summary["areas_m2"].values())
+
+
+def test_a_fixed_model_input_that_stretches_the_tiles_is_reported(tmp_path):
+    rectangles_map(tmp_path / "m.png")
+    model = threshold_model(str(tmp_path / "f.onnx"), thresholds=(60, 180), class_names=NAMES, input_size_hw=(36, 64))
+    out = _satellite(tmp_path, f"tiles://{tmp_path}/m.png?tile=128x128&overlap=32&gsd=1", model)
+    assert out.returncode == 0, out.stderr
+    assert "the tiles are 128x128 but the model resizes every input to 36x64, stretching them 1.78x" in out.stderr
+    assert "tile=HxW of the model's aspect ratio" in out.stderr
+
+
+def _shoelace(ring) -> float:
+    return sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(ring, ring[1:])) / 2.0
+
+
+def test_generated_map_measures_as_its_ground_truth_with_the_printed_command(tmp_path):
+    gen = _run("generate", "--kind", "tiles", "--out", str(tmp_path / "map"), "--width", "900", "--height", "700")
+    assert gen.returncode == 0, gen.stderr
+    truth = json.loads((tmp_path / "map" / "ground_truth.json").read_text())
+    command = next(line.strip() for line in gen.stdout.splitlines() if line.strip().startswith("segstream run"))
+    assert command == truth["command"]
+    run = subprocess.run(command.replace("segstream", " ".join(segstream_cmd()), 1), shell=True, cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    res = tmp_path / "map" / "run"
+    summary = json.loads((res / "summary.json").read_text())
+    assert summary["areas_m2"] == truth["areas_m2"] and summary["seams"]["seam"] is False
+    labels = cv2.imread(str(tmp_path / "map" / "labels.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(cv2.imread(str(res / "classes.png"), cv2.IMREAD_UNCHANGED), labels)
+    geo = json.loads((res / "classes.geojson").read_text())
+    per_class: dict[str, float] = {}
+    for f in geo["features"]:
+        exterior, *holes = f["geometry"]["coordinates"]
+        assert _shoelace(exterior) + sum(_shoelace(h) for h in holes) == f["properties"]["area_px"]
+        per_class[f["properties"]["class_name"]] = per_class.get(f["properties"]["class_name"], 0) + f["properties"]["area_m2"]
+    assert {k: float(f"{v:.10g}") for k, v in per_class.items()} == truth["areas_m2"]  # the totals match summary.json
+    assert len(geo["features"]) == len(truth["regions"])
+    assert sum(len(f["geometry"]["coordinates"]) - 1 for f in geo["features"]) == sum(r["holes"] for r in truth["regions"])
