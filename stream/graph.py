@@ -215,6 +215,9 @@ class _SourceNode(_Node):
                         break
                     g.metrics.frame_in()
                     g._first_queue.dropped += 1
+                    seq += 1  # the dropped frame keeps its number: gaps in seq mean drops
+                    if g.max_frames is not None and seq >= g.max_frames:
+                        break
                     continue
                 item = self.source.read(g._stop_source)
                 if item is None:
