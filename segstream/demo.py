@@ -71,6 +71,7 @@ class GroundTruthSink(Sink):
 
         self.confusion = ConfusionMatrix(num_classes)
         self.detections: list[dict] = []
+        self.scored: set[int] = set()  # images of the frames that came out (a live run drops some)
         self._lock = threading.Lock()
         from pipelines.tracking import IdSwitchCounter
 
@@ -83,6 +84,7 @@ class GroundTruthSink(Sink):
         image_id = self.image_id.get(frame.seq)
         if image_id is None:
             return
+        self.scored.add(image_id)
         inst = frame.results.get("instances")
         if isinstance(inst, Instances):
             names = inst.label_names()
@@ -130,7 +132,7 @@ class GroundTruthSink(Sink):
             gt.createIndex()
             dt = gt.loadRes(self.detections)
             ev = COCOeval(gt, dt, "segm")
-            ev.params.imgIds = sorted(self.image_id.values())
+            ev.params.imgIds = sorted(self.scored)
             ev.evaluate()
             ev.accumulate()
         from models.coco_eval import per_class_ap
