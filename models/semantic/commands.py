@@ -64,8 +64,9 @@ def predict(args) -> int:
             out = os.path.join(args.overlay, stem + ".jpg")
             if not cv2.imwrite(out, render_overlay(img, sem)):
                 raise ModelError(f"{out}: cannot be written")
-        share = 0.0 if sem.drivable_mask is None else float(sem.drivable_mask.mean())
-        print(f"{path}: {sem.size_hw[1]}x{sem.size_hw[0]}, drivable {share:.1%}")
+        # The drivable share only for a model with a road class (a binary U-Net has none).
+        drivable = "" if sem.drivable_mask is None else f", drivable {float(sem.drivable_mask.mean()):.1%}"
+        print(f"{path}: {sem.size_hw[1]}x{sem.size_hw[0]}{drivable}")
     runner.close()
     return 0
 

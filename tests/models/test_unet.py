@@ -32,3 +32,20 @@ def test_skip_connections_at_every_level():
 def test_config_validation(bad, message):
     with pytest.raises(ValueError, match=message):
         UNetConfig(**bad)
+
+
+def test_predict_of_a_binary_model_prints_no_drivable_share(tmp_path, capsys):
+    """A two-class model has no road class: predict says nothing of a drivable area."""
+    import argparse
+
+    import cv2
+    import numpy as np
+
+    from models.semantic.commands import predict
+
+    path = str(tmp_path / "slice.png")
+    cv2.imwrite(path, np.full((32, 32, 3), 90, np.uint8))
+    predict(argparse.Namespace(model="unet_tiny_binary", weights=None, backend="torch", mask_dir=str(tmp_path / "m"),
+                               overlay=None, images=[path]))
+    out = capsys.readouterr().out
+    assert "slice.png: 32x32" in out and "drivable" not in out
