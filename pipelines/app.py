@@ -322,7 +322,7 @@ def plot_stages(doc: dict, path: str) -> None:
     import numpy as np
 
     stages = list(doc["stages"].items())
-    w, h, left = 860, 110 + 34 * len(stages), 200
+    w, h, left = 980, 110 + 34 * len(stages), 200
     img = np.full((h, w, 3), 255, np.uint8)
     lat = doc["latency_ms"]
     lines = [f"{doc['fps']:.1f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms, "
