@@ -208,7 +208,7 @@ class SemanticConfig:
         workers: inference threads for this model.
     """
 
-    artifact: str = "weights/deeplab_tiny_synthetic.onnx"
+    artifact: str = "weights/deeplabv3plus_lite0_camvid.onnx"
     input_size: list[int] = field(default_factory=list)
     smoothing: str = "off"
     ema_alpha: float = 0.6
