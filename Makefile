@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install test test-fast demo bench models export-models eval-models road-model eval-road-model clean
+.PHONY: install test test-fast demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -147,6 +147,20 @@ road-model: install
 	cp $(ROAD_OUT) weights/deeplabv3plus_lite0_camvid.pth
 	$(PY) -m segstream export --model deeplabv3plus_lite0 --weights weights/deeplabv3plus_lite0_camvid.pth --dynamic \
 		--out weights/deeplabv3plus_lite0_camvid.onnx
+
+# The road instance model, in progress (see README): CamVid components as COCO instances, then
+# yolact_lite0 from ImageNet Lite0. Stage 1 ran to INST_STOP steps of a 4,000-step schedule (the
+# session ended); weights/yolact_lite0_camvid_stage1.pth holds its weights (fp16).
+INST_OUT ?= $(DATA)/inst/yolact_lite0_s1.pth
+instance-data: install
+	$(PY) -m segstream convert camvid-instances --images $(CAMVID)/train --labels $(CAMVID)/trainannot --out $(DATA)/inst/train.json
+	$(PY) -m segstream convert camvid-instances --images $(CAMVID)/val --labels $(CAMVID)/valannot --out $(DATA)/inst/val.json
+instance-model-stage1: instance-data
+	OMP_NUM_THREADS=1 $(PY) -m segstream train --model yolact_lite0 \
+		--annotations $(DATA)/inst/train.json --images $(CAMVID)/train \
+		--val-annotations $(DATA)/inst/val.json --val-images $(CAMVID)/val --eval-every 250 \
+		--input-size 384 --iters 4000 --batch-size 4 --optimizer adam --lr 0.0005 --seed 0 --checkpoint-every 50 \
+		--out $(INST_OUT) $(if $(INST_STOP),--stop-at $(INST_STOP)) $(if $(INST_RESUME),--resume $(basename $(INST_OUT)).last.pth)
 
 # CamVid val, 11 classes, through ONNX Runtime and torch (the test split is held back).
 eval-road-model: install

@@ -37,6 +37,8 @@ def test_pipeline_runs_mask_rcnn_end_to_end(tmp_path, artifact, pipeline):
     out = _run("--pipeline", pipeline, "--source", clip, "--set", "instances.model='maskrcnn_tiny'",
                "--set", f"instances.artifact='{artifact}'", "--set", f"semantic.artifact='{deeplab}'",
                "--set", "instances.score_threshold=0.0", "--set", "instances.top_k=20",
+               # every frame's detections, tentative tracks too: random boxes rarely make confirmed tracks
+               "--set", "tracking.report_tentative=true",
                "--output", str(video), "--output", str(jsonl), "--metrics-json", str(metrics), "--quiet")
     assert out.returncode == 0, out.stderr
     assert count_video_frames(str(video)) == 10
