@@ -13,6 +13,7 @@ import time
 
 from pipelines.config import AppConfig, load_config
 from pipelines.registry import build_pipeline
+from stream.sources.base import wait_for_frame_time
 from stream.errors import ConfigError, SegstreamError
 from stream.graph import FunctionStage, Graph, RunReport
 from stream.progress import ProgressReporter
@@ -65,13 +66,8 @@ class PacedSource:
     def read(self, stop: threading.Event):
         if self._t0 is None:
             self._t0 = time.monotonic()
-        due = self._t0 + self._index / self.fps
-        while True:
-            delay = due - time.monotonic()
-            if delay <= 0:
-                break
-            if stop.wait(min(delay, 0.05)):
-                return None
+        if not wait_for_frame_time(self._t0, self._index, self.fps, stop):
+            return None
         self._index += 1
         return self.inner.read(stop)
 

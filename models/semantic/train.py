@@ -319,17 +319,9 @@ def _save_state(path: str, loaded, opt, it: int, cfg: TrainConfig, best: dict, h
 
 
 def _read_resume(path: str, cfg: TrainConfig) -> dict:
-    if not os.path.isfile(path):
-        raise ConfigError(f"--resume {path}: no such file; give the .last.pth an earlier run wrote")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    ts = obj.get("train_state") if isinstance(obj, dict) else None
-    if not isinstance(ts, dict):
-        raise ConfigError(f"--resume {path}: holds no training state (optimiser, iteration); give a .last.pth "
-                          "that 'segstream train' wrote, or start from it with --weights")
-    diff = {k: (v, ts["config"].get(k)) for k, v in cfg.resumable().items() if ts["config"].get(k) != v}
-    if diff:
-        shown = ", ".join(f"{k} {old!r} in the file, {new!r} now" for k, (new, old) in diff.items())
-        raise ConfigError(f"--resume {path}: the run it continues had other settings ({shown}); use the same ones")
+    from models.training_state import read_resumable
+
+    obj, _ = read_resumable(path, cfg.resumable(), lambda o: o.get("train_state"), "config")
     return obj
 
 

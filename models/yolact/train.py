@@ -255,19 +255,7 @@ def evaluate_net(net: Yolact, data: CocoInstances) -> dict:
 def read_state(path: str, settings: dict) -> dict:
     """The resumable state ``train_yolact`` wrote to ``state_path``; ConfigError when missing, not
     a training state, or written with other ``settings``."""
-    import os
+    from models.training_state import read_resumable
 
-    from stream.errors import ConfigError
-
-    if not os.path.isfile(path):
-        raise ConfigError(f"--resume {path}: no such file; give the .last.pth an earlier run wrote")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    ts = (obj.get("segstream") or {}).get("train_state") if isinstance(obj, dict) else None
-    if not isinstance(ts, dict):
-        raise ConfigError(f"--resume {path}: holds no training state (optimiser, iteration); give a .last.pth "
-                          "that 'segstream train' wrote, or start from it with --weights")
-    diff = {k: (v, ts["settings"].get(k)) for k, v in settings.items() if ts["settings"].get(k) != v}
-    if diff:
-        shown = ", ".join(f"{k} {old!r} in the file, {new!r} now" for k, (new, old) in diff.items())
-        raise ConfigError(f"--resume {path}: the run it continues had other settings ({shown}); use the same ones")
-    return {"state_dict": obj["state_dict"], "train_state": ts}
+    obj, state = read_resumable(path, settings, lambda o: (o.get("segstream") or {}).get("train_state"), "settings")
+    return {"state_dict": obj["state_dict"], "train_state": state}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -113,3 +114,15 @@ class ImageConverter:
         if out is not img:
             self.converted += 1
         return out
+
+
+def wait_for_frame_time(t0: float, index: int, fps: float, stop: threading.Event) -> bool:
+    """Sleeps until frame ``index`` of a clock started at ``t0`` (``time.monotonic()``) is due at
+    ``fps``, waking every 50 ms to honour ``stop``; False when ``stop`` was set meanwhile."""
+    due = t0 + index / fps
+    while True:
+        delay = due - time.monotonic()
+        if delay <= 0:
+            return True
+        if stop.wait(min(delay, 0.05)):
+            return False

@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from stream.sources.base import Source, SourceItem
+from stream.sources.base import Source, SourceItem, wait_for_frame_time
 
 _CACHE = 32  # distinct frames, cycled: generating 720p per frame would dominate a runtime bench
 
@@ -62,13 +62,8 @@ class SyntheticSource(Source):
         if self.live:
             if self._t0 is None:
                 self._t0 = time.monotonic()
-            due = self._t0 + self._index / self.fps
-            while True:
-                delay = due - time.monotonic()
-                if delay <= 0:
-                    break
-                if stop.wait(min(delay, 0.05)):
-                    return None
+            if not wait_for_frame_time(self._t0, self._index, self.fps, stop):
+                return None
         img = self._frames[self._index % len(self._frames)]
         pts = self._index / self.fps
         self._index += 1
