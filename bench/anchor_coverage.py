@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.yolact.commands import training_config  # noqa: E402
-from models.yolact.config import get_config  # noqa: E402
-from pipelines.yolact import box_iou_batched, make_priors  # noqa: E402
-from stream.errors import ConfigError  # noqa: E402
+from segstream.models.yolact.commands import training_config  # noqa: E402
+from segstream.models.yolact.config import get_config  # noqa: E402
+from segstream.pipelines.yolact import box_iou_batched, make_priors  # noqa: E402
+from segstream.stream.errors import ConfigError  # noqa: E402
 
 
 def corner_priors(cfg) -> np.ndarray:

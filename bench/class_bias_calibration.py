@@ -27,17 +27,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from stream.config import parse_size_hw  # noqa: E402
+from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
+from segstream.stream.config import parse_size_hw  # noqa: E402
 
 
 def model_logits(loaded, image_paths: list[str], label_dir: str, size_hw: tuple[int, int]):
     """(N, C, h, w) float16 logits at ``size_hw`` and (N, h, w) uint8 labels resized (nearest) to it."""
     import torch
 
-    from pipelines.road import preprocess_image
+    from segstream.pipelines.road import preprocess_image
 
-    from models.semantic.zoo import artifact_metadata
+    from segstream.models.semantic.zoo import artifact_metadata
 
     meta = artifact_metadata(loaded, input_size_hw=size_hw)  # the normalisation its exports apply
     logits, labels = [], []
@@ -94,7 +94,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--write", metavar="OUT.pth", help="copy the checkpoint here with the offsets in its classifier bias")
     args = ap.parse_args()
-    from models.semantic.zoo import load_model, save_checkpoint
+    from segstream.models.semantic.zoo import load_model, save_checkpoint
 
     size_hw = parse_size_hw(args.input_size)
     images = sorted(p for p in glob.glob(os.path.join(args.images, "*")) if p.lower().endswith((".png", ".jpg", ".jpeg")))

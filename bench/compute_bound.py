@@ -99,8 +99,8 @@ def main() -> int:
 
     import torch
 
-    from export.bench import subject_for
-    from stream.backends.onnxruntime import OnnxRuntimeBackend
+    from segstream.export.bench import subject_for
+    from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
     torch.set_num_threads(args.threads)
     peak = gemm_peak_gflops(args.threads)

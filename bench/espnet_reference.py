@@ -117,9 +117,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from stream.backends.base import ArtifactMetadata  # noqa: F401  (the artifact's own metadata below)
-    from export.onnx import read_metadata
-    from pipelines.road import SizePolicy
+    from segstream.stream.backends.base import ArtifactMetadata  # noqa: F401  (the artifact's own metadata below)
+    from segstream.export.onnx import read_metadata
+    from segstream.pipelines.road import SizePolicy
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     meta = read_metadata(args.artifact)

@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from pipelines.road import CITYSCAPES_CLASSES  # noqa: E402
+from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
+from segstream.pipelines.road import CITYSCAPES_CLASSES  # noqa: E402
 
 
 def bound(label_files: list[str], size_hw: tuple[int, int], num_classes: int) -> dict:

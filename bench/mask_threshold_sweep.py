@@ -25,9 +25,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.registry import family_of  # noqa: E402
-from models.yolact.data import CocoInstances  # noqa: E402
-from models.yolact.evaluate import evaluate_coco  # noqa: E402
+from segstream.models.registry import family_of  # noqa: E402
+from segstream.models.yolact.data import CocoInstances  # noqa: E402
+from segstream.models.yolact.evaluate import evaluate_coco  # noqa: E402
 
 
 def _runner(model: str, weights: str, backend: str):
@@ -35,7 +35,7 @@ def _runner(model: str, weights: str, backend: str):
     if family not in ("yolact", "maskrcnn"):
         raise SystemExit(f"{model} is not an instance model (YOLACT or Mask R-CNN)")
     # Each instance family's commands module has the same make_runner (what `segstream eval` uses).
-    return importlib.import_module(f"models.{family}.commands").make_runner(model, weights, backend)
+    return importlib.import_module(f"segstream.models.{family}.commands").make_runner(model, weights, backend)
 
 
 def sweep(runner, data: CocoInstances, thresholds: list[float]) -> list[dict]:
@@ -90,7 +90,7 @@ def main() -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
     if args.write:
-        from models.yolact.checkpoint import copy_with_metadata
+        from segstream.models.yolact.checkpoint import copy_with_metadata
 
         best = max(results, key=lambda r: r["mask"]["AP50"])
         copy_with_metadata(args.weights, args.write, mask_threshold=best["mask_threshold"])

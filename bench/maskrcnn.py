@@ -28,7 +28,7 @@ MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "yolact_resnet50"
 
 def maskrcnn_paste_ms(iters: int) -> float:
     """Median ms to scale and paste 100 detections (28x28 masks, boxes 20-400 px) into 720x1280."""
-    from pipelines.maskrcnn import MaskRCNNFrameInfo, MaskRCNNPostprocess
+    from segstream.pipelines.maskrcnn import MaskRCNNFrameInfo, MaskRCNNPostprocess
 
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 500, (100, 2))
@@ -56,7 +56,7 @@ def main() -> int:
 
     import torch
 
-    from export.bench import bench_model, subject_for
+    from segstream.export.bench import bench_model, subject_for
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))

@@ -42,9 +42,9 @@ def median_ms(fn, iters: int) -> float:
 def bench_models(threads: int, iters: int, tmp: str) -> list[dict]:
     import torch
 
-    from export.semantic import export_semantic
-    from models.semantic.zoo import LogitsOnly, load_model
-    from stream.backends.onnxruntime import OnnxRuntimeBackend
+    from segstream.export.semantic import export_semantic
+    from segstream.models.semantic.zoo import LogitsOnly, load_model
+    from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
     torch.set_num_threads(threads)
     rows = []
@@ -74,8 +74,8 @@ def bench_models(threads: int, iters: int, tmp: str) -> list[dict]:
 def bench_crf(iters: int) -> list[dict]:
     import cv2
 
-    from pipelines.crf import CrfParams, dense_crf
-    from pipelines.road import softmax
+    from segstream.pipelines.crf import CrfParams, dense_crf
+    from segstream.pipelines.road import softmax
 
     rows = []
     for h, w in CRF_SIZES:

@@ -11,7 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models.synthetic import SceneConfig, SceneSequence, generate_scene  # noqa: E402
+from segstream.models.synthetic import SceneConfig, SceneSequence, generate_scene  # noqa: E402
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.errors import BackendError, ConfigError
+from segstream.stream.errors import BackendError, ConfigError
 
 
 @dataclass
@@ -38,15 +38,15 @@ class BenchSubject:
 
 def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None) -> BenchSubject:
     """Builds the torch module and an exporter for a model name of any family."""
-    from models.registry import family_of
+    from segstream.models.registry import family_of
 
     family = family_of(model)
     if family == "yolact":
-        from export.yolact import export_yolact_onnx
-        from models.yolact.checkpoint import load_yolact
-        from models.yolact.config import get_config
-        from models.yolact.model import YolactExportWrapper, build_yolact
-        from pipelines.yolact import INPUT_NAME, OUTPUT_NAMES
+        from segstream.export.yolact import export_yolact_onnx
+        from segstream.models.yolact.checkpoint import load_yolact
+        from segstream.models.yolact.config import get_config
+        from segstream.models.yolact.model import YolactExportWrapper, build_yolact
+        from segstream.pipelines.yolact import INPUT_NAME, OUTPUT_NAMES
 
         net = load_yolact(weights, model)[0] if weights else build_yolact(get_config(model))
         s = net.cfg.max_size
@@ -56,8 +56,8 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
         return BenchSubject(YolactExportWrapper(net.eval()).eval(), INPUT_NAME, list(OUTPUT_NAMES), (s, s),
                             lambda path, _size: export_yolact_onnx(net=net, out_path=path))
     if family == "semantic":
-        from export.semantic import export_semantic
-        from models.semantic.zoo import LogitsOnly, load_model
+        from segstream.export.semantic import export_semantic
+        from segstream.models.semantic.zoo import LogitsOnly, load_model
 
         loaded = load_model(model, weights, aux=False)
         size = size_hw or loaded.spec.size_policy.padded_size((360, 640))  # U-Net: a multiple of 2**depth
@@ -65,9 +65,9 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
                             lambda path, sz: export_semantic(model=model, weights=weights, out_path=path,
                                                              trace_size_hw=sz, dynamic_hw=False))
     if family == "maskrcnn":
-        from export.maskrcnn import export_maskrcnn_onnx
-        from models.maskrcnn.zoo import MaskRCNNGraph, load_maskrcnn
-        from pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+        from segstream.export.maskrcnn import export_maskrcnn_onnx
+        from segstream.models.maskrcnn.zoo import MaskRCNNGraph, load_maskrcnn
+        from segstream.pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
 
         size = size_hw or (800, 1088)
         settings = {"min_size": min(size), "max_size": max(size)}
@@ -83,7 +83,7 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
 
 def _backend(subject: BenchSubject, backend: str, device: str, precision: str, workdir: str, onnx_path: str | None):
     if backend == "torch":
-        from models.torch_backend import TorchBackend
+        from segstream.models.torch_backend import TorchBackend
 
         return TorchBackend(subject.module, input_names=[subject.input_name], output_names=subject.output_names,
                             device=device, precision=precision, channels_last=True)
@@ -92,15 +92,15 @@ def _backend(subject: BenchSubject, backend: str, device: str, precision: str, w
                           "and gains nothing; see README)")
     path = onnx_path or subject.export(os.path.join(workdir, "model.onnx"), subject.size_hw)
     if backend == "onnxruntime":
-        from stream.backends import OnnxRuntimeBackend
+        from segstream.stream.backends import OnnxRuntimeBackend
 
         if precision != "fp32":
             raise ConfigError("--backend onnxruntime runs the fp32 graph; use --backend tensorrt --precision fp16")
         providers = ["cuda"] if device == "cuda" else ["cpu"]
         return OnnxRuntimeBackend(path, providers=providers, allow_fallback=False)
     if backend == "tensorrt":
-        from export.tensorrt import build_engine
-        from stream.backends.tensorrt import TensorRTBackend
+        from segstream.export.tensorrt import build_engine
+        from segstream.stream.backends.tensorrt import TensorRTBackend
 
         engine = os.path.join(workdir, f"model_{precision}.engine")
         build_engine(onnx_path=path, out_path=engine, fp16=precision == "fp16", int8=precision == "int8")

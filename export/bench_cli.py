@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from export.bench import bench_compare, bench_model, plot_bars
-from stream.config import parse_size_hw
-from stream.errors import ConfigError
+from segstream.export.bench import bench_compare, bench_model, plot_bars
+from segstream.stream.config import parse_size_hw
+from segstream.stream.errors import ConfigError
 
 
 def _write_json(path: str, doc) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from export.onnx import export_onnx, export_versions
-from pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+from segstream.export.onnx import export_onnx, export_versions
+from segstream.pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
 
 #: Default size of the example input the graph is traced with (any size runs afterwards).
 TRACE_SIZE_HW = (320, 448)
@@ -32,7 +32,7 @@ def export_maskrcnn_onnx(*, loaded, out_path: str, trace_size_hw: tuple[int, int
     """
     import torch
 
-    from models.maskrcnn.zoo import MaskRCNNGraph, artifact_metadata
+    from segstream.models.maskrcnn.zoo import MaskRCNNGraph, artifact_metadata
 
     graph = MaskRCNNGraph(loaded.model).eval()
     example = torch.zeros(1, 3, *trace_size_hw)

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from stream.backends.base import METADATA_KEY, ArtifactMetadata
+from segstream.stream.backends.base import METADATA_KEY, ArtifactMetadata
 
 
 def export_versions() -> dict[str, str]:
@@ -90,7 +90,7 @@ def read_metadata(path: str) -> ArtifactMetadata:
     """Reads the segstream metadata of an ONNX file (JSON only, nothing evaluated)."""
     import onnx
 
-    from stream.errors import ModelError
+    from segstream.stream.errors import ModelError
 
     proto = onnx.load(path, load_external_data=False)
     for p in proto.metadata_props:

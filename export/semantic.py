@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from export.onnx import export_onnx, export_versions, relative_error
-from stream.errors import ConfigError, ModelError
+from segstream.export.onnx import export_onnx, export_versions, relative_error
+from segstream.stream.errors import ConfigError, ModelError
 
 #: Sizes the parity check runs at by default (H, W).
 PARITY_SIZES = ((360, 640), (512, 1024), (720, 1280))
@@ -44,7 +44,7 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
     """
     import torch
 
-    from models.semantic.zoo import LogitsAndLabels, artifact_metadata, load_model
+    from segstream.models.semantic.zoo import LogitsAndLabels, artifact_metadata, load_model
 
     loaded = load_model(model, weights, num_classes=num_classes, aux=False, output_stride=output_stride)
     meta = artifact_metadata(loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw), size_policy=size_policy)
@@ -92,7 +92,7 @@ def check_parity(onnx_path: str, module, sizes=PARITY_SIZES, seed: int = 0, thre
     """
     import torch
 
-    from stream.backends.onnxruntime import OnnxRuntimeBackend
+    from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(onnx_path, providers=("cpu",), intra_op_threads=threads)
     rng = np.random.default_rng(seed)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from stream.backends.base import ArtifactMetadata
-from stream.backends.tensorrt import engine_metadata_path, import_cudart, import_tensorrt
-from stream.errors import BackendError, ConfigError, ModelError, SourceError
+from segstream.stream.backends.base import ArtifactMetadata
+from segstream.stream.backends.tensorrt import engine_metadata_path, import_cudart, import_tensorrt
+from segstream.stream.errors import BackendError, ConfigError, ModelError, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class CalibrationFeeder:
     def _frames(self) -> Iterator[np.ndarray]:
         import threading
 
-        from stream.sources import open_source
+        from segstream.stream.sources import open_source
 
         src = open_source(self.source)
         stop = threading.Event()
@@ -301,7 +301,7 @@ def make_entropy_calibrator(
         )
     cudart = import_cudart() if feeder is not None else None
 
-    from stream.backends.tensorrt import cuda_call
+    from segstream.stream.backends.tensorrt import cuda_call
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -387,7 +387,7 @@ def _parser_errors(parser: Any) -> list[str]:
 def _device_name(cudart: Any | None) -> str:
     if cudart is None:
         return ""
-    from stream.backends.tensorrt import cuda_call
+    from segstream.stream.backends.tensorrt import cuda_call
 
     try:
         dev = cuda_call(cudart, cudart.cudaGetDevice(), "cudaGetDevice")
@@ -428,7 +428,7 @@ def build_engine(
     Returns:
         out_path.
     """
-    from export.onnx import read_metadata
+    from segstream.export.onnx import read_metadata
 
     if workspace_gb <= 0:
         raise ConfigError(f"workspace_gb must be > 0, got {workspace_gb}")

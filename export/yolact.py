@@ -9,8 +9,8 @@ YolactEdge). A YolactEdge video model exports its keyframe path.
 
 from __future__ import annotations
 
-from export.onnx import export_onnx, export_versions
-from pipelines.yolact import INPUT_NAME, OUTPUT_NAMES
+from segstream.export.onnx import export_onnx, export_versions
+from segstream.pipelines.yolact import INPUT_NAME, OUTPUT_NAMES
 
 
 def export_yolact_onnx(*, net, out_path: str, opset: int = 18) -> str:
@@ -26,7 +26,7 @@ def export_yolact_onnx(*, net, out_path: str, opset: int = 18) -> str:
     """
     import torch
 
-    from models.yolact.model import YolactExportWrapper
+    from segstream.models.yolact.model import YolactExportWrapper
 
     wrapper = YolactExportWrapper(net.eval()).eval()
     s = net.cfg.max_size

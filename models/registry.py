@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 #: model name -> family package under models/ (its ``commands`` module does predict/eval/train/export).
 MODEL_FAMILIES: dict[str, str] = {

@@ -11,8 +11,8 @@ import logging
 
 import numpy as np
 
-from stream.backends.base import ArtifactMetadata, Backend, TensorSpec
-from stream.errors import BackendError, ModelError
+from segstream.stream.backends.base import ArtifactMetadata, Backend, TensorSpec
+from segstream.stream.errors import BackendError, ModelError
 
 log = logging.getLogger(__name__)
 

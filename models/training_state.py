@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 
 def read_resumable(path: str, settings: dict, find_state: Callable[[dict], object], saved_key: str) -> tuple[dict, dict]:

@@ -11,14 +11,14 @@ import sys
 import threading
 import time
 
-from pipelines.config import AppConfig, load_config
-from pipelines.registry import build_pipeline
-from stream.sources.base import wait_for_frame_time
-from stream.errors import ConfigError, SegstreamError
-from stream.graph import FunctionStage, Graph, RunReport
-from stream.progress import ProgressReporter
-from stream.sinks import open_sink
-from stream.sources import open_source
+from segstream.pipelines.config import AppConfig, load_config
+from segstream.pipelines.registry import build_pipeline
+from segstream.stream.sources.base import wait_for_frame_time
+from segstream.stream.errors import ConfigError, SegstreamError
+from segstream.stream.graph import FunctionStage, Graph, RunReport
+from segstream.stream.progress import ProgressReporter
+from segstream.stream.sinks import open_sink
+from segstream.stream.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,8 @@ def bench_pipeline(source_uri: str, stages: int, max_frames: int | None, queue_s
     Returns the metrics document plus ``per_hop_us``: wall time per frame divided by the hops
     (source->stage, stage->stage, stage->sink), and ``cpu_per_frame_us``.
     """
-    from stream.graph import GraphSettings
-    from stream.sinks import NullSink
+    from segstream.stream.graph import GraphSettings
+    from segstream.stream.sinks import NullSink
 
     source = open_source(source_uri)
     steps = [FunctionStage(f"noop{i}", lambda f: f) for i in range(stages)]
@@ -237,7 +237,7 @@ def bench_pipeline(source_uri: str, stages: int, max_frames: int | None, queue_s
 def model_only_fps(graph: Graph, iters: int = 15, warmup: int = 3) -> dict | None:
     """Frames per second of the graph's models alone: every inference stage's backend run one
     after the other on the same preprocessed frame, same backends and threads as the pipeline."""
-    from pipelines.inference import InferStage, PreprocessStage
+    from segstream.pipelines.inference import InferStage, PreprocessStage
 
     stages = [getattr(st, "inner", st) for st in graph._all_stages()]  # scheduled stages wrap the model's
     pairs = []

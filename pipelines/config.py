@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from stream.config import apply_override, from_dict, read_toml
-from stream.errors import ConfigError
-from stream.graph import GraphSettings
+from segstream.stream.config import apply_override, from_dict, read_toml
+from segstream.stream.errors import ConfigError
+from segstream.stream.graph import GraphSettings
 
 DEFAULT_CONFIG = "config.toml"
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import os
 
-from pipelines.config import AppConfig
-from pipelines.inference import PostprocessStage, model_branch
-from pipelines.overlay import OverlayStage, OverlayStyle
-from pipelines.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
-from pipelines.tracking import TrackStage
-from stream.backends import open_backend
-from stream.errors import ConfigError
-from stream.graph import Parallel, Stage
+from segstream.pipelines.config import AppConfig
+from segstream.pipelines.inference import PostprocessStage, model_branch
+from segstream.pipelines.overlay import OverlayStage, OverlayStyle
+from segstream.pipelines.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
+from segstream.pipelines.tracking import TrackStage
+from segstream.stream.backends import open_backend
+from segstream.stream.errors import ConfigError
+from segstream.stream.graph import Parallel, Stage
 
 
 def artifact_backend(path: str, what: str, config: AppConfig):
@@ -39,10 +39,10 @@ def artifact_backend(path: str, what: str, config: AppConfig):
 def _instance_runner(family: str):
     """The runner class of an instance family (one per family, same interface)."""
     if family == "maskrcnn":
-        from pipelines.maskrcnn import MaskRCNNRunner
+        from segstream.pipelines.maskrcnn import MaskRCNNRunner
 
         return MaskRCNNRunner
-    from pipelines.yolact import YolactRunner
+    from segstream.pipelines.yolact import YolactRunner
 
     return YolactRunner
 
@@ -76,7 +76,7 @@ class SemanticPostStage(PostprocessStage):
 
 
 def semantic_stages(config: AppConfig) -> list[Stage]:
-    from pipelines.road import SemanticRunner
+    from segstream.pipelines.road import SemanticRunner
 
     c = config.semantic
     runner = SemanticRunner(artifact_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stream.frame import Frame
-from stream.graph import Stage
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
 
 
 class GrayStage(Stage):

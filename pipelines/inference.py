@@ -12,10 +12,10 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
-from stream.backends.base import ArtifactMetadata, Backend
-from stream.errors import ModelError
-from stream.frame import Frame
-from stream.graph import Stage
+from segstream.stream.backends.base import ArtifactMetadata, Backend
+from segstream.stream.errors import ModelError
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
 
 
 def normalised_nchw(image: np.ndarray, mean, std, color_order: str = "RGB") -> np.ndarray:

@@ -22,12 +22,12 @@ import math
 import cv2
 import numpy as np
 
-from pipelines.inference import instance_artifact
-from pipelines.masks import bilinear_matrix
-from pipelines.results import Instances
-from pipelines.yolact import YolactFrameInfo, YolactPreprocess
-from stream.backends.base import ArtifactMetadata, Backend
-from stream.errors import ModelError
+from segstream.pipelines.inference import instance_artifact
+from segstream.pipelines.masks import bilinear_matrix
+from segstream.pipelines.results import Instances
+from segstream.pipelines.yolact import YolactFrameInfo, YolactPreprocess
+from segstream.stream.backends.base import ArtifactMetadata, Backend
+from segstream.stream.errors import ModelError
 
 #: Names of the exported graph's input and outputs.
 INPUT_NAME = "image"

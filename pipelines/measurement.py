@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import os
 
-from pipelines.config import AppConfig
-from pipelines.dashcam import artifact_backend
-from pipelines.inference import model_branch
-from stream.errors import ConfigError
-from stream.graph import Stage
+from segstream.pipelines.config import AppConfig
+from segstream.pipelines.dashcam import artifact_backend
+from segstream.pipelines.inference import model_branch
+from segstream.stream.errors import ConfigError
+from segstream.stream.graph import Stage
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def semantic_model_stages(config: AppConfig, section: str, keep_probabilities: b
         ConfigError: the artifact is missing, holds no segstream metadata or a model of another
             task (an instance model, say).
     """
-    from pipelines.road import SemanticRunner
+    from segstream.pipelines.road import SemanticRunner
 
     c = getattr(config, section)
     backend = artifact_backend(c.artifact, section, config)

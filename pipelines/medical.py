@@ -19,17 +19,17 @@ from __future__ import annotations
 import logging
 import os
 
-from pipelines.areas import class_areas, series_volumes
-from pipelines.config import AppConfig
-from pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
-from pipelines.overlay import ClassOverlayStage
-from pipelines.results import SemanticMap
-from stream.errors import ConfigError, SegstreamError
-from stream.frame import Frame
-from stream.graph import Stage
-from stream.sinks.files import writable_parent
-from stream.sources import open_source
-from stream.sources.stack import SeriesInfo, SliceStackSource
+from segstream.pipelines.areas import class_areas, series_volumes
+from segstream.pipelines.config import AppConfig
+from segstream.pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
+from segstream.pipelines.overlay import ClassOverlayStage
+from segstream.pipelines.results import SemanticMap
+from segstream.stream.errors import ConfigError, SegstreamError
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
+from segstream.stream.sinks.files import writable_parent
+from segstream.stream.sources import open_source
+from segstream.stream.sources.stack import SeriesInfo, SliceStackSource
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class SliceAreaStage(Stage):
             "slice_areas_mm2": [{"index": r["index"], "file": r["file"], "areas_mm2": r["areas_mm2"]} for r in self.slices],
         }
         if self.summary_path:
-            from pipelines.app import write_json
+            from segstream.pipelines.app import write_json
 
             write_json(self.summary_path, self.summary)
         text = ", ".join(f"{n} {v / 1000.0:.3f} ml" for n, v in sorted(volumes.items())) or "no class found"

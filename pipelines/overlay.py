@@ -10,9 +10,9 @@ import time
 import cv2
 import numpy as np
 
-from pipelines.results import Instances, SemanticMap
-from stream.frame import Frame
-from stream.graph import Stage
+from segstream.pipelines.results import Instances, SemanticMap
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
 
 
 def track_colour_bgr(key: int) -> tuple[int, int, int]:

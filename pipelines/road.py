@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from pipelines.inference import normalised_nchw
-from pipelines.results import SemanticMap
-from stream.errors import ConfigError, ModelError
+from segstream.pipelines.inference import normalised_nchw
+from segstream.pipelines.results import SemanticMap
+from segstream.stream.errors import ConfigError, ModelError
 
 # --- classes ------------------------------------------------------------------------------------
 

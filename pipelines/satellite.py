@@ -25,19 +25,19 @@ import os
 import cv2
 import numpy as np
 
-from pipelines.areas import class_areas, class_geojson, write_geojson
-from pipelines.config import AppConfig
-from pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
-from pipelines.overlay import ClassOverlayStage
-from pipelines.results import SemanticMap
-from pipelines.road import colorize
-from pipelines.tiling import Tile, TileStitcher, seam_check
-from stream.errors import ConfigError, ModelError, SegstreamError, SinkError
-from stream.frame import Frame
-from stream.graph import Stage
-from stream.sinks.files import writable_parent
-from stream.sources import open_source
-from stream.sources.tiles import TileSource, default_overlap
+from segstream.pipelines.areas import class_areas, class_geojson, write_geojson
+from segstream.pipelines.config import AppConfig
+from segstream.pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
+from segstream.pipelines.overlay import ClassOverlayStage
+from segstream.pipelines.results import SemanticMap
+from segstream.pipelines.road import colorize
+from segstream.pipelines.tiling import Tile, TileStitcher, seam_check
+from segstream.stream.errors import ConfigError, ModelError, SegstreamError, SinkError
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
+from segstream.stream.sinks.files import writable_parent
+from segstream.stream.sources import open_source
+from segstream.stream.sources.tiles import TileSource, default_overlap
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class StitchStage(Stage):
             write_geojson(files["geojson"], geo)
         except OSError as exc:
             raise SinkError(f"{files['geojson']}: cannot write ({exc.strerror})") from None
-        from pipelines.app import write_json
+        from segstream.pipelines.app import write_json
 
         write_json(files["summary"], self.summary)
         text = ", ".join(f"{n} {a:.1f} m²" for n, a in sorted(self.summary["areas_m2"].items())) or "no class found"

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from pipelines.results import Instances, SemanticMap
-from stream.frame import Frame
-from stream.graph import Stage
+from segstream.pipelines.results import Instances, SemanticMap
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
 
 #: Where ScheduleStage puts the set of models that run on a frame (not published: "_" prefix).
 SCHEDULE_KEY = "_schedule"

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from stream.sources.tiles import Tile, tile_grid  # the grid is the tile source's geometry
+from segstream.stream.sources.tiles import Tile, tile_grid  # the grid is the tile source's geometry
 
 __all__ = ["SeamCheck", "Tile", "TileStitcher", "blend_window", "predict_tiled", "seam_check", "tile_grid"]
 

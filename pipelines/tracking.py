@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from pipelines.assignment import linear_sum_assignment
-from pipelines.results import Instances
-from stream.frame import Frame
-from stream.graph import Stage
+from segstream.pipelines.assignment import linear_sum_assignment
+from segstream.pipelines.results import Instances
+from segstream.stream.frame import Frame
+from segstream.stream.graph import Stage
 
 _MASK_SCALE = 4  # mask IoU is computed at 1/4 resolution: enough to separate overlapping boxes
 

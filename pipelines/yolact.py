@@ -23,11 +23,11 @@ from functools import partial
 import cv2
 import numpy as np
 
-from pipelines.inference import instance_artifact, normalised_nchw
-from pipelines.masks import bilinear_matrix
-from pipelines.results import Instances
-from stream.backends.base import ArtifactMetadata, Backend
-from stream.errors import ModelError
+from segstream.pipelines.inference import instance_artifact, normalised_nchw
+from segstream.pipelines.masks import bilinear_matrix
+from segstream.pipelines.results import Instances
+from segstream.stream.backends.base import ArtifactMetadata, Backend
+from segstream.stream.errors import ModelError
 
 #: Names of the exported graph's input and outputs.
 INPUT_NAME = "image"

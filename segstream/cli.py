@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from stream.errors import ConfigError, SegstreamError
+from segstream.stream.errors import ConfigError, SegstreamError
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -246,15 +246,15 @@ def _version() -> str:
 
 
 def _family_commands(model: str):
-    from models.registry import family_of
+    from segstream.models.registry import family_of
 
-    return importlib.import_module(f"models.{family_of(model)}.commands")
+    return importlib.import_module(f"segstream.models.{family_of(model)}.commands")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "run":
-        from pipelines.app import run_command
+        from segstream.pipelines.app import run_command
 
         return run_command(args)
     if cmd == "demo":
@@ -262,15 +262,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return demo_command(args)
     if cmd == "bench" and args.bench_kind in ("model", "compare"):
-        from export.bench_cli import bench_command as model_bench
+        from segstream.export.bench_cli import bench_command as model_bench
 
         return model_bench(args)
     if cmd == "bench":
-        from pipelines.app import bench_command
+        from segstream.pipelines.app import bench_command
 
         return bench_command(args)
     if cmd == "generate":
-        from models.synthetic.commands import generate, generate_measured
+        from segstream.models.synthetic.commands import generate, generate_measured
 
         count, width, height = _GENERATE_DEFAULTS[args.kind]
         args.count = count if args.count is None else args.count
@@ -288,7 +288,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"generate: wrote {result.count} {'frames' if args.kind == 'video' else 'images'} to {result.main_file}")
         return EXIT_OK
     if cmd == "convert" and args.convert_kind == "camvid-instances":
-        from models.datasets.camvid_instances import convert_camvid_instances
+        from segstream.models.datasets.camvid_instances import convert_camvid_instances
 
         result = convert_camvid_instances(args.images, args.labels, min_area=args.min_area)
         result.write_json(args.out)
@@ -297,7 +297,7 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"{len(result.coco['annotations'])} instances ({per_class})")
         return EXIT_OK
     if cmd in ("predict", "eval", "train", "export", "verify"):
-        from models.registry import family_of
+        from segstream.models.registry import family_of
 
         if cmd in ("predict", "eval") and args.input_size and family_of(args.model) != "semantic":
             raise ConfigError(f"--input-size is for semantic models; {args.model} runs at the size it was exported "

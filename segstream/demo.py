@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError
-from stream.frame import Frame
-from stream.sinks.base import Sink
+from segstream.stream.errors import ConfigError
+from segstream.stream.frame import Frame
+from segstream.stream.sinks.base import Sink
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 INSTANCES_ARTIFACT = os.path.join(WEIGHTS_DIR, "yolact_tiny_synthetic.onnx")
@@ -67,19 +67,19 @@ class GroundTruthSink(Sink):
         self.gt_by_image: dict[int, list[dict]] = {}
         for ann in self.coco_gt["annotations"]:
             self.gt_by_image.setdefault(ann["image_id"], []).append(ann)
-        from models.semantic.metrics import ConfusionMatrix
+        from segstream.models.semantic.metrics import ConfusionMatrix
 
         self.confusion = ConfusionMatrix(num_classes)
         self.detections: list[dict] = []
         self.scored: set[int] = set()  # images of the frames that came out (a live run drops some)
         self._lock = threading.Lock()
-        from pipelines.tracking import IdSwitchCounter
+        from segstream.pipelines.tracking import IdSwitchCounter
 
         self.switches = IdSwitchCounter(iou_threshold=0.5)
 
     def write(self, frame: Frame) -> None:
-        from pipelines.masks import rle_encode
-        from pipelines.results import Instances, SemanticMap
+        from segstream.pipelines.masks import rle_encode
+        from segstream.pipelines.results import Instances, SemanticMap
 
         image_id = self.image_id.get(frame.seq)
         if image_id is None:
@@ -135,7 +135,7 @@ class GroundTruthSink(Sink):
             ev.params.imgIds = sorted(self.scored)
             ev.evaluate()
             ev.accumulate()
-        from models.coco_eval import per_class_ap
+        from segstream.models.coco_eval import per_class_ap
 
         return per_class_ap(ev, {c: n for n, c in self.category_id.items()})
 
@@ -169,8 +169,8 @@ def make_clip(clip_dir: str, frames: int, width: int = 1280, height: int = 720, 
     """Writes a generated road clip with per-frame ground truth into ``clip_dir``."""
     import itertools
 
-    from models.synthetic.dataset import write_clip
-    from models.synthetic.scene import SceneConfig, SceneSequence
+    from segstream.models.synthetic.dataset import write_clip
+    from segstream.models.synthetic.scene import SceneConfig, SceneSequence
 
     seq = SceneSequence(seed, SceneConfig(width=width, height=height, fps=fps))
     write_clip(itertools.islice(seq, frames), clip_dir, fps=fps)
@@ -185,8 +185,8 @@ def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_
     Writes ``overlay.mp4``, ``results.jsonl``, ``metrics.json`` and ``accuracy.json`` into ``out``
     and returns the summary (see ``run_demo`` for ``live`` and ``overrides``).
     """
-    from pipelines.app import make_graph, run_graph, write_json
-    from pipelines.config import load_config
+    from segstream.pipelines.app import make_graph, run_graph, write_json
+    from segstream.pipelines.config import load_config
 
     config = load_config(None, list(overrides))
     config.source.uri = os.path.join(clip_dir, "clip.mp4")
@@ -202,7 +202,7 @@ def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_
     write_json(os.path.join(out, "metrics.json"), report.metrics)
     if report.error is not None:
         raise report.error
-    from models.synthetic.classes import CITYSCAPES_CLASSES
+    from segstream.models.synthetic.classes import CITYSCAPES_CLASSES
 
     acc = gt.accuracy(CITYSCAPES_CLASSES)
     m = report.metrics

@@ -11,7 +11,7 @@ import types
 import typing
 from typing import Any, get_args, get_origin, get_type_hints
 
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -27,10 +27,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from stream.errors import SegstreamError, SinkError, SourceError, StageError, WatchdogError
-from stream.frame import EndOfStream, Frame
-from stream.metrics import Metrics
-from stream.queues import BoundedQueue, FanOutlet, Outlet, QueueOutlet, TaggedOutlet
+from segstream.stream.errors import SegstreamError, SinkError, SourceError, StageError, WatchdogError
+from segstream.stream.frame import EndOfStream, Frame
+from segstream.stream.metrics import Metrics
+from segstream.stream.queues import BoundedQueue, FanOutlet, Outlet, QueueOutlet, TaggedOutlet
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.errors import SegstreamError
+from segstream.stream.errors import SegstreamError
 
 _INSTALL = ("GStreamer's Python bindings are missing: install the Debian packages "
             "(gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-libav gir1.2-gstreamer-1.0 "

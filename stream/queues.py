@@ -12,7 +12,7 @@ import queue
 import threading
 from typing import Any
 
-from stream.frame import EndOfStream
+from segstream.stream.frame import EndOfStream
 
 _POLL_S = 0.05
 

@@ -178,7 +178,7 @@ def _pickled_object(path):
 
 def _other_model_checkpoint(path):
     torch = pytest.importorskip("torch")
-    from models.semantic.zoo import load_model, save_checkpoint
+    from segstream.models.semantic.zoo import load_model, save_checkpoint
 
     save_checkpoint(str(path), load_model("deeplab_tiny", None))
     return str(path)

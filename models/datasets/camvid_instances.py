@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 #: COCO categories written, in id order.
 CATEGORIES: tuple[dict, ...] = (

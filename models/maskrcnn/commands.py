@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.config import parse_size_hw
-from stream.errors import ConfigError, ModelError
+from segstream.stream.config import parse_size_hw
+from segstream.stream.errors import ConfigError, ModelError
 
 
 def make_runner(model: str, weights: str, backend: str, **settings):
     """A ``MaskRCNNRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
-    from models.yolact.commands import onnx_backend
-    from pipelines.maskrcnn import MaskRCNNRunner
+    from segstream.models.yolact.commands import onnx_backend
+    from segstream.pipelines.maskrcnn import MaskRCNNRunner
 
     be = onnx_backend(model, weights, backend, "Mask R-CNN")
     if be is not None:
         return MaskRCNNRunner(be, **settings)
-    from models.maskrcnn.verify import torch_backend
-    from models.maskrcnn.zoo import load_maskrcnn
+    from segstream.models.maskrcnn.verify import torch_backend
+    from segstream.models.maskrcnn.zoo import load_maskrcnn
 
     return MaskRCNNRunner(torch_backend(load_maskrcnn(weights, model)), **settings)
 
 
 def predict(args) -> int:
     """Runs the model on images; writes the detections JSON (COCO RLE masks) and/or overlays."""
-    from models.yolact.commands import predict as predict_instances
+    from segstream.models.yolact.commands import predict as predict_instances
 
     return predict_instances(args, runner_factory=make_runner)
 
@@ -53,9 +53,9 @@ def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...],
 
 def evaluate(args) -> int:
     """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools), as for YOLACT."""
-    from models.yolact.commands import report_coco
-    from models.yolact.data import CocoInstances
-    from models.yolact.evaluate import evaluate_coco
+    from segstream.models.yolact.commands import report_coco
+    from segstream.models.yolact.data import CocoInstances
+    from segstream.models.yolact.evaluate import evaluate_coco
 
     if not args.annotations or not args.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
@@ -80,7 +80,7 @@ def train(args) -> int:
 
 def _loaded(model: str, weights: str | None, num_classes: int | None):
     """The checkpoint, or random weights (seeded) with ``num_classes`` foreground classes."""
-    from models.maskrcnn.zoo import load_maskrcnn
+    from segstream.models.maskrcnn.zoo import load_maskrcnn
 
     if num_classes is not None and num_classes < 1:
         raise ConfigError(f"--num-classes counts foreground classes and must be >= 1, got {num_classes}")
@@ -89,7 +89,7 @@ def _loaded(model: str, weights: str | None, num_classes: int | None):
 
 def export(args) -> int:
     """Writes the ONNX artifact (dynamic height and width)."""
-    from export.maskrcnn import export_maskrcnn_onnx
+    from segstream.export.maskrcnn import export_maskrcnn_onnx
 
     if args.format != "onnx":
         raise ConfigError(f"--format {args.format}: Mask R-CNN exports to ONNX only for now (run it with ONNX Runtime)")
@@ -105,10 +105,10 @@ def export(args) -> int:
 def verify(args) -> int:
     """ONNX Runtime vs torch on one frame: raw outputs within 1e-4, same detections, mask IoU > 0.99.
     Without --weights the model is the seeded random one ``export`` writes without --weights."""
-    from export.onnx import read_metadata
-    from models.maskrcnn.verify import verify_artifact
-    from models.yolact.verify import sample_image
-    from pipelines.maskrcnn import model_size_hw
+    from segstream.export.onnx import read_metadata
+    from segstream.models.maskrcnn.verify import verify_artifact
+    from segstream.models.yolact.verify import sample_image
+    from segstream.pipelines.maskrcnn import model_size_hw
 
     meta = read_metadata(args.artifact)
     if meta.model != args.model:

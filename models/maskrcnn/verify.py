@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.yolact.verify import VerifyReport, mask_ious, sample_image
-from pipelines.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner
+from segstream.models.yolact.verify import VerifyReport, mask_ious, sample_image
+from segstream.pipelines.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner
 
 
 def torch_backend(loaded):
     """A ``TorchBackend`` running the export graph, with the metadata the artifact would carry."""
-    from models.maskrcnn.zoo import MaskRCNNGraph, artifact_metadata
-    from models.torch_backend import TorchBackend
+    from segstream.models.maskrcnn.zoo import MaskRCNNGraph, artifact_metadata
+    from segstream.models.torch_backend import TorchBackend
 
     return TorchBackend(MaskRCNNGraph(loaded.model), input_names=["image"], output_names=list(OUTPUT_NAMES),
                         metadata=artifact_metadata(loaded), channels_last=False)
@@ -29,8 +29,8 @@ def verify_artifact(path: str, loaded, image_bgr: np.ndarray | None = None, tole
         image_bgr: a frame (default: ``sample_image()``, 480 x 640, so the network input size
             follows the model's resize rule and differs from the export's trace size).
     """
-    from export.onnx import relative_error
-    from stream.backends.onnxruntime import OnnxRuntimeBackend
+    from segstream.export.onnx import relative_error
+    from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
     ort = MaskRCNNRunner(OnnxRuntimeBackend(path, providers=("cpu",)))
     ref = MaskRCNNRunner(torch_backend(loaded))

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.state_dict import mismatch_summary
-from stream.errors import ConfigError, ModelError
+from segstream.models.state_dict import mismatch_summary
+from segstream.stream.errors import ConfigError, ModelError
 
 #: torchvision's normalisation, on 0-255 values, RGB (GeneralizedRCNNTransform's defaults).
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -234,8 +234,8 @@ class MaskRCNNGraph(nn.Module):
 
 def artifact_metadata(loaded: LoadedMaskRCNN, versions: dict | None = None):
     """The self-description of an export: classes, resize rule, mean/std, colour order, outputs."""
-    from pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
-    from stream.backends.base import ArtifactMetadata
+    from segstream.pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+    from segstream.stream.backends.base import ArtifactMetadata
 
     t = loaded.model.transform
     rh = loaded.model.roi_heads

@@ -6,8 +6,8 @@ The embedded ``weights/deeplab_tiny_synthetic.{pth,onnx}`` are rebuilt by ``make
 exact commands are in the Makefile; README, "Embedded models").
 """
 
-from models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
-from models.semantic.zoo import SPECS, LoadedModel, LogitsOnly, build_model, load_model, save_checkpoint
+from segstream.models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
+from segstream.models.semantic.zoo import SPECS, LoadedModel, LogitsOnly, build_model, load_model, save_checkpoint
 
 __all__ = ["DeepLabV3Plus", "DeepLabV3PlusConfig", "SPECS", "LoadedModel", "LogitsOnly", "build_model", "load_model",
            "save_checkpoint"]

@@ -13,15 +13,15 @@ import sys
 
 import cv2
 
-from pipelines.road import SemanticRunner, SizePolicy, render_overlay
-from stream.config import parse_size_hw as parse_hw
-from stream.errors import ConfigError, ModelError
+from segstream.pipelines.road import SemanticRunner, SizePolicy, render_overlay
+from segstream.stream.config import parse_size_hw as parse_hw
+from segstream.stream.errors import ConfigError, ModelError
 
 
 def make_runner(args, **overrides) -> SemanticRunner:
     """The runner for ``--backend`` (``--weights``: a .pth for torch, an .onnx for onnxruntime)."""
     if args.backend == "onnxruntime":
-        from stream.backends.factory import open_backend
+        from segstream.stream.backends.factory import open_backend
 
         if not args.weights or not args.weights.endswith((".onnx", ".engine", ".plan")):
             raise ConfigError(f"--backend onnxruntime needs an exported .onnx in --weights, got {args.weights!r}; "
@@ -30,8 +30,8 @@ def make_runner(args, **overrides) -> SemanticRunner:
         if backend.metadata is not None and backend.metadata.model != args.model:
             raise ModelError(f"{args.weights}: exported from {backend.metadata.model!r}, not {args.model!r}")
         return SemanticRunner(backend, **overrides)
-    from models.semantic.zoo import LogitsOnly, artifact_metadata, load_model
-    from models.torch_backend import TorchBackend
+    from segstream.models.semantic.zoo import LogitsOnly, artifact_metadata, load_model
+    from segstream.models.torch_backend import TorchBackend
 
     if args.weights and args.weights.endswith(".onnx"):
         raise ConfigError(f"{args.weights} is an ONNX file; add --backend onnxruntime or pass a .pth checkpoint")
@@ -46,7 +46,7 @@ def predict(args) -> int:
     ``<overlay>/<stem>.jpg`` per image."""
     if not args.mask_dir and not args.overlay:
         raise ConfigError("predict for a semantic model writes masks or overlays: give --mask-dir DIR and/or --overlay DIR")
-    from models.semantic.data import read_image
+    from segstream.models.semantic.data import read_image
 
     runner = make_runner(args, input_size_hw=parse_hw(getattr(args, "input_size", None)))
     for d in (args.mask_dir, args.overlay):
@@ -73,8 +73,8 @@ def predict(args) -> int:
 
 def evaluate(args) -> int:
     """mIoU, mean Dice, per-class IoU and Dice, pixel accuracy on ``--images`` / ``--labels`` in ``--layout``."""
-    from models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_image, read_label
-    from models.semantic.metrics import ConfusionMatrix
+    from segstream.models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_image, read_label
+    from segstream.models.semantic.metrics import ConfusionMatrix
 
     runner = make_runner(args, drivable=False, input_size_hw=parse_hw(getattr(args, "input_size", None)))
     names = runner.settings.class_names
@@ -107,7 +107,7 @@ def evaluate(args) -> int:
 
 
 def train(args) -> int:
-    from models.semantic.train import TrainConfig, train as run_training
+    from segstream.models.semantic.train import TrainConfig, train as run_training
 
     if not args.images or not args.labels:
         raise ConfigError("semantic training needs --images and --labels folders")
@@ -148,11 +148,11 @@ def _parse_range(text: str | None) -> tuple[float, float] | None:
 def export(args) -> int:
     """ONNX (or a TensorRT engine built from it). ``--dynamic``: any H/W; ``--input-size``: the
     trace size and, with ``--dynamic``, the size frames are resized to by default."""
-    from export.semantic import export_semantic
+    from segstream.export.semantic import export_semantic
 
     size = parse_hw(args.input_size)
     if not args.dynamic and size is None:
-        from models.semantic.zoo import spec_of
+        from segstream.models.semantic.zoo import spec_of
 
         policy = spec_of(args.model).size_policy
         size = policy.size_hw if policy.kind == "fixed" else None
@@ -168,7 +168,7 @@ def export(args) -> int:
                     size_policy=policy)
     print(f"wrote {onnx_path}")
     if args.format == "tensorrt":
-        from export.tensorrt import build_engine
+        from segstream.export.tensorrt import build_engine
 
         build_engine(onnx_path=onnx_path, out_path=args.out, fp16=args.fp16, int8=args.int8)
         print(f"wrote {args.out}")
@@ -177,9 +177,9 @@ def export(args) -> int:
 
 def verify(args) -> int:
     """ONNX Runtime vs torch: relative logit error <= 1e-4 and argmax agreement >= 99.9 %."""
-    from export.onnx import read_metadata
-    from export.semantic import PARITY_SIZES, check_parity
-    from models.semantic.zoo import LogitsOnly, load_model
+    from segstream.export.onnx import read_metadata
+    from segstream.export.semantic import PARITY_SIZES, check_parity
+    from segstream.models.semantic.zoo import LogitsOnly, load_model
 
     meta = read_metadata(args.artifact)
     if meta.model != args.model:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, lookup_table
-from stream.errors import ConfigError, ModelError
+from segstream.pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, lookup_table
+from segstream.stream.errors import ConfigError, ModelError
 
 LAYOUTS = ("plain", "cityscapes", "camvid", "binary")
 

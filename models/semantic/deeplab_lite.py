@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.semantic.efficientnet_lite import EfficientNetLiteFeatures
-from stream.errors import ConfigError
+from segstream.models.semantic.efficientnet_lite import EfficientNetLiteFeatures
+from segstream.stream.errors import ConfigError
 
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 

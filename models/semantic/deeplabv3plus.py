@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 #: ASPP dilation rates per output stride (the paper's and VainF's).
 ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}

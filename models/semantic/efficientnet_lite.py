@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stream.errors import ModelError
+from segstream.stream.errors import ModelError
 
 #: TensorFlow's EfficientNet-Lite input scaling (per channel, RGB, 0..255 pixels).
 LITE_MEAN_255 = (127.0, 127.0, 127.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.road import IGNORE_INDEX
+from segstream.pipelines.road import IGNORE_INDEX
 
 
 class ConfusionMatrix:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.semantic.data import LAYOUTS, Sample, find_samples, read_image, read_label
-from models.semantic.zoo import IMAGENET_MEAN_255, IMAGENET_STD_255, load_model, save_checkpoint
-from pipelines.road import IGNORE_INDEX
-from stream.errors import ConfigError
+from segstream.models.semantic.data import LAYOUTS, Sample, find_samples, read_image, read_label
+from segstream.models.semantic.zoo import IMAGENET_MEAN_255, IMAGENET_STD_255, load_model, save_checkpoint
+from segstream.pipelines.road import IGNORE_INDEX
+from segstream.stream.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -251,8 +251,8 @@ def evaluate_model(model: torch.nn.Module, samples: list[Sample], loaded, layout
     (``data.camvid_prediction_lut``); otherwise the model's own classes. Returns the
     ``ConfusionMatrix.summary`` dict.
     """
-    from models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, label_lut
-    from models.semantic.metrics import ConfusionMatrix
+    from segstream.models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, label_lut
+    from segstream.models.semantic.metrics import ConfusionMatrix
 
     pred_lut = camvid_prediction_lut(loaded.class_names) if layout == "camvid" else None
     names = CAMVID_CLASSES if pred_lut is not None else loaded.class_names
@@ -319,14 +319,14 @@ def _save_state(path: str, loaded, opt, it: int, cfg: TrainConfig, best: dict, h
 
 
 def _read_resume(path: str, cfg: TrainConfig) -> dict:
-    from models.training_state import read_resumable
+    from segstream.models.training_state import read_resumable
 
     obj, _ = read_resumable(path, cfg.resumable(), lambda o: o.get("train_state"), "config")
     return obj
 
 
 def _train(cfg: TrainConfig) -> TrainReport:
-    from models.semantic.data import find_samples
+    from segstream.models.semantic.data import find_samples
 
     torch.manual_seed(cfg.seed)
     resumed = _read_resume(cfg.resume, cfg) if cfg.resume else None
@@ -334,7 +334,7 @@ def _train(cfg: TrainConfig) -> TrainReport:
     if resumed is not None:
         loaded.model.load_state_dict(resumed["model_state"])
     elif cfg.weights is None and cfg.backbone_init == "imagenet" and loaded.spec.kind == "lite":
-        from models.semantic.efficientnet_lite import load_imagenet_weights
+        from segstream.models.semantic.efficientnet_lite import load_imagenet_weights
 
         load_imagenet_weights(loaded.model.backbone)
     samples = find_samples(cfg.images, cfg.labels, cfg.layout, loaded.num_classes)

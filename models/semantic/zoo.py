@@ -25,14 +25,14 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
-from models.semantic.deeplab_lite import DeepLabLiteConfig, DeepLabV3PlusLite
-from models.semantic.efficientnet_lite import LITE_MEAN_255, LITE_STD_255
-from models.semantic.fcn import FCN, FCNConfig
-from models.state_dict import mismatch_summary
-from models.unet.model import UNet, UNetConfig
-from pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
-from stream.errors import ConfigError, ModelError
+from segstream.models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
+from segstream.models.semantic.deeplab_lite import DeepLabLiteConfig, DeepLabV3PlusLite
+from segstream.models.semantic.efficientnet_lite import LITE_MEAN_255, LITE_STD_255
+from segstream.models.semantic.fcn import FCN, FCNConfig
+from segstream.models.state_dict import mismatch_summary
+from segstream.models.unet.model import UNet, UNetConfig
+from segstream.pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
+from segstream.stream.errors import ConfigError, ModelError
 
 #: torchvision's 21 COCO-with-VOC-labels categories (its released weights).
 VOC_CLASSES = (
@@ -491,7 +491,7 @@ class LogitsAndLabels(LogitsOnly):
 def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | None = None,
                       size_policy: SizePolicy | None = None):
     """The ArtifactMetadata an export of ``loaded`` carries (classes, palette, mean/std, size policy)."""
-    from stream.backends.base import ArtifactMetadata
+    from segstream.stream.backends.base import ArtifactMetadata
 
     policy = size_policy or loaded.spec.size_policy
     if input_size_hw is not None:

@@ -4,7 +4,7 @@
 image/label folders, COCO instance JSON and mp4 clips; `commands.generate` backs
 `segstream generate`.
 """
-from models.synthetic.classes import (
+from segstream.models.synthetic.classes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE_RGB,
     COCO_CATEGORIES,
@@ -12,7 +12,7 @@ from models.synthetic.classes import (
     LABEL_TO_CATEGORY_ID,
     colorize,
 )
-from models.synthetic.scene import SceneConfig, SceneObject, SceneSample, SceneSequence, generate_scene
+from segstream.models.synthetic.scene import SceneConfig, SceneObject, SceneSample, SceneSequence, generate_scene
 
 __all__ = [
     "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE_RGB", "COCO_CATEGORIES", "IGNORE_ID",

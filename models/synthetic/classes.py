@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.road import CITYSCAPES_CLASSES as _ROAD_CLASSES
-from pipelines.road import CITYSCAPES_PALETTE_BGR as _PALETTE_BGR
-from pipelines.road import IGNORE_INDEX as _IGNORE
-from pipelines.road import colorize as _road_colorize
+from segstream.pipelines.road import CITYSCAPES_CLASSES as _ROAD_CLASSES
+from segstream.pipelines.road import CITYSCAPES_PALETTE_BGR as _PALETTE_BGR
+from segstream.pipelines.road import IGNORE_INDEX as _IGNORE
+from segstream.pipelines.road import colorize as _road_colorize
 
 # Cityscapes train ids 0..18 and their colours: the runtime's tables (pipelines/road.py).
 CITYSCAPES_CLASSES: tuple[str, ...] = _ROAD_CLASSES

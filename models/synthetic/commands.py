@@ -6,9 +6,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.synthetic.dataset import write_clip, write_image_set
-from models.synthetic.phantoms import PhantomResult
-from models.synthetic.scene import SceneConfig, SceneSequence, generate_scene
+from segstream.models.synthetic.dataset import write_clip, write_image_set
+from segstream.models.synthetic.phantoms import PhantomResult
+from segstream.models.synthetic.scene import SceneConfig, SceneSequence, generate_scene
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def generate_measured(args: argparse.Namespace) -> PhantomResult:
     Returns:
         What `models.synthetic.phantoms.write_slices` or `write_map` wrote.
     """
-    from models.synthetic.phantoms import write_map, write_slices
+    from segstream.models.synthetic.phantoms import write_map, write_slices
 
     size_hw = (int(args.height), int(args.width))
     if args.kind == "slices":

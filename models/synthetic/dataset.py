@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_util
 
-from models.synthetic.classes import COCO_CATEGORIES, LABEL_TO_CATEGORY_ID
-from models.synthetic.scene import SceneSample
+from segstream.models.synthetic.classes import COCO_CATEGORIES, LABEL_TO_CATEGORY_ID
+from segstream.models.synthetic.scene import SceneSample
 
 
 @dataclass

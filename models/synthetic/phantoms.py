@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.synthetic.reference_model import require_onnx, write_threshold_model
+from segstream.models.synthetic.reference_model import require_onnx, write_threshold_model
 
 SLICE_CLASSES = ("background", "organ", "lesion")
 SLICE_VALUES = (1000, 2000, 3000)  # 16-bit stored values; the window 2000,4000 maps them to 64, 128, 191

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stream.backends.base import METADATA_KEY, ArtifactMetadata
-from stream.errors import SegstreamError
+from segstream.stream.backends.base import METADATA_KEY, ArtifactMetadata
+from segstream.stream.errors import SegstreamError
 
 
 def require_onnx() -> None:

@@ -20,7 +20,7 @@ import math
 import cv2
 import numpy as np
 
-from models.synthetic.classes import (
+from segstream.models.synthetic.classes import (
     BUILDING, CAR, IGNORE_ID, PERSON, POLE, ROAD, SIDEWALK, SIGN, SKY, TERRAIN, VEGETATION,
 )
 

@@ -1,5 +1,5 @@
 """U-Net: a symmetric encoder-decoder with skip connections at every level."""
 
-from models.unet.model import UNet, UNetConfig
+from segstream.models.unet.model import UNet, UNetConfig
 
 __all__ = ["UNet", "UNetConfig"]

@@ -213,7 +213,7 @@ def build_backbone(kind: str, tiny_widths=(16, 24, 32, 48, 64)) -> nn.Module:
     if kind == "mobilenetv3_large":
         return MobileNetV3Backbone()
     if kind == "efficientnet_lite0":
-        from models.yolact.lite import EfficientNetLiteBackbone
+        from segstream.models.yolact.lite import EfficientNetLiteBackbone
 
         return EfficientNetLiteBackbone()
     if kind == "tiny":

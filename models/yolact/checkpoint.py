@@ -17,11 +17,11 @@ import re
 
 import torch
 
-from models.state_dict import mismatch_summary
+from segstream.models.state_dict import mismatch_summary
 
-from models.yolact.config import CONFIGS, YolactConfig, config_name_from_path, resolve_config
-from models.yolact.model import Yolact
-from stream.errors import ModelError
+from segstream.models.yolact.config import CONFIGS, YolactConfig, config_name_from_path, resolve_config
+from segstream.models.yolact.model import Yolact
+from segstream.stream.errors import ModelError
 
 _LEGACY_BACKBONE = re.compile(r"^backbone\.layer(?!s\.)")
 _DOWNSAMPLE = re.compile(r"^fpn\.downsample_layers\.(\d+)\.")
@@ -168,7 +168,7 @@ _TV_FEATURE = re.compile(r"^features\.(\d+)\.")
 def _mobilenetv2_feature_prefixes() -> dict[int, str]:
     """torchvision MobileNetV2 ``features`` index -> YolactEdge ``layers`` prefix: the stem, each
     inverted-residual block by (stage, block), the last 1x1 conv."""
-    from models.yolact.backbone import MOBILENETV2_STAGES
+    from segstream.models.yolact.backbone import MOBILENETV2_STAGES
 
     prefixes = {0: "layers.0."}
     f = 1

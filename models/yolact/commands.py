@@ -15,7 +15,7 @@ import sys
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError, ModelError
+from segstream.stream.errors import ConfigError, ModelError
 
 
 def _parse_size(text: str | None) -> int | None:
@@ -42,7 +42,7 @@ def onnx_backend(model: str, weights: str, backend: str, what: str = "YOLACT"):
     if backend == "onnxruntime":
         if not is_onnx:
             raise ConfigError(f"--backend onnxruntime needs an .onnx file, got {weights!r}; export one with 'segstream export'")
-        from stream.backends.onnxruntime import OnnxRuntimeBackend
+        from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
         be = OnnxRuntimeBackend(weights, providers=("cpu",))
         if be.metadata is not None and be.metadata.model != model:
@@ -55,13 +55,13 @@ def onnx_backend(model: str, weights: str, backend: str, what: str = "YOLACT"):
 
 def make_runner(model: str, weights: str, backend: str, **overrides):
     """A ``YolactRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
-    from pipelines.yolact import YolactRunner
+    from segstream.pipelines.yolact import YolactRunner
 
     be = onnx_backend(model, weights, backend)
     if be is not None:
         return YolactRunner(be, **overrides)
-    from models.yolact.checkpoint import load_yolact
-    from models.yolact.runtime import torch_runner
+    from segstream.models.yolact.checkpoint import load_yolact
+    from segstream.models.yolact.runtime import torch_runner
 
     net, _ = load_yolact(weights, model)
     return torch_runner(net, weights, **overrides)
@@ -96,7 +96,7 @@ def predict(args, runner_factory=None) -> int:
 
     ``runner_factory``: another instance family's ``make_runner`` (same signature and runner
     interface), so every instance model shares this command."""
-    from pipelines.overlay import OverlayStyle, draw_instances
+    from segstream.pipelines.overlay import OverlayStyle, draw_instances
 
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
@@ -131,8 +131,8 @@ def predict(args, runner_factory=None) -> int:
 
 def evaluate(args) -> int:
     """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools)."""
-    from models.yolact.data import CocoInstances
-    from models.yolact.evaluate import evaluate_coco
+    from segstream.models.yolact.data import CocoInstances
+    from segstream.models.yolact.evaluate import evaluate_coco
 
     if not args.annotations or not args.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
@@ -166,7 +166,7 @@ def _load_for_finetune(net, path: str) -> list[str]:
     """Loads every tensor of a checkpoint (or an ImageNet backbone file) whose name and shape fit;
     returns the names left as initialised."""
 
-    from models.yolact.checkpoint import _read, load_backbone
+    from segstream.models.yolact.checkpoint import _read, load_backbone
 
     obj = _read(path)
     if isinstance(obj.get("segstream"), dict):
@@ -227,11 +227,11 @@ def train(args) -> int:
     """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
     import torch
 
-    from models.yolact.checkpoint import checkpoint_metadata, save_yolact, with_checkpoint_settings
-    from models.yolact.config import get_config
-    from models.yolact.data import CocoInstances
-    from models.yolact.model import Yolact
-    from models.yolact.train import train_yolact
+    from segstream.models.yolact.checkpoint import checkpoint_metadata, save_yolact, with_checkpoint_settings
+    from segstream.models.yolact.config import get_config
+    from segstream.models.yolact.data import CocoInstances
+    from segstream.models.yolact.model import Yolact
+    from segstream.models.yolact.train import train_yolact
 
     if not args.annotations or not args.images:
         raise ConfigError("train needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
@@ -254,7 +254,7 @@ def train(args) -> int:
         if fresh:
             print(f"fine-tuning from {args.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
     elif cfg.backbone == "efficientnet_lite0" and getattr(args, "backbone_init", "imagenet") == "imagenet":
-        from models.yolact.lite import load_imagenet_backbone
+        from segstream.models.yolact.lite import load_imagenet_backbone
 
         print(f"backbone: ImageNet EfficientNet-Lite0 ({load_imagenet_backbone(net)} tensors)", file=sys.stderr)
     iters = args.iters or args.epochs * math.ceil(len(data) / args.batch_size)
@@ -272,7 +272,7 @@ def train(args) -> int:
                 "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "optimizer": getattr(args, "optimizer", "sgd")}
     resume = None
     if getattr(args, "resume", None):
-        from models.yolact.train import read_state
+        from segstream.models.yolact.train import read_state
 
         resume = read_state(args.resume, settings)
     checkpoint_every = getattr(args, "checkpoint_every", 0) or 0
@@ -296,9 +296,9 @@ def train(args) -> int:
 
 
 def _network(model: str, weights: str | None, num_classes: int | None):
-    from models.yolact.checkpoint import load_yolact
-    from models.yolact.config import get_config
-    from models.yolact.model import Yolact
+    from segstream.models.yolact.checkpoint import load_yolact
+    from segstream.models.yolact.config import get_config
+    from segstream.models.yolact.model import Yolact
 
     if weights:
         net, _ = load_yolact(weights, model)
@@ -311,7 +311,7 @@ def _network(model: str, weights: str | None, num_classes: int | None):
 
 def export(args) -> int:
     """Writes the ONNX artifact (and, with --format tensorrt, builds an engine from it)."""
-    from export.yolact import export_yolact_onnx
+    from segstream.export.yolact import export_yolact_onnx
 
     if args.dynamic:
         raise ConfigError("YOLACT exports at a fixed square size (its anchors are constants); drop --dynamic")
@@ -326,7 +326,7 @@ def export(args) -> int:
         export_yolact_onnx(net=net, out_path=args.out)
         print(f"wrote {args.out}")
         return 0
-    from export.tensorrt import build_engine
+    from segstream.export.tensorrt import build_engine
 
     onnx_path = os.path.splitext(args.out)[0] + ".onnx"
     export_yolact_onnx(net=net, out_path=onnx_path)
@@ -337,7 +337,7 @@ def export(args) -> int:
 
 def verify(args) -> int:
     """Compares an ONNX artifact with the torch model: raw outputs and end-to-end detections."""
-    from models.yolact.verify import verify_artifact
+    from segstream.models.yolact.verify import verify_artifact
 
     if not args.weights:
         raise ConfigError("verify needs --weights: the checkpoint the artifact was exported from")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from stream.errors import ConfigError, ModelError
+from segstream.stream.errors import ConfigError, ModelError
 
 COCO_CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -143,8 +143,8 @@ class YolactConfig:
 
     def artifact_metadata(self, num_priors: int, versions: dict | None = None):
         """What an artifact of this configuration says about itself (``YolactRunner`` reads it)."""
-        from pipelines.yolact import OUTPUT_NAMES
-        from stream.backends.base import ArtifactMetadata
+        from segstream.pipelines.yolact import OUTPUT_NAMES
+        from segstream.stream.backends.base import ArtifactMetadata
 
         return ArtifactMetadata(
             model=self.name,

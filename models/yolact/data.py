@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 
 @dataclass

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.yolact.config import YolactConfig
-from models.yolact.model import fpn_outputs, fpn_top_down
+from segstream.models.yolact.config import YolactConfig
+from segstream.models.yolact.model import fpn_outputs, fpn_top_down
 
 
 class FPNPhase1(nn.Module):

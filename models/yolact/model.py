@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.yolact.backbone import build_backbone
-from models.yolact.config import YolactConfig
-from pipelines.yolact import make_priors
+from segstream.models.yolact.backbone import build_backbone
+from segstream.models.yolact.config import YolactConfig
+from segstream.pipelines.yolact import make_priors
 
 
 def fpn_top_down(lat_layers: nn.ModuleList, convouts: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -141,7 +141,7 @@ class Yolact(nn.Module):
         self.backbone = build_backbone(cfg.backbone, cfg.tiny_widths)
         in_ch = [self.backbone.channels[i] for i in cfg.selected_layers]
         if cfg.fpn_split:
-            from models.yolact.edge import FPNPhase1, FPNPhase2, attach_flow_modules
+            from segstream.models.yolact.edge import FPNPhase1, FPNPhase2, attach_flow_modules
 
             # YolactEdge: the same FPN stored in two modules, registered in its order (ProtoNet,
             # the two phases, the flow modules) so state dicts list their keys as its files do.

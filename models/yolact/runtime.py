@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.yolact.model import Yolact, YolactExportWrapper
-from pipelines.yolact import INPUT_NAME, OUTPUT_NAMES, YolactRunner
-from stream.backends.base import Backend, TensorSpec
+from segstream.models.yolact.model import Yolact, YolactExportWrapper
+from segstream.pipelines.yolact import INPUT_NAME, OUTPUT_NAMES, YolactRunner
+from segstream.stream.backends.base import Backend, TensorSpec
 
 
 class TorchYolactBackend(Backend):

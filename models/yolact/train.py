@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.yolact.data import CocoInstances, SSDAugmentation, to_network
-from models.yolact.loss import Target, YolactLoss
-from models.yolact.model import Yolact
+from segstream.models.yolact.data import CocoInstances, SSDAugmentation, to_network
+from segstream.models.yolact.loss import Target, YolactLoss
+from segstream.models.yolact.model import Yolact
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,10 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
         stop_at: stop at this iteration (the schedule still runs to ``iters``).
         settings: what a resumed run must share with this one (checked by ``read_state``).
     """
-    from models.yolact.checkpoint import save_yolact
+    from segstream.models.yolact.checkpoint import save_yolact
 
     if len(data) == 0:
-        from stream.errors import ConfigError
+        from segstream.stream.errors import ConfigError
 
         raise ConfigError("the dataset has no image with a non-crowd annotation; nothing to train on")
     cfg = net.cfg
@@ -196,7 +196,7 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
         losses = criterion(out, targets)
         total = losses["total"]
         if not math.isfinite(float(total.detach())):
-            from stream.errors import ModelError
+            from segstream.stream.errors import ModelError
 
             raise ModelError(f"training diverged at iteration {it} (loss {float(total)}); lower --lr")
         opt.zero_grad(set_to_none=True)
@@ -239,8 +239,8 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
 
 def evaluate_net(net: Yolact, data: CocoInstances) -> dict:
     """COCO box and mask figures of ``net`` (torch, eval mode, the runtime's pre/post-processing)."""
-    from models.yolact.evaluate import evaluate_coco
-    from models.yolact.runtime import torch_runner
+    from segstream.models.yolact.evaluate import evaluate_coco
+    from segstream.models.yolact.runtime import torch_runner
 
     net.eval()
     runner = torch_runner(net)
@@ -255,7 +255,7 @@ def evaluate_net(net: Yolact, data: CocoInstances) -> dict:
 def read_state(path: str, settings: dict) -> dict:
     """The resumable state ``train_yolact`` wrote to ``state_path``; ConfigError when missing, not
     a training state, or written with other ``settings``."""
-    from models.training_state import read_resumable
+    from segstream.models.training_state import read_resumable
 
     obj, state = read_resumable(path, settings, lambda o: (o.get("segstream") or {}).get("train_state"), "settings")
     return {"state_dict": obj["state_dict"], "train_state": state}

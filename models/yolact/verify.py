@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
+from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
 
 
 def sample_image(size_hw=(480, 640), seed: int = 0) -> np.ndarray:
@@ -62,9 +62,9 @@ def verify_artifact(path: str, net, image_bgr: np.ndarray | None = None, toleran
     Args:
         path: the .onnx file. net: the torch ``Yolact`` it came from. image_bgr: a frame (default: ``sample_image``).
     """
-    from export.onnx import relative_error
-    from models.yolact.runtime import TorchYolactBackend
-    from stream.backends.onnxruntime import OnnxRuntimeBackend
+    from segstream.export.onnx import relative_error
+    from segstream.models.yolact.runtime import TorchYolactBackend
+    from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
     ort = OnnxRuntimeBackend(path, providers=("cpu",))
     ref = TorchYolactBackend(net, "torch")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.errors import ModelError
+from segstream.stream.errors import ModelError
 
 #: Key under which export/ stores the JSON metadata (ONNX metadata_props, engine side file).
 METADATA_KEY = "segstream"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from stream.backends.base import Backend
-from stream.backends.onnxruntime import OnnxRuntimeBackend
-from stream.errors import ConfigError
+from segstream.stream.backends.base import Backend
+from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
+from segstream.stream.errors import ConfigError
 
 
 def _tensorrt_backend(path: str, **options: Any) -> Backend:
     # Imported lazily: TensorRT and CUDA bindings exist only on GPU machines. An engine has
     # its precision and providers built in; of the runtime options only the device applies.
-    from stream.backends.tensorrt import TensorRTBackend
+    from segstream.stream.backends.tensorrt import TensorRTBackend
 
     return TensorRTBackend(path, device=int(options.get("device_id", 0)))
 

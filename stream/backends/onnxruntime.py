@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from stream.backends.base import METADATA_KEY, ArtifactMetadata, Backend, TensorSpec
-from stream.errors import BackendError, ModelError
+from segstream.stream.backends.base import METADATA_KEY, ArtifactMetadata, Backend, TensorSpec
+from segstream.stream.errors import BackendError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from stream.backends.base import ArtifactMetadata, Backend, TensorSpec
-from stream.errors import BackendError, ModelError
+from segstream.stream.backends.base import ArtifactMetadata, Backend, TensorSpec
+from segstream.stream.errors import BackendError, ModelError
 
 log = logging.getLogger(__name__)
 

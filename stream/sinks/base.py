@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.frame import Frame
+from segstream.stream.frame import Frame
 
 
 class Sink:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
-from stream.errors import ConfigError
-from stream.sinks.base import NullSink, Sink
-from stream.sinks.files import FOURCC_BY_SUFFIX, ImageFolderSink, JsonlSink, VideoFileSink
+from segstream.stream.errors import ConfigError
+from segstream.stream.sinks.base import NullSink, Sink
+from segstream.stream.sinks.files import FOURCC_BY_SUFFIX, ImageFolderSink, JsonlSink, VideoFileSink
 
 
 def open_sink(uri: str, *, fps: float | None = None) -> Sink:
@@ -26,15 +26,15 @@ def open_sink(uri: str, *, fps: float | None = None) -> Sink:
     if not uri:
         raise ConfigError("empty output; give a file (.mp4, .avi, .jsonl), a folder/, display://0, gst:... or null://")
     if uri.startswith("gst:"):
-        from stream.sinks.gst import GstSink
+        from segstream.stream.sinks.gst import GstSink
 
         return GstSink(uri[4:].strip(), fps=fps)
     if uri.startswith("display://"):
-        from stream.sinks.gst import DisplaySink
+        from segstream.stream.sinks.gst import DisplaySink
 
         return DisplaySink(fps=fps)
     if uri.startswith(("ws://", "wss://")):
-        from stream.sinks.websocket import WebSocketSink
+        from segstream.stream.sinks.websocket import WebSocketSink
 
         if uri.startswith("wss://"):
             raise ConfigError("wss:// is not served directly; put a TLS proxy in front of ws://127.0.0.1:PORT")

@@ -9,9 +9,9 @@ import os
 import cv2
 import numpy as np
 
-from stream.errors import SinkError
-from stream.frame import Frame
-from stream.sinks.base import Sink
+from segstream.stream.errors import SinkError
+from segstream.stream.frame import Frame
+from segstream.stream.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from stream.errors import SinkError
-from stream.frame import Frame
-from stream.gst import bus_error, load_gst
-from stream.sinks.base import Sink
-from stream.sources.base import redact
+from segstream.stream.errors import SinkError
+from segstream.stream.frame import Frame
+from segstream.stream.gst import bus_error, load_gst
+from segstream.stream.sinks.base import Sink
+from segstream.stream.sources.base import redact
 
 
 def _find_appsrc(pipeline):

@@ -17,10 +17,10 @@ import threading
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
-from stream.errors import ConfigError, SinkError
-from stream.frame import Frame
-from stream.sinks.base import Sink
-from stream.sinks.files import frame_record
+from segstream.stream.errors import ConfigError, SinkError
+from segstream.stream.frame import Frame
+from segstream.stream.sinks.base import Sink
+from segstream.stream.sinks.files import frame_record
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from stream.errors import SourceError
+from segstream.stream.errors import SourceError
 
 
 @dataclass

@@ -21,9 +21,9 @@ import os
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from stream.errors import ConfigError
-from stream.sources.base import Source
-from stream.sources.file import IMAGE_SUFFIXES, ImageFolderSource, VideoFileSource
+from segstream.stream.errors import ConfigError
+from segstream.stream.sources.base import Source
+from segstream.stream.sources.file import IMAGE_SUFFIXES, ImageFolderSource, VideoFileSource
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 
@@ -53,12 +53,12 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
     if not uri:
         raise ConfigError("empty source; give a file, folder, camera, URL or synthetic:// URI")
     if uri.startswith("gst:"):
-        from stream.sources.gst import GstSource
+        from segstream.stream.sources.gst import GstSource
 
         return GstSource(uri[4:].strip())
     scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
     if scheme == "synthetic":
-        from stream.sources.synthetic import SyntheticSource
+        from segstream.stream.sources.synthetic import SyntheticSource
 
         opts = _query(uri, _SYNTH_KEYS)
         if "live" in opts:
@@ -70,21 +70,21 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if scheme in ("stack", "tiles"):
-        from stream.sources.stack import STACK_OPTIONS, stack_source_from_uri
-        from stream.sources.tiles import TILE_OPTIONS, tile_source_from_uri
+        from segstream.stream.sources.stack import STACK_OPTIONS, stack_source_from_uri
+        from segstream.stream.sources.tiles import TILE_OPTIONS, tile_source_from_uri
 
         options, make = {"stack": (STACK_OPTIONS, stack_source_from_uri), "tiles": (TILE_OPTIONS, tile_source_from_uri)}[scheme]
         parts = urlsplit(uri)
         return make(uri, parts.netloc + parts.path, _query(uri, options))
     if scheme == "csi":
-        from stream.sources.gst import CsiSource
+        from segstream.stream.sources.gst import CsiSource
 
         ident = urlsplit(uri).netloc or "0"
         if not ident.isdigit():
             raise ConfigError(f"{uri}: expected csi://N with a sensor number")
         return CsiSource(int(ident))
     if scheme in NETWORK_SCHEMES:
-        from stream.sources.live import NetworkSource
+        from segstream.stream.sources.live import NetworkSource
 
         return NetworkSource(uri, **(network_options or {}))
     if scheme == "file":
@@ -94,7 +94,7 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
                           f"{'/'.join(NETWORK_SCHEMES)}, csi://, gst:, synthetic://, stack:// or tiles://")
     m = re.fullmatch(r"(?:/dev/video)?(\d+)", uri)
     if m and not os.path.exists(uri) or uri.startswith("/dev/video"):
-        from stream.sources.live import CameraSource
+        from segstream.stream.sources.live import CameraSource
 
         if not m:
             raise ConfigError(f"{uri}: expected /dev/videoN")

@@ -8,8 +8,8 @@ import threading
 
 import cv2
 
-from stream.errors import SourceError
-from stream.sources.base import ImageConverter, Source, SourceItem
+from segstream.stream.errors import SourceError
+from segstream.stream.sources.base import ImageConverter, Source, SourceItem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".h264", ".mjpeg", ".mjpg")

@@ -10,9 +10,9 @@ import threading
 
 import numpy as np
 
-from stream.errors import SourceError
-from stream.gst import bus_error, load_gst
-from stream.sources.base import ImageConverter, Source, SourceItem, redact
+from segstream.stream.errors import SourceError
+from segstream.stream.gst import bus_error, load_gst
+from segstream.stream.sources.base import ImageConverter, Source, SourceItem, redact
 
 _PULL_NS = 50_000_000  # 50 ms: how often a blocked pull checks the stop flag
 
@@ -118,7 +118,7 @@ class CsiSource(GstSource):
     """A Jetson CSI camera (nvarguscamerasrc); runs only on a Jetson."""
 
     def __init__(self, sensor_id: int, width: int = 1280, height: int = 720, fps: int = 30) -> None:
-        from stream.sources.live import csi_pipeline
+        from segstream.stream.sources.live import csi_pipeline
 
         super().__init__(csi_pipeline(sensor_id, width, height, fps), live=True)
         self.name = f"csi://{sensor_id}"

@@ -14,8 +14,8 @@ import time
 
 import cv2
 
-from stream.errors import SourceError
-from stream.sources.base import ImageConverter, Source, SourceItem, redact, redact_url
+from segstream.stream.errors import SourceError
+from segstream.stream.sources.base import ImageConverter, Source, SourceItem, redact, redact_url
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError, SourceError
-from stream.sources.base import ImageConverter, Source, SourceItem
-from stream.sources.file import IMAGE_SUFFIXES
+from segstream.stream.errors import ConfigError, SourceError
+from segstream.stream.sources.base import ImageConverter, Source, SourceItem
+from segstream.stream.sources.file import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from stream.sources.base import Source, SourceItem, wait_for_frame_time
+from segstream.stream.sources.base import Source, SourceItem, wait_for_frame_time
 
 _CACHE = 32  # distinct frames, cycled: generating 720p per frame would dominate a runtime bench
 

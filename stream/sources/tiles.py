@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stream.config import parse_size_hw
-from stream.errors import ConfigError, SourceError
-from stream.sources.base import ImageConverter, Source, SourceItem
+from segstream.stream.config import parse_size_hw
+from segstream.stream.errors import ConfigError, SourceError
+from segstream.stream.sources.base import ImageConverter, Source, SourceItem
 
 log = logging.getLogger(__name__)
 

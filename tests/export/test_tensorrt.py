@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from export.tensorrt import (
+from segstream.export.tensorrt import (
     DEFAULT_DYNAMIC_HW,
     CalibrationFeeder,
     build_engine,
@@ -22,15 +22,15 @@ from export.tensorrt import (
     write_cache,
     write_engine_document,
 )
-from stream.backends.tensorrt import engine_metadata_path, read_engine_document, read_engine_metadata
-from stream.errors import BackendError, ConfigError, ModelError, SourceError
+from segstream.stream.backends.tensorrt import engine_metadata_path, read_engine_document, read_engine_metadata
+from segstream.stream.errors import BackendError, ConfigError, ModelError, SourceError
 from tests.conftest import pattern_frame, read_pattern_index, write_video
 from tests.export.tiny_model import TINY_META, export_tiny, image_batch
 
 
 def _gpu_count() -> int:
     try:
-        from stream.backends.tensorrt import import_cudart
+        from segstream.stream.backends.tensorrt import import_cudart
 
         cudart = import_cudart()
         err, n = cudart.cudaGetDeviceCount()
@@ -230,7 +230,7 @@ def tiny_dynamic_onnx(tmp_path_factory):
 
 
 def _ort(onnx_path, x):
-    from stream.backends import OnnxRuntimeBackend
+    from segstream.stream.backends import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(onnx_path).run({"image": x})["logits"]
 
@@ -238,8 +238,8 @@ def _ort(onnx_path, x):
 @trt_test
 @pytest.mark.parametrize("fp16, tol", [(False, 1e-3), (True, 2e-2)])
 def test_engine_matches_onnxruntime_at_several_sizes(tmp_path, tiny_dynamic_onnx, fp16, tol):
-    from export.onnx import relative_error
-    from stream.backends import open_backend
+    from segstream.export.onnx import relative_error
+    from segstream.stream.backends import open_backend
 
     engine = str(tmp_path / "tiny.engine")
     timing = str(tmp_path / "timing.cache")
@@ -260,7 +260,7 @@ def test_engine_matches_onnxruntime_at_several_sizes(tmp_path, tiny_dynamic_onnx
 
 @trt_test
 def test_int8_engine_calibrates_from_a_video_and_reuses_the_cache(tmp_path, tiny_dynamic_onnx):
-    from stream.backends import open_backend
+    from segstream.stream.backends import open_backend
 
     video = write_video(str(tmp_path / "calib.avi"), 16, size_hw=(120, 160))
     cache = str(tmp_path / "calib.cache")

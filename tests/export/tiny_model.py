@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from stream.backends.base import ArtifactMetadata
+from segstream.stream.backends.base import ArtifactMetadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,7 +48,7 @@ def tiny_net():
 def _export_here(path: str, dynamic_hw: bool, size_hw: tuple[int, int], meta_json: str) -> str:
     import torch
 
-    from export.onnx import export_onnx
+    from segstream.export.onnx import export_onnx
 
     return export_onnx(
         model=tiny_net(),

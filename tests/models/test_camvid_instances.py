@@ -17,10 +17,10 @@ import pytest
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
-from models.datasets.camvid_instances import convert_camvid_instances, label_instances
-from models.yolact.data import CocoInstances
+from segstream.models.datasets.camvid_instances import convert_camvid_instances, label_instances
+from segstream.models.yolact.data import CocoInstances
 from segstream.cli import main
-from stream.errors import ConfigError
+from segstream.stream.errors import ConfigError
 
 CAMVID = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid"
 ROAD, CAR, PEDESTRIAN, BICYCLIST, VOID = 3, 8, 9, 10, 11

@@ -43,7 +43,7 @@ def test_calibrate_undoes_a_shift_towards_a_rare_class():
 
 
 def test_write_puts_the_offsets_in_the_classifier_bias(tmp_path):
-    from models.semantic.train import TrainConfig, train
+    from segstream.models.semantic.train import TrainConfig, train
 
     images, labels = write_dataset(str(tmp_path / "data"), 6, size_hw=(64, 128))
     ckpt = str(tmp_path / "tiny.pth")

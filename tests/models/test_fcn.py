@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.semantic.fcn import FCN, FCNConfig, bilinear_kernel  # noqa: E402
-from models.semantic.zoo import LogitsOnly, load_model, save_checkpoint  # noqa: E402
+from segstream.models.semantic.fcn import FCN, FCNConfig, bilinear_kernel  # noqa: E402
+from segstream.models.semantic.zoo import LogitsOnly, load_model, save_checkpoint  # noqa: E402
 from tests.conftest import ROOT, segstream_cmd  # noqa: E402
 
 SKIP_LAYERS = {
@@ -82,7 +82,7 @@ def test_bilinear_transposed_convolution_interpolates_a_ramp():
 
 
 def test_training_learns_intermediate_upsampling_and_keeps_the_final_one_fixed(tmp_path):
-    from models.semantic.train import TrainConfig, train
+    from segstream.models.semantic.train import TrainConfig, train
     from tests.models.semantic_data import write_dataset
 
     images, labels = write_dataset(str(tmp_path / "data"), 8, size_hw=(48, 64))
@@ -97,7 +97,7 @@ def test_training_learns_intermediate_upsampling_and_keeps_the_final_one_fixed(t
 
 
 def test_export_and_onnxruntime_parity_at_sizes_other_than_the_trace_size(tmp_path):
-    from export.semantic import check_parity
+    from segstream.export.semantic import check_parity
 
     model = "fcn8s_resnet18"
     loaded = load_model(model, num_classes=4)

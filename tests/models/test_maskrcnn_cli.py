@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 mask_util = pytest.importorskip("pycocotools.mask")
 
-from models.maskrcnn.commands import dataset_labels  # noqa: E402
-from models.maskrcnn.zoo import coco_class_names, load_maskrcnn, save_maskrcnn  # noqa: E402
+from segstream.models.maskrcnn.commands import dataset_labels  # noqa: E402
+from segstream.models.maskrcnn.zoo import coco_class_names, load_maskrcnn, save_maskrcnn  # noqa: E402
 from segstream.cli import main  # noqa: E402
-from stream.errors import ConfigError  # noqa: E402
+from segstream.stream.errors import ConfigError  # noqa: E402
 from tests.models.yolact_helpers import SHAPE_CLASSES, write_shapes_dataset  # noqa: E402
 
 

@@ -10,14 +10,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from export.maskrcnn import export_maskrcnn_onnx  # noqa: E402
-from export.onnx import read_metadata  # noqa: E402
-from models.maskrcnn.verify import verify_artifact  # noqa: E402
-from models.maskrcnn.zoo import coco_class_names, load_maskrcnn, save_maskrcnn  # noqa: E402
-from models.yolact.verify import sample_image  # noqa: E402
-from pipelines.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner  # noqa: E402
-from stream.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
-from stream.errors import ConfigError, ModelError  # noqa: E402
+from segstream.export.maskrcnn import export_maskrcnn_onnx  # noqa: E402
+from segstream.export.onnx import read_metadata  # noqa: E402
+from segstream.models.maskrcnn.verify import verify_artifact  # noqa: E402
+from segstream.models.maskrcnn.zoo import coco_class_names, load_maskrcnn, save_maskrcnn  # noqa: E402
+from segstream.models.yolact.verify import sample_image  # noqa: E402
+from segstream.pipelines.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner  # noqa: E402
+from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
+from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 
 TRACE_HW = (128, 160)
 
@@ -124,7 +124,7 @@ def test_unknown_model_and_bad_classes():
 
 def test_bench_model_measures_mask_rcnn():
     """``segstream bench model`` has a Mask R-CNN subject (no timing asserted, only what is reported)."""
-    from export.bench import bench_model
+    from segstream.export.bench import bench_model
 
     r = bench_model(model="maskrcnn_tiny", backend="onnxruntime", input_size_hw=(128, 160), iters=1, warmup=0)
     assert r["input_size"] == [128, 160] and r["latency_ms"]["p50"] > 0 and r["backend"] == "onnxruntime"

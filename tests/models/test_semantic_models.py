@@ -4,11 +4,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.semantic.deeplabv3plus import DeepLabV3PlusConfig  # noqa: E402
-from models.semantic.zoo import (  # noqa: E402
+from segstream.models.semantic.deeplabv3plus import DeepLabV3PlusConfig  # noqa: E402
+from segstream.models.semantic.zoo import (  # noqa: E402
     LogitsOnly, build_model, load_model, output_stride_from_filename, save_checkpoint,
 )
-from stream.errors import ConfigError, ModelError  # noqa: E402
+from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 
 
 def _dilations(model):

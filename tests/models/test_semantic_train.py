@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.semantic.data import find_samples, read_label  # noqa: E402
-from models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from models.semantic.train import TrainConfig, augment, balanced_class_weights, poly_lr, train  # noqa: E402
-from stream.errors import ConfigError  # noqa: E402
+from segstream.models.semantic.data import find_samples, read_label  # noqa: E402
+from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
+from segstream.models.semantic.train import TrainConfig, augment, balanced_class_weights, poly_lr, train  # noqa: E402
+from segstream.stream.errors import ConfigError  # noqa: E402
 from tests.models.semantic_data import CAR, ROAD, SKY, road_scene, write_dataset  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def test_tiny_model_learns_generated_scenes_and_predict_writes_masks(tmp_path):
     # 300 steps: with the resumable sampler's data order, 200 left seed 0 at mIoU 0.66 (seeds 1-2: 0.88-0.92).
     assert report.iters == 300 and report.last_loss < 0.5 * report.first_loss
 
-    from models.semantic.commands import evaluate, predict
+    from segstream.models.semantic.commands import evaluate, predict
 
     out_json = str(tmp_path / "eval.json")
     evaluate(argparse.Namespace(model="deeplab_tiny", weights=ckpt, backend="torch", images=images, labels=labels,

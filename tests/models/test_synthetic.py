@@ -8,11 +8,11 @@ import pytest
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
-from models.synthetic import (
+from segstream.models.synthetic import (
     CITYSCAPES_CLASSES, COCO_CATEGORIES, IGNORE_ID, SceneConfig, SceneSequence, colorize, generate_scene,
 )
-from models.synthetic.commands import generate
-from models.synthetic.scene import SceneObject
+from segstream.models.synthetic.commands import generate
+from segstream.models.synthetic.scene import SceneObject
 
 SMALL = SceneConfig(width=320, height=192, fps=10.0, min_visible_pixels=20)
 GEN = SceneConfig(width=320, height=192, fps=8.0)  # what generate() builds from _args

@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from export.onnx import relative_error  # noqa: E402
-from models.torch_backend import TorchBackend  # noqa: E402
-from stream.backends import OnnxRuntimeBackend  # noqa: E402
-from stream.errors import BackendError, ModelError  # noqa: E402
+from segstream.export.onnx import relative_error  # noqa: E402
+from segstream.models.torch_backend import TorchBackend  # noqa: E402
+from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
+from segstream.stream.errors import BackendError, ModelError  # noqa: E402
 from tests.export.tiny_model import TINY_META, export_tiny, image_batch, tiny_net  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and a CUDA build of torch")

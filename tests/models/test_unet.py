@@ -2,7 +2,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.unet import UNet, UNetConfig  # noqa: E402
+from segstream.models.unet import UNet, UNetConfig  # noqa: E402
 
 
 @pytest.mark.parametrize("cfg", [
@@ -41,7 +41,7 @@ def test_predict_of_a_binary_model_prints_no_drivable_share(tmp_path, capsys):
     import cv2
     import numpy as np
 
-    from models.semantic.commands import predict
+    from segstream.models.semantic.commands import predict
 
     path = str(tmp_path / "slice.png")
     cv2.imwrite(path, np.full((32, 32, 3), 90, np.uint8))

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from export.semantic import check_parity, export_semantic  # noqa: E402
-from models.semantic.zoo import LogitsOnly, load_model, save_checkpoint  # noqa: E402
-from stream.errors import ConfigError  # noqa: E402
+from segstream.export.semantic import check_parity, export_semantic  # noqa: E402
+from segstream.models.semantic.zoo import LogitsOnly, load_model, save_checkpoint  # noqa: E402
+from segstream.stream.errors import ConfigError  # noqa: E402
 from tests.conftest import ROOT, segstream_cmd  # noqa: E402
 
 MODEL = "unet_tiny_binary"
@@ -32,8 +32,8 @@ def unet_onnx(tmp_path_factory):
 
 
 def test_metadata_says_frames_are_padded_to_a_multiple_of_2_pow_depth(unet_onnx):
-    from export.onnx import read_metadata
-    from pipelines.road import SemanticSettings, SizePolicy
+    from segstream.export.onnx import read_metadata
+    from segstream.pipelines.road import SemanticSettings, SizePolicy
 
     meta = read_metadata(unet_onnx)
     assert meta.model == MODEL and meta.class_names == ("background", "foreground") and meta.input_size_hw is None
@@ -52,7 +52,7 @@ def test_onnxruntime_matches_torch_at_sizes_other_than_the_trace_size(unet_onnx)
 
 
 def test_verify_and_runners_pad_odd_frames_and_crop_back(unet_onnx, tmp_path, capsys):
-    from models.semantic.commands import make_runner, verify
+    from segstream.models.semantic.commands import make_runner, verify
 
     # 61x93 is padded to 64x96 before the graph runs
     assert verify(argparse.Namespace(artifact=unet_onnx, model=MODEL, weights=None, input_size="61x93")) == 0

@@ -11,11 +11,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.semantic.data import find_samples, label_lut, read_label  # noqa: E402
-from models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from models.semantic.train import TrainConfig, train  # noqa: E402
-from models.semantic.zoo import load_model  # noqa: E402
-from stream.errors import ConfigError  # noqa: E402
+from segstream.models.semantic.data import find_samples, label_lut, read_label  # noqa: E402
+from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
+from segstream.models.semantic.train import TrainConfig, train  # noqa: E402
+from segstream.models.semantic.zoo import load_model  # noqa: E402
+from segstream.stream.errors import ConfigError  # noqa: E402
 
 
 def write_shapes(root: str, n: int, seed: int, size_hw=(64, 64)) -> tuple[str, str]:
@@ -78,7 +78,7 @@ def test_tiny_unet_learns_binary_shapes_to_dice_above_0_9(tmp_path, capsys):
                                input_size_hw=(64, 64), iters=40, batch_size=8, lr=0.05, progress=False, threads=2))
     assert report.iters == 40
 
-    from models.semantic.commands import evaluate
+    from segstream.models.semantic.commands import evaluate
 
     val_images, val_labels = write_shapes(str(tmp_path / "val"), 8, seed=99, size_hw=(61, 75))
     out = str(tmp_path / "eval.json")

@@ -28,10 +28,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.semantic.zoo import (  # noqa: E402
+from segstream.models.semantic.zoo import (  # noqa: E402
     LogitsOnly, build_model, guess_vainf_model, load_model, spec_for_state, spec_of,
 )
-from stream.errors import ConfigError, ModelError  # noqa: E402
+from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 
 # Keys per prefix, counted from VainF's modules: a conv without bias is 1 key, a BatchNorm 5
 # (weight, bias, running_mean, running_var, num_batches_tracked).
@@ -321,7 +321,7 @@ def _scene(path, size_hw=(97, 141)):
 def test_export_parity_and_predict_match_vainf_forward(tmp_path, name):
     import cv2
 
-    from export.semantic import check_parity
+    from segstream.export.semantic import check_parity
     from segstream.cli import main
     from tests.conftest import ROOT, segstream_cmd
 

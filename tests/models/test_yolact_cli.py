@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 mask_util = pytest.importorskip("pycocotools.mask")
 
-from models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
+from segstream.models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
 from segstream.cli import main  # noqa: E402
 from tests.models.yolact_helpers import SHAPE_CLASSES, trained_tiny, write_shapes_dataset  # noqa: E402
 
@@ -147,10 +147,10 @@ def test_periodic_checkpoints_keep_the_anchors_and_mask_settings(tmp_path):
     loaded with square anchors and scored far below the model it held."""
     from dataclasses import replace
 
-    from models.yolact.config import get_config
-    from models.yolact.data import CocoInstances
-    from models.yolact.model import Yolact
-    from models.yolact.train import train_yolact
+    from segstream.models.yolact.config import get_config
+    from segstream.models.yolact.data import CocoInstances
+    from segstream.models.yolact.model import Yolact
+    from segstream.models.yolact.train import train_yolact
 
     ann, imgs = write_shapes_dataset(str(tmp_path / "data"), 2, seed=4)
     cfg = replace(get_config("yolact_tiny").with_classes(SHAPE_CLASSES), max_size=128, aspect_ratios=(1.0, 0.5, 0.25),
@@ -168,13 +168,13 @@ def test_proto_skip_starts_from_the_same_outputs_and_is_recorded_and_exported(ar
     checkpoint's outputs, the checkpoint records it, and the export runs it in ONNX Runtime as in torch."""
     import torch
 
-    from models.yolact.commands import make_runner
+    from segstream.models.yolact.commands import make_runner
 
     ckpt, _, ann, imgs, images = artifacts
     base, cfg = load_yolact(ckpt)
     from dataclasses import replace
 
-    from models.yolact.model import Yolact
+    from segstream.models.yolact.model import Yolact
 
     skip = Yolact(replace(cfg, proto_skip_layer=1)).eval()
     skip.load_state_dict(base.state_dict(), strict=False)
@@ -218,7 +218,7 @@ def test_mask_settings_are_recorded_inherited_exported_and_overridable(artifacts
     assert main(["export", "--model", "yolact_tiny", "--weights", str(tuned), "--out", onnx_path]) == 0
     meta = json.loads({p.key: p.value for p in onnx.load(onnx_path).metadata_props}["segstream"])
     assert meta["extra"]["nms"]["mask_threshold"] == 0.4
-    from models.yolact.commands import make_runner
+    from segstream.models.yolact.commands import make_runner
 
     assert make_runner("yolact_tiny", onnx_path, "onnxruntime").postprocess.mask_threshold == 0.4
     assert make_runner("yolact_tiny", str(tuned), "torch").postprocess.mask_threshold == 0.4
@@ -238,9 +238,9 @@ def test_mask_threshold_sweep_matches_eval_at_each_threshold(artifacts):
     threshold: each row equals a full evaluation at that threshold."""
     import importlib.util
 
-    from models.yolact.commands import make_runner
-    from models.yolact.data import CocoInstances
-    from models.yolact.evaluate import evaluate_coco
+    from segstream.models.yolact.commands import make_runner
+    from segstream.models.yolact.data import CocoInstances
+    from segstream.models.yolact.evaluate import evaluate_coco
 
     _, onnx_path, ann, imgs, _ = artifacts
     path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "mask_threshold_sweep.py")

@@ -10,15 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from export.onnx import read_metadata, relative_error  # noqa: E402
-from export.yolact import export_yolact_onnx  # noqa: E402
-from models.yolact.config import get_config  # noqa: E402
-from models.yolact.data import CocoInstances  # noqa: E402
-from models.yolact.model import Yolact  # noqa: E402
-from models.yolact.runtime import TorchYolactBackend, torch_runner  # noqa: E402
-from models.yolact.verify import mask_ious, sample_image, verify_artifact  # noqa: E402
-from pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner  # noqa: E402
-from stream.backends import OnnxRuntimeBackend  # noqa: E402
+from segstream.export.onnx import read_metadata, relative_error  # noqa: E402
+from segstream.export.yolact import export_yolact_onnx  # noqa: E402
+from segstream.models.yolact.config import get_config  # noqa: E402
+from segstream.models.yolact.data import CocoInstances  # noqa: E402
+from segstream.models.yolact.model import Yolact  # noqa: E402
+from segstream.models.yolact.runtime import TorchYolactBackend, torch_runner  # noqa: E402
+from segstream.models.yolact.verify import mask_ious, sample_image, verify_artifact  # noqa: E402
+from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner  # noqa: E402
+from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
 from tests.models.yolact_helpers import trained_tiny  # noqa: E402
 
 

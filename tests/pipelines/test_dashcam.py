@@ -16,10 +16,10 @@ from tests.conftest import ROOT, count_video_frames, segstream_cmd  # noqa: E402
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     d = tmp_path_factory.mktemp("artifacts")
-    from export.semantic import export_semantic
-    from export.yolact import export_yolact_onnx
-    from models.yolact.config import get_config
-    from models.yolact.model import build_yolact
+    from segstream.export.semantic import export_semantic
+    from segstream.export.yolact import export_yolact_onnx
+    from segstream.models.yolact.config import get_config
+    from segstream.models.yolact.model import build_yolact
 
     torch.manual_seed(0)
     yolact = str(d / "yolact.onnx")

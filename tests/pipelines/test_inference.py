@@ -8,11 +8,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from pipelines.inference import model_branch  # noqa: E402
-from stream.backends import OnnxRuntimeBackend  # noqa: E402
-from stream.graph import FunctionStage, Graph, Parallel  # noqa: E402
-from stream.sinks import CallbackSink  # noqa: E402
-from stream.sources import open_source  # noqa: E402
+from segstream.pipelines.inference import model_branch  # noqa: E402
+from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
+from segstream.stream.graph import FunctionStage, Graph, Parallel  # noqa: E402
+from segstream.stream.sinks import CallbackSink  # noqa: E402
+from segstream.stream.sources import open_source  # noqa: E402
 
 
 def _double_model(path):

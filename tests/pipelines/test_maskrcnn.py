@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.maskrcnn.verify import torch_backend  # noqa: E402
-from models.maskrcnn.zoo import load_maskrcnn  # noqa: E402
-from models.yolact.verify import mask_ious, sample_image  # noqa: E402
-from pipelines.maskrcnn import (  # noqa: E402
+from segstream.models.maskrcnn.verify import torch_backend  # noqa: E402
+from segstream.models.maskrcnn.zoo import load_maskrcnn  # noqa: E402
+from segstream.models.yolact.verify import mask_ious, sample_image  # noqa: E402
+from segstream.pipelines.maskrcnn import (  # noqa: E402
     MaskRCNNFrameInfo,
     MaskRCNNPostprocess,
     MaskRCNNPreprocess,
@@ -18,8 +18,8 @@ from pipelines.maskrcnn import (  # noqa: E402
     model_size_hw,
     paste_masks,
 )
-from stream.backends.base import ArtifactMetadata  # noqa: E402
-from stream.errors import ModelError  # noqa: E402
+from segstream.stream.backends.base import ArtifactMetadata  # noqa: E402
+from segstream.stream.errors import ModelError  # noqa: E402
 
 
 def _boxes(rng, n, size_hw):
@@ -119,7 +119,7 @@ def test_postprocess_threshold_top_k_and_labels():
 
 
 def test_runner_refuses_another_model(tiny):
-    from models.torch_backend import TorchBackend
+    from segstream.models.torch_backend import TorchBackend
 
     meta = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a",), input_size_hw=(64, 64),
                             mean=(0, 0, 0), std=(1, 1, 1))

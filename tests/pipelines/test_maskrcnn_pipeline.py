@@ -17,8 +17,8 @@ YOLACT_DEMO = os.path.join(ROOT, "weights", "yolact_tiny_synthetic.onnx")
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from export.maskrcnn import export_maskrcnn_onnx
-    from models.maskrcnn.zoo import load_maskrcnn
+    from segstream.export.maskrcnn import export_maskrcnn_onnx
+    from segstream.models.maskrcnn.zoo import load_maskrcnn
 
     d = tmp_path_factory.mktemp("maskrcnn_pipeline")
     loaded = load_maskrcnn(None, "maskrcnn_tiny", num_classes=3)

@@ -4,13 +4,13 @@ and the runner on a real ONNX Runtime backend."""
 import numpy as np
 import pytest
 
-from pipelines.road import (
+from segstream.pipelines.road import (
     CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, EmaSmoother, FlickerMeter, LabelHysteresis, PreprocessInfo,
     SemanticPostprocessor,
     SemanticRunner, SemanticSettings, SizePolicy, drivable_mask, group_shares, labels_from_logits, preprocess_image,
 )
-from pipelines.results import SemanticMap
-from stream.errors import ConfigError, ModelError
+from segstream.pipelines.results import SemanticMap
+from segstream.stream.errors import ConfigError, ModelError
 
 R, S, K, C = 0, 1, 10, 13  # road, sidewalk, sky, car
 
@@ -159,7 +159,7 @@ def test_flicker_meter_counts_changed_pixels():
 
 def test_runner_on_onnxruntime_reads_its_settings_from_the_artifact(tmp_path):
     pytest.importorskip("torch")  # to export the test artifact; the runner itself is torch-free
-    from stream.backends.onnxruntime import OnnxRuntimeBackend
+    from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
     from tests.export.tiny_model import TINY_META, export_tiny
 
     # the shared tiny test artifact: 3 classes ("road", "car", "person"), dynamic size, output "logits"
@@ -180,7 +180,7 @@ def test_runner_on_onnxruntime_reads_its_settings_from_the_artifact(tmp_path):
 
 
 def test_settings_refuse_an_instances_artifact():
-    from stream.backends.base import ArtifactMetadata
+    from segstream.stream.backends.base import ArtifactMetadata
 
     meta = ArtifactMetadata(model="y", task="instances", class_names=("a",), input_size_hw=None,
                             mean=(0, 0, 0), std=(1, 1, 1))
@@ -189,7 +189,7 @@ def test_settings_refuse_an_instances_artifact():
 
 
 def test_settings_follow_a_fixed_size_artifact_and_refuse_another_size():
-    from stream.backends.base import ArtifactMetadata
+    from segstream.stream.backends.base import ArtifactMetadata
 
     meta = ArtifactMetadata(model="m", task="semantic", class_names=("road", "sky"), input_size_hw=(64, 96),
                             mean=(0, 0, 0), std=(1, 1, 1), extra={"size_policy": {"kind": "native"}})

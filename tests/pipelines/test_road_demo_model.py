@@ -5,15 +5,15 @@ import os
 
 import numpy as np
 
-from pipelines.road import SemanticRunner, SizePolicy
-from stream.backends.onnxruntime import OnnxRuntimeBackend
+from segstream.pipelines.road import SemanticRunner, SizePolicy
+from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 from tests.conftest import ROOT
 
 ARTIFACT = os.path.join(ROOT, "weights", "deeplab_tiny_synthetic.onnx")
 
 
 def test_demo_artifact_segments_the_road_of_a_synthetic_720p_frame():
-    from models.synthetic.scene import SceneConfig, generate_scene
+    from segstream.models.synthetic.scene import SceneConfig, generate_scene
 
     runner = SemanticRunner(OnnxRuntimeBackend(ARTIFACT, intra_op_threads=1), smoothing="ema")
     assert runner.settings.size_policy == SizePolicy("fixed", size_hw=(360, 640))  # the export size (make export-models)

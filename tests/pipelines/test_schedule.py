@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.results import Instances, SemanticMap
-from pipelines.schedule import (SCHEDULE_KEY, CarryStage, ModelScheduler, MotionField, ScheduledStage, ScheduleStage,
+from segstream.pipelines.results import Instances, SemanticMap
+from segstream.pipelines.schedule import (SCHEDULE_KEY, CarryStage, ModelScheduler, MotionField, ScheduledStage, ScheduleStage,
                                 warp_instances, warp_semantic)
-from stream.frame import Frame
-from stream.graph import FunctionStage, Graph, GraphSettings, Parallel
-from stream.sinks import CallbackSink, JsonlSink
-from stream.sources import open_source
+from segstream.stream.frame import Frame
+from segstream.stream.graph import FunctionStage, Graph, GraphSettings, Parallel
+from segstream.stream.sinks import CallbackSink, JsonlSink
+from segstream.stream.sources import open_source
 
 H, W = 180, 320
 

@@ -3,9 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from pipelines.assignment import linear_sum_assignment
-from pipelines.results import Instances
-from pipelines.tracking import IdSwitchCounter, InstanceTracker, box_iou
+from segstream.pipelines.assignment import linear_sum_assignment
+from segstream.pipelines.results import Instances
+from segstream.pipelines.tracking import IdSwitchCounter, InstanceTracker, box_iou
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 5), (5, 2), (6, 6)])

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from pipelines.results import Instances
-from pipelines.tracking import InstanceTracker, TrackStage
-from stream.frame import Frame
+from segstream.pipelines.results import Instances
+from segstream.pipelines.tracking import InstanceTracker, TrackStage
+from segstream.stream.frame import Frame
 
 
 def _one(x: float, label: int = 0) -> Instances:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipelines.yolact import (YolactFrameInfo, YolactPostprocess, YolactPreprocess, box_iou_batched, decode_boxes,
+from segstream.pipelines.yolact import (YolactFrameInfo, YolactPostprocess, YolactPreprocess, box_iou_batched, decode_boxes,
                               fast_nms, make_priors)
 from tests.conftest import ROOT
 
@@ -195,8 +195,8 @@ def constant_artifact(path, outputs: dict, meta_json: str):
 
 
 def test_runner_reads_its_settings_from_the_artifact(tmp_path):
-    from pipelines.yolact import YolactRunner
-    from stream.backends import ArtifactMetadata, OnnxRuntimeBackend
+    from segstream.pipelines.yolact import YolactRunner
+    from segstream.stream.backends import ArtifactMetadata, OnnxRuntimeBackend
 
     rng = np.random.default_rng(7)
     boxes, scores, coeffs = random_outputs(rng, 80, 2, k=4)
@@ -217,9 +217,9 @@ def test_runner_reads_its_settings_from_the_artifact(tmp_path):
 
 
 def test_runner_refuses_other_artifacts(tmp_path):
-    from pipelines.yolact import YolactRunner
-    from stream.backends import ArtifactMetadata, OnnxRuntimeBackend
-    from stream.errors import ModelError
+    from segstream.pipelines.yolact import YolactRunner
+    from segstream.stream.backends import ArtifactMetadata, OnnxRuntimeBackend
+    from segstream.stream.errors import ModelError
 
     one = {"boxes": np.zeros((1, 1, 4), np.float32)}
     sem = ArtifactMetadata(model="deeplab_tiny", task="semantic", class_names=("road",), input_size_hw=(64, 64),

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipelines.yolact import YolactFrameInfo, YolactPostprocess, fast_nms, standard_nms
+from segstream.pipelines.yolact import YolactFrameInfo, YolactPostprocess, fast_nms, standard_nms
 from tests.conftest import ROOT
 from tests.pipelines.test_yolact import constant_artifact, random_outputs
 
@@ -140,9 +140,9 @@ def test_no_candidates_give_empty_detections():
 
 
 def test_runner_follows_the_nms_the_artifact_names(tmp_path):
-    from pipelines.yolact import YolactRunner
-    from stream.backends import ArtifactMetadata, OnnxRuntimeBackend
-    from stream.errors import ModelError
+    from segstream.pipelines.yolact import YolactRunner
+    from segstream.stream.backends import ArtifactMetadata, OnnxRuntimeBackend
+    from segstream.stream.errors import ModelError
 
     rng = np.random.default_rng(5)
     boxes, scores, coeffs = random_outputs(rng, 400, 3, k=4)
@@ -182,9 +182,9 @@ def test_runner_follows_the_nms_the_artifact_names(tmp_path):
 
 def test_dashcam_pipeline_runs_a_yolactedge_artifact(tmp_path):
     pytest.importorskip("torch")
-    from export.semantic import export_semantic
-    from export.yolact import export_yolact_onnx
-    from models.yolact.model import Yolact
+    from segstream.export.semantic import export_semantic
+    from segstream.export.yolact import export_yolact_onnx
+    from segstream.models.yolact.model import Yolact
     from tests.conftest import count_video_frames, segstream_cmd
     from tests.models.test_yolactedge import lively, small_config
 

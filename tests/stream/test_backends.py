@@ -12,14 +12,14 @@ import logging
 import numpy as np
 import pytest
 
-from stream.backends import OnnxRuntimeBackend, open_backend
-from stream.backends.onnxruntime import provider_entry
-from stream.errors import BackendError, ModelError
+from segstream.stream.backends import OnnxRuntimeBackend, open_backend
+from segstream.stream.backends.onnxruntime import provider_entry
+from segstream.stream.errors import BackendError, ModelError
 
 pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from export.onnx import read_metadata, relative_error  # noqa: E402
+from segstream.export.onnx import read_metadata, relative_error  # noqa: E402
 from tests.export.tiny_model import TINY_META, export_tiny, image_batch  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def test_missing_cuda_provider_without_fallback_names_the_package(tiny_onnx):
 
 @pytest.mark.skipif(_cuda_ep_available(), reason="CUDAExecutionProvider is available here: no fallback to observe")
 def test_missing_cuda_provider_with_fallback_runs_on_cpu_and_says_so(tiny_onnx, caplog):
-    with caplog.at_level(logging.WARNING, logger="stream.backends.onnxruntime"):
+    with caplog.at_level(logging.WARNING, logger="segstream.stream.backends.onnxruntime"):
         backend = OnnxRuntimeBackend(tiny_onnx, providers=["cuda", "cpu"], allow_fallback=True)
     assert backend.providers[0] == "CPUExecutionProvider"
     assert backend.device == "cpu"
@@ -116,7 +116,7 @@ def test_missing_engine_file_is_a_model_error(tmp_path):
 
 
 def test_tensorrt_module_imports_without_tensorrt():
-    import stream.backends.tensorrt as trt_backend
+    import segstream.stream.backends.tensorrt as trt_backend
 
     assert trt_backend.engine_metadata_path("a/b.engine") == "a/b.engine.json"
 
@@ -134,7 +134,7 @@ def test_cuda_provider_with_io_binding_matches_cpu(tiny_onnx, outputs_on):
 
 @pytest.mark.skipif(importlib.util.find_spec("cuda") is None, reason="cuda-python is not installed")
 def test_cuda_errors_become_backend_errors_naming_the_call():
-    from stream.backends.tensorrt import cuda_call, import_cudart
+    from segstream.stream.backends.tensorrt import cuda_call, import_cudart
 
     cudart = import_cudart()
     # No driver here (cudaErrorInsufficientDriver) or no such device on a GPU machine: both must raise.

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from stream.frame import Frame
+from segstream.stream.frame import Frame
 
 
 def _frame(img=None):

@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from stream.errors import StageError, WatchdogError
-from stream.frame import Frame
-from stream.graph import FunctionStage, Graph, GraphSettings, Parallel, Stage
-from stream.sinks import CallbackSink, VideoFileSink
-from stream.sources import open_source
+from segstream.stream.errors import StageError, WatchdogError
+from segstream.stream.frame import Frame
+from segstream.stream.graph import FunctionStage, Graph, GraphSettings, Parallel, Stage
+from segstream.stream.sinks import CallbackSink, VideoFileSink
+from segstream.stream.sources import open_source
 from tests.conftest import count_video_frames
 
 

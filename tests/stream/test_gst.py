@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from stream.errors import SinkError, SourceError
-from stream.graph import FunctionStage, Graph
-from stream.sinks import CallbackSink, open_sink
-from stream.sources import open_source
+from segstream.stream.errors import SinkError, SourceError
+from segstream.stream.graph import FunctionStage, Graph
+from segstream.stream.sinks import CallbackSink, open_sink
+from segstream.stream.sources import open_source
 from tests.conftest import count_video_frames, needs_gstreamer, read_pattern_index, write_video
 
 pytestmark = needs_gstreamer

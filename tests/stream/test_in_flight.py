@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from stream.graph import FunctionStage, Graph, GraphSettings, Parallel
-from stream.sinks import CallbackSink
-from stream.sources import open_source
+from segstream.stream.graph import FunctionStage, Graph, GraphSettings, Parallel
+from segstream.stream.sinks import CallbackSink
+from segstream.stream.sources import open_source
 
 
 class InFlightProbe:

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from stream.errors import SourceError
-from stream.graph import FunctionStage, Graph, GraphSettings
-from stream.sinks import CallbackSink
-from stream.sources import open_source
+from segstream.stream.errors import SourceError
+from segstream.stream.graph import FunctionStage, Graph, GraphSettings
+from segstream.stream.sinks import CallbackSink
+from segstream.stream.sources import open_source
 from tests.mjpeg_server import MjpegServer
 
 FAST = {"open_timeout_s": 2.0, "read_timeout_s": 1.0, "backoff_initial_s": 0.1, "backoff_max_s": 0.4,

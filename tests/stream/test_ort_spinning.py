@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.backends import OnnxRuntimeBackend
+from segstream.stream.backends import OnnxRuntimeBackend
 
 onnx = pytest.importorskip("onnx")
 
@@ -43,6 +43,6 @@ def test_spinning_setting_reaches_the_session(add_model, spinning, expected):
 
 
 def test_pipeline_config_turns_spinning_off():
-    from pipelines.config import BackendConfig
+    from segstream.pipelines.config import BackendConfig
 
     assert BackendConfig().options()["allow_spinning"] is False

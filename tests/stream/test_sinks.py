@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from stream.errors import ConfigError, SinkError
-from stream.frame import Frame
-from stream.sinks import ImageFolderSink, JsonlSink, NullSink, VideoFileSink, open_sink
+from segstream.stream.errors import ConfigError, SinkError
+from segstream.stream.frame import Frame
+from segstream.stream.sinks import ImageFolderSink, JsonlSink, NullSink, VideoFileSink, open_sink
 from tests.conftest import count_video_frames
 
 
@@ -83,14 +83,14 @@ def test_full_disk_stops_with_a_playable_file(tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
-        from stream.graph import Graph
-        from stream.sources import open_source
+        from segstream.stream.graph import Graph
+        from segstream.stream.sources import open_source
 
         path = str(mnt / "v.avi")
         sink = open_sink(path, fps=10)
         rng = np.random.default_rng(0)
         noisy = [(rng.random((240, 320, 3)) * 255).astype(np.uint8) for _ in range(4)]  # ~100 KB per MJPG frame
-        from stream.graph import FunctionStage
+        from segstream.stream.graph import FunctionStage
 
         def noise(f):
             f.overlay_bgr = noisy[f.seq % 4]

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.errors import ConfigError, SourceError
-from stream.sources import open_source, redact, redact_url
-from stream.sources.file import ImageFolderSource, VideoFileSource
-from stream.sources.live import CameraSource, NetworkSource, csi_pipeline
-from stream.sources.synthetic import SyntheticSource
+from segstream.stream.errors import ConfigError, SourceError
+from segstream.stream.sources import open_source, redact, redact_url
+from segstream.stream.sources.file import ImageFolderSource, VideoFileSource
+from segstream.stream.sources.live import CameraSource, NetworkSource, csi_pipeline
+from segstream.stream.sources.synthetic import SyntheticSource
 from tests.conftest import read_pattern_index, write_video
 
 STOP = threading.Event()

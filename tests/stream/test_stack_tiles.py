@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.errors import ConfigError, SourceError
-from stream.graph import Graph
-from stream.sinks import open_sink
-from stream.sources import open_source
-from stream.sources.stack import SliceStackSource, Window, natural_key, parse_spacing
+from segstream.stream.errors import ConfigError, SourceError
+from segstream.stream.graph import Graph
+from segstream.stream.sinks import open_sink
+from segstream.stream.sources import open_source
+from segstream.stream.sources.stack import SliceStackSource, Window, natural_key, parse_spacing
 from tests.pipelines.scenes import disc_slices, write_dicom_series
 
 

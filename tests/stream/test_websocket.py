@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from stream.errors import ConfigError
-from stream.frame import Frame
-from stream.sinks import open_sink
+from segstream.stream.errors import ConfigError
+from segstream.stream.frame import Frame
+from segstream.stream.sinks import open_sink
 
 ws_client = pytest.importorskip("websockets.sync.client")
 from websockets.exceptions import InvalidStatus  # noqa: E402
