@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segstream.models.yolact.commands import training_config  # noqa: E402
 from segstream.models.yolact.config import get_config  # noqa: E402
-from segstream.pipelines.yolact import box_iou_batched, make_priors  # noqa: E402
+from segstream.pipelines.tasks.yolact import box_iou_batched, make_priors  # noqa: E402
 from segstream.stream.errors import ConfigError  # noqa: E402
 
 

@@ -35,7 +35,7 @@ def model_logits(loaded, image_paths: list[str], label_dir: str, size_hw: tuple[
     """(N, C, h, w) float16 logits at ``size_hw`` and (N, h, w) uint8 labels resized (nearest) to it."""
     import torch
 
-    from segstream.pipelines.road import preprocess_image
+    from segstream.pipelines.tasks.road import preprocess_image
 
     from segstream.models.semantic.zoo import artifact_metadata
 

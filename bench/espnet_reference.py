@@ -119,7 +119,7 @@ def main(argv=None) -> int:
 
     from segstream.stream.backends.base import ArtifactMetadata  # noqa: F401  (the artifact's own metadata below)
     from segstream.export.onnx import read_metadata
-    from segstream.pipelines.road import SizePolicy
+    from segstream.pipelines.tasks.road import SizePolicy
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     meta = read_metadata(args.artifact)

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
-from segstream.pipelines.road import CITYSCAPES_CLASSES  # noqa: E402
+from segstream.pipelines.tasks.road import CITYSCAPES_CLASSES  # noqa: E402
 
 
 def bound(label_files: list[str], size_hw: tuple[int, int], num_classes: int) -> dict:

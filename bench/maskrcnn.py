@@ -28,7 +28,7 @@ MODELS = ("maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "yolact_resnet50"
 
 def maskrcnn_paste_ms(iters: int) -> float:
     """Median ms to scale and paste 100 detections (28x28 masks, boxes 20-400 px) into 720x1280."""
-    from segstream.pipelines.maskrcnn import MaskRCNNFrameInfo, MaskRCNNPostprocess
+    from segstream.pipelines.tasks.maskrcnn import MaskRCNNFrameInfo, MaskRCNNPostprocess
 
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 500, (100, 2))

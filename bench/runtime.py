@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segstream.pipelines.app import bench_pipeline  # noqa: E402
+from segstream.pipelines.apps.app import bench_pipeline  # noqa: E402
 
 
 def main() -> None:

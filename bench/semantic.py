@@ -74,8 +74,8 @@ def bench_models(threads: int, iters: int, tmp: str) -> list[dict]:
 def bench_crf(iters: int) -> list[dict]:
     import cv2
 
-    from segstream.pipelines.crf import CrfParams, dense_crf
-    from segstream.pipelines.road import softmax
+    from segstream.pipelines.tasks.crf import CrfParams, dense_crf
+    from segstream.pipelines.tasks.road import softmax
 
     rows = []
     for h, w in CRF_SIZES:

@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from segstream.pipelines.app import make_graph  # noqa: E402
-from segstream.pipelines.config import load_config  # noqa: E402
+from segstream.pipelines.apps.app import make_graph  # noqa: E402
+from segstream.pipelines.apps.config import load_config  # noqa: E402
 
 
 def rss_mb() -> float:

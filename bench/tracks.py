@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cv2  # noqa: E402
 
-from segstream.pipelines.config import load_config  # noqa: E402
-from segstream.pipelines.tracking import InstanceTracker  # noqa: E402
+from segstream.pipelines.apps.config import load_config  # noqa: E402
+from segstream.pipelines.tasks.tracking import InstanceTracker  # noqa: E402
 
 SETTINGS = {
     "before (report all, max_age 15)": dict(min_hits=1, max_age=15, coast_s=None),
@@ -36,7 +36,7 @@ def detections(clip: str, cache_dir: str, artifact: str, score_threshold: float)
     if os.path.isfile(path):
         with open(path, "rb") as fh:
             return pickle.load(fh)
-    from segstream.pipelines.yolact import YolactRunner
+    from segstream.pipelines.tasks.yolact import YolactRunner
     from segstream.stream.backends import open_backend
 
     runner = YolactRunner(open_backend(artifact, providers=["cpu"], intra_op_threads=1, inter_op_threads=1),

@@ -35,7 +35,7 @@ def timed(fn, iters: int, warmup: int = 2) -> dict:
 def network_outputs(rng, objects: int, worst_case: bool = False):
     """Outputs shaped like a 550 YOLACT's: peaked class scores near ``objects`` places, background
     elsewhere; ``worst_case``: noise scores so that nearly every prior is a candidate."""
-    from segstream.pipelines.yolact import decode_boxes, make_priors
+    from segstream.pipelines.tasks.yolact import decode_boxes, make_priors
 
     priors = make_priors([(69, 69), (35, 35), (18, 18), (9, 9), (5, 5)], [[24], [48], [96], [192], [384]],
                          [[1, 0.5, 2]] * 5, 550)
@@ -67,7 +67,7 @@ def main() -> int:
     from segstream.export.yolact import export_yolact_onnx
     from segstream.models.yolact.config import get_config
     from segstream.models.yolact.model import Yolact, YolactExportWrapper
-    from segstream.pipelines.yolact import YolactFrameInfo, YolactPostprocess, YolactPreprocess
+    from segstream.pipelines.tasks.yolact import YolactFrameInfo, YolactPostprocess, YolactPreprocess
     from segstream.stream.backends import OnnxRuntimeBackend
 
     torch.set_num_threads(args.threads)

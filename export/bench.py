@@ -46,7 +46,7 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
         from segstream.models.yolact.checkpoint import load_yolact
         from segstream.models.yolact.config import get_config
         from segstream.models.yolact.model import YolactExportWrapper, build_yolact
-        from segstream.pipelines.yolact import INPUT_NAME, OUTPUT_NAMES
+        from segstream.pipelines.tasks.yolact import INPUT_NAME, OUTPUT_NAMES
 
         net = load_yolact(weights, model)[0] if weights else build_yolact(get_config(model))
         s = net.cfg.max_size
@@ -67,7 +67,7 @@ def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None
     if family == "maskrcnn":
         from segstream.export.maskrcnn import export_maskrcnn_onnx
         from segstream.models.maskrcnn.zoo import MaskRCNNGraph, load_maskrcnn
-        from segstream.pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+        from segstream.pipelines.tasks.maskrcnn import INPUT_NAME, OUTPUT_NAMES
 
         size = size_hw or (800, 1088)
         settings = {"min_size": min(size), "max_size": max(size)}

@@ -3,7 +3,7 @@ legacy TorchScript exporter that torchvision's detection models are tested with)
 
 The graph is ``models.maskrcnn.zoo.MaskRCNNGraph``: image (1, 3, h, w), resized and normalised
 by the runtime -> boxes, labels, scores, mask_probs (N x 28 x 28, not pasted). N is dynamic.
-Resizing, box rescaling and mask pasting run on the host (``pipelines/maskrcnn.py``).
+Resizing, box rescaling and mask pasting run on the host (``pipelines/tasks/maskrcnn.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from segstream.export.onnx import export_onnx, export_versions
-from segstream.pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+from segstream.pipelines.tasks.maskrcnn import INPUT_NAME, OUTPUT_NAMES
 
 #: Default size of the example input the graph is traced with (any size runs afterwards).
 TRACE_SIZE_HW = (320, 448)

@@ -3,7 +3,7 @@
 The graph takes ``image`` (1, 3, H, W) float32 (RGB, ImageNet-normalised) and returns
 ``logits`` (1, C, H, W) float32 at the input size and ``labels`` (1, H, W) uint8, their argmax;
 H and W are dynamic unless a fixed size is asked for. The metadata carries class names, palette, mean/std, colour order and the size
-policy, so the runtime (pipelines/road.py) needs nothing else.
+policy, so the runtime (pipelines/tasks/road.py) needs nothing else.
 """
 
 from __future__ import annotations

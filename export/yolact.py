@@ -1,7 +1,7 @@
 """YOLACT -> one self-describing ONNX file (opset 18).
 
 The graph is the network part plus box decoding: image (1, 3, S, S) -> boxes, scores, coeffs,
-protos (see ``pipelines/yolact.py``). The priors of the fixed input size are constants in the
+protos (see ``pipelines/tasks/yolact.py``). The priors of the fixed input size are constants in the
 graph; NMS and mask assembly run on the host (numpy), as in every YOLACT deployment, with the
 NMS the metadata names (``extra["nms"]["method"]``: "fast" for YOLACT, "standard" for
 YolactEdge). A YolactEdge video model exports its keyframe path.
@@ -10,7 +10,7 @@ YolactEdge). A YolactEdge video model exports its keyframe path.
 from __future__ import annotations
 
 from segstream.export.onnx import export_onnx, export_versions
-from segstream.pipelines.yolact import INPUT_NAME, OUTPUT_NAMES
+from segstream.pipelines.tasks.yolact import INPUT_NAME, OUTPUT_NAMES
 
 
 def export_yolact_onnx(*, net, out_path: str, opset: int = 18) -> str:

@@ -254,7 +254,7 @@ def _family_commands(model: str):
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "run":
-        from segstream.pipelines.app import run_command
+        from segstream.pipelines.apps.app import run_command
 
         return run_command(args)
     if cmd == "demo":
@@ -266,7 +266,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return model_bench(args)
     if cmd == "bench":
-        from segstream.pipelines.app import bench_command
+        from segstream.pipelines.apps.app import bench_command
 
         return bench_command(args)
     if cmd == "generate":

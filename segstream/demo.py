@@ -73,13 +73,13 @@ class GroundTruthSink(Sink):
         self.detections: list[dict] = []
         self.scored: set[int] = set()  # images of the frames that came out (a live run drops some)
         self._lock = threading.Lock()
-        from segstream.pipelines.tracking import IdSwitchCounter
+        from segstream.pipelines.tasks.tracking import IdSwitchCounter
 
         self.switches = IdSwitchCounter(iou_threshold=0.5)
 
     def write(self, frame: Frame) -> None:
-        from segstream.pipelines.masks import rle_encode
-        from segstream.pipelines.results import Instances, SemanticMap
+        from segstream.pipelines.tasks.masks import rle_encode
+        from segstream.pipelines.tasks.results import Instances, SemanticMap
 
         image_id = self.image_id.get(frame.seq)
         if image_id is None:
@@ -185,8 +185,8 @@ def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_
     Writes ``overlay.mp4``, ``results.jsonl``, ``metrics.json`` and ``accuracy.json`` into ``out``
     and returns the summary (see ``run_demo`` for ``live`` and ``overrides``).
     """
-    from segstream.pipelines.app import make_graph, run_graph, write_json
-    from segstream.pipelines.config import load_config
+    from segstream.pipelines.apps.app import make_graph, run_graph, write_json
+    from segstream.pipelines.apps.config import load_config
 
     config = load_config(None, list(overrides))
     config.source.uri = os.path.join(clip_dir, "clip.mp4")

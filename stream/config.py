@@ -1,6 +1,6 @@
 """Typed configuration from TOML: dataclasses filled from dicts, with errors that name the file
 and the key, and a "did you mean" for unknown keys. Generic; the pipeline's sections live in
-pipelines/config.py."""
+pipelines/apps/config.py."""
 
 from __future__ import annotations
 

@@ -5,5 +5,5 @@
 - ``verify``: ONNX Runtime against torch on one frame;
 - ``commands``: ``segstream predict | eval | export | verify``.
 
-The runtime side (resize, box scaling, mask pasting) is ``pipelines/maskrcnn.py``.
+The runtime side (resize, box scaling, mask pasting) is ``pipelines/tasks/maskrcnn.py``.
 """

@@ -17,7 +17,7 @@ from segstream.stream.errors import ConfigError, ModelError
 def make_runner(model: str, weights: str, backend: str, **settings):
     """A ``MaskRCNNRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
     from segstream.models.yolact.commands import onnx_backend
-    from segstream.pipelines.maskrcnn import MaskRCNNRunner
+    from segstream.pipelines.tasks.maskrcnn import MaskRCNNRunner
 
     be = onnx_backend(model, weights, backend, "Mask R-CNN")
     if be is not None:
@@ -108,7 +108,7 @@ def verify(args) -> int:
     from segstream.export.onnx import read_metadata
     from segstream.models.maskrcnn.verify import verify_artifact
     from segstream.models.yolact.verify import sample_image
-    from segstream.pipelines.maskrcnn import model_size_hw
+    from segstream.pipelines.tasks.maskrcnn import model_size_hw
 
     meta = read_metadata(args.artifact)
     if meta.model != args.model:

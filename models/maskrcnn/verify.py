@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from segstream.models.yolact.verify import VerifyReport, mask_ious, sample_image
-from segstream.pipelines.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner
+from segstream.pipelines.tasks.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner
 
 
 def torch_backend(loaded):

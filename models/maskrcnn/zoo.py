@@ -204,7 +204,7 @@ def save_maskrcnn(loaded: LoadedMaskRCNN, path: str) -> str:
 
 class MaskRCNNGraph(nn.Module):
     """What is exported: torchvision's ``MaskRCNN.forward`` without the transform's normalise,
-    resize and paste steps, which the runtime does on numpy (``pipelines/maskrcnn.py``).
+    resize and paste steps, which the runtime does on numpy (``pipelines/tasks/maskrcnn.py``).
 
     Input ``image`` (1, 3, h, w) float32: the frame resized by the model's min/max size rule
     and normalised (RGB). Inside: zero padding to a multiple of 32 (torchvision's
@@ -234,7 +234,7 @@ class MaskRCNNGraph(nn.Module):
 
 def artifact_metadata(loaded: LoadedMaskRCNN, versions: dict | None = None):
     """The self-description of an export: classes, resize rule, mean/std, colour order, outputs."""
-    from segstream.pipelines.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+    from segstream.pipelines.tasks.maskrcnn import INPUT_NAME, OUTPUT_NAMES
     from segstream.stream.backends.base import ArtifactMetadata
 
     t = loaded.model.transform

@@ -1,6 +1,6 @@
 """``segstream predict | eval | train | export | verify`` for the semantic models.
 
-Both backends go through the same numpy pre/post-processing (pipelines/road.py): the torch
+Both backends go through the same numpy pre/post-processing (pipelines/tasks/road.py): the torch
 one wraps the model in ``TorchBackend`` with the metadata its export would carry, so what
 ``predict --backend torch`` writes is what the exported artifact gives on a dashcam.
 """
@@ -13,7 +13,7 @@ import sys
 
 import cv2
 
-from segstream.pipelines.road import SemanticRunner, SizePolicy, render_overlay
+from segstream.pipelines.tasks.road import SemanticRunner, SizePolicy, render_overlay
 from segstream.stream.config import parse_size_hw as parse_hw
 from segstream.stream.errors import ConfigError, ModelError
 

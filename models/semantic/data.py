@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segstream.pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, lookup_table
+from segstream.pipelines.tasks.road import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN, IGNORE_INDEX, lookup_table
 from segstream.stream.errors import ConfigError, ModelError
 
 LAYOUTS = ("plain", "cityscapes", "camvid", "binary")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segstream.pipelines.road import IGNORE_INDEX
+from segstream.pipelines.tasks.road import IGNORE_INDEX
 
 
 class ConfusionMatrix:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from segstream.models.semantic.data import LAYOUTS, Sample, find_samples, read_image, read_label
 from segstream.models.semantic.zoo import IMAGENET_MEAN_255, IMAGENET_STD_255, load_model, save_checkpoint
-from segstream.pipelines.road import IGNORE_INDEX
+from segstream.pipelines.tasks.road import IGNORE_INDEX
 from segstream.stream.errors import ConfigError
 
 

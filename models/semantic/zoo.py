@@ -31,7 +31,7 @@ from segstream.models.semantic.efficientnet_lite import LITE_MEAN_255, LITE_STD_
 from segstream.models.semantic.fcn import FCN, FCNConfig
 from segstream.models.state_dict import mismatch_summary
 from segstream.models.unet.model import UNet, UNetConfig
-from segstream.pipelines.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
+from segstream.pipelines.tasks.road import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, SizePolicy, default_palette_bgr
 from segstream.stream.errors import ConfigError, ModelError
 
 #: torchvision's 21 COCO-with-VOC-labels categories (its released weights).

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from segstream.pipelines.road import CITYSCAPES_CLASSES as _ROAD_CLASSES
-from segstream.pipelines.road import CITYSCAPES_PALETTE_BGR as _PALETTE_BGR
-from segstream.pipelines.road import IGNORE_INDEX as _IGNORE
-from segstream.pipelines.road import colorize as _road_colorize
+from segstream.pipelines.tasks.road import CITYSCAPES_CLASSES as _ROAD_CLASSES
+from segstream.pipelines.tasks.road import CITYSCAPES_PALETTE_BGR as _PALETTE_BGR
+from segstream.pipelines.tasks.road import IGNORE_INDEX as _IGNORE
+from segstream.pipelines.tasks.road import colorize as _road_colorize
 
-# Cityscapes train ids 0..18 and their colours: the runtime's tables (pipelines/road.py).
+# Cityscapes train ids 0..18 and their colours: the runtime's tables (pipelines/tasks/road.py).
 CITYSCAPES_CLASSES: tuple[str, ...] = _ROAD_CLASSES
 IGNORE_ID = _IGNORE
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 9, 10, 11, 13

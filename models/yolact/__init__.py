@@ -6,6 +6,6 @@
   split FPN, its flow network and the video (warping) path;
 - ``checkpoint``: loading the released ``.pth`` files and our own; ``detect``: torch reference of
   Fast NMS and mask assembly; ``loss``, ``data``, ``train``, ``evaluate``: training and COCO AP;
-- ``runtime``: a torch ``Backend`` so the numpy runtime (``pipelines/yolact.py``) serves both;
+- ``runtime``: a torch ``Backend`` so the numpy runtime (``pipelines/tasks/yolact.py``) serves both;
 - ``commands``: ``segstream predict | eval | train | export | verify``.
 """

@@ -55,7 +55,7 @@ def onnx_backend(model: str, weights: str, backend: str, what: str = "YOLACT"):
 
 def make_runner(model: str, weights: str, backend: str, **overrides):
     """A ``YolactRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
-    from segstream.pipelines.yolact import YolactRunner
+    from segstream.pipelines.tasks.yolact import YolactRunner
 
     be = onnx_backend(model, weights, backend)
     if be is not None:
@@ -96,7 +96,7 @@ def predict(args, runner_factory=None) -> int:
 
     ``runner_factory``: another instance family's ``make_runner`` (same signature and runner
     interface), so every instance model shares this command."""
-    from segstream.pipelines.overlay import OverlayStyle, draw_instances
+    from segstream.pipelines.tasks.overlay import OverlayStyle, draw_instances
 
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")

@@ -143,7 +143,7 @@ class YolactConfig:
 
     def artifact_metadata(self, num_priors: int, versions: dict | None = None):
         """What an artifact of this configuration says about itself (``YolactRunner`` reads it)."""
-        from segstream.pipelines.yolact import OUTPUT_NAMES
+        from segstream.pipelines.tasks.yolact import OUTPUT_NAMES
         from segstream.stream.backends.base import ArtifactMetadata
 
         return ArtifactMetadata(

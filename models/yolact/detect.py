@@ -1,13 +1,13 @@
 """Torch reference of the official ``Detect`` and ``postprocess`` (layers/functions/detection.py,
 layers/output_utils.py), written for clarity. The runtime uses the numpy version in
-``pipelines/yolact.py``; tests check that the two agree."""
+``pipelines/tasks/yolact.py``; tests check that the two agree."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from segstream.pipelines.results import Instances
+from segstream.pipelines.tasks.results import Instances
 
 
 def decode(loc: torch.Tensor, priors: torch.Tensor, variances=(0.1, 0.2)) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 
 from segstream.models.coco_eval import per_class_ap, per_class_ap50_by_area
 from segstream.models.yolact.data import CocoInstances
-from segstream.pipelines.results import Instances
+from segstream.pipelines.tasks.results import Instances
 
 
 def coco_results(inst: Instances, image_id: int, category_ids) -> list[dict]:

@@ -11,7 +11,7 @@ from torch import nn
 
 from segstream.models.yolact.backbone import build_backbone
 from segstream.models.yolact.config import YolactConfig
-from segstream.pipelines.yolact import make_priors
+from segstream.pipelines.tasks.yolact import make_priors
 
 
 def fpn_top_down(lat_layers: nn.ModuleList, convouts: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from segstream.models.yolact.model import Yolact, YolactExportWrapper
-from segstream.pipelines.yolact import INPUT_NAME, OUTPUT_NAMES, YolactRunner
+from segstream.pipelines.tasks.yolact import INPUT_NAME, OUTPUT_NAMES, YolactRunner
 from segstream.stream.backends.base import Backend, TensorSpec
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
+from segstream.pipelines.tasks.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
 
 
 def sample_image(size_hw=(480, 640), seed: int = 0) -> np.ndarray:

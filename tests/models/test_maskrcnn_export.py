@@ -15,7 +15,7 @@ from segstream.export.onnx import read_metadata  # noqa: E402
 from segstream.models.maskrcnn.verify import verify_artifact  # noqa: E402
 from segstream.models.maskrcnn.zoo import coco_class_names, load_maskrcnn, save_maskrcnn  # noqa: E402
 from segstream.models.yolact.verify import sample_image  # noqa: E402
-from segstream.pipelines.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner  # noqa: E402
+from segstream.pipelines.tasks.maskrcnn import OUTPUT_NAMES, MaskRCNNRunner  # noqa: E402
 from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 

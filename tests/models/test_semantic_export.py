@@ -52,7 +52,7 @@ def test_one_file_opset_18_dynamic_size_and_metadata(tiny_onnx):
     assert meta.mean == (123.675, 116.28, 103.53) and meta.color_order == "RGB"
     # dynamic H/W; --input-size became the default resize of the runtime
     assert meta.input_size_hw is None and meta.extra["size_policy"] == {"kind": "fixed", "size_hw": [256, 512], "short_side": None}
-    from segstream.pipelines.road import SemanticSettings, SizePolicy
+    from segstream.pipelines.tasks.road import SemanticSettings, SizePolicy
 
     assert SemanticSettings.from_metadata(meta).size_policy == SizePolicy("fixed", size_hw=(256, 512))
     assert SemanticSettings.from_metadata(meta, input_size_hw=(64, 96)).size_policy.size_hw == (64, 96)
@@ -106,7 +106,7 @@ def test_verify_command_and_runner_agree_with_torch(tiny_onnx, tmp_path):
 def test_artifact_carries_its_argmax_and_the_runtime_uses_it(tiny_onnx):
     import dataclasses
 
-    from segstream.pipelines.road import SemanticRunner
+    from segstream.pipelines.tasks.road import SemanticRunner
     from segstream.stream.backends import open_backend
 
     x = np.random.default_rng(3).normal(size=(1, 3, 96, 160)).astype(np.float32)

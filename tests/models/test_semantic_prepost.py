@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from segstream.models.semantic.zoo import IMAGENET_MEAN_255, IMAGENET_STD_255  # noqa: E402
-from segstream.pipelines.road import labels_from_logits, preprocess_image  # noqa: E402
+from segstream.pipelines.tasks.road import labels_from_logits, preprocess_image  # noqa: E402
 
 
 @pytest.mark.parametrize("size_hw", [(90, 120), (45, 60), (64, 96), (180, 250)])

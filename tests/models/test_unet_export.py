@@ -33,7 +33,7 @@ def unet_onnx(tmp_path_factory):
 
 def test_metadata_says_frames_are_padded_to_a_multiple_of_2_pow_depth(unet_onnx):
     from segstream.export.onnx import read_metadata
-    from segstream.pipelines.road import SemanticSettings, SizePolicy
+    from segstream.pipelines.tasks.road import SemanticSettings, SizePolicy
 
     meta = read_metadata(unet_onnx)
     assert meta.model == MODEL and meta.class_names == ("background", "foreground") and meta.input_size_hw is None

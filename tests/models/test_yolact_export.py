@@ -17,7 +17,7 @@ from segstream.models.yolact.data import CocoInstances  # noqa: E402
 from segstream.models.yolact.model import Yolact  # noqa: E402
 from segstream.models.yolact.runtime import TorchYolactBackend, torch_runner  # noqa: E402
 from segstream.models.yolact.verify import mask_ious, sample_image, verify_artifact  # noqa: E402
-from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner  # noqa: E402
+from segstream.pipelines.tasks.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner  # noqa: E402
 from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
 from tests.models.yolact_helpers import trained_tiny  # noqa: E402
 

@@ -16,7 +16,7 @@ from segstream.models.yolact.lite import load_imagenet_backbone  # noqa: E402
 from segstream.models.yolact.model import Yolact  # noqa: E402
 from segstream.models.yolact.runtime import TorchYolactBackend  # noqa: E402
 from segstream.models.yolact.verify import sample_image  # noqa: E402
-from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess  # noqa: E402
+from segstream.pipelines.tasks.yolact import OUTPUT_NAMES, YolactPreprocess  # noqa: E402
 from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from segstream.models.yolact.data import CocoInstances  # noqa: E402
 from segstream.models.yolact.detect import instances_from_outputs  # noqa: E402
 from segstream.models.yolact.runtime import torch_runner  # noqa: E402
 from segstream.models.yolact.verify import mask_ious  # noqa: E402
-from segstream.pipelines.yolact import YolactFrameInfo, YolactPostprocess, decode_boxes, make_priors  # noqa: E402
+from segstream.pipelines.tasks.yolact import YolactFrameInfo, YolactPostprocess, decode_boxes, make_priors  # noqa: E402
 from tests.models.yolact_helpers import trained_tiny  # noqa: E402
 
 
@@ -96,7 +96,7 @@ def test_preprocess_matches_the_official_torch_transform(size_hw):
     """FastBaseTransform: float BGR -> F.interpolate bilinear (no antialias) -> BGR mean/std -> RGB."""
     import torch.nn.functional as F
 
-    from segstream.pipelines.yolact import YolactPreprocess
+    from segstream.pipelines.tasks.yolact import YolactPreprocess
 
     img = np.random.default_rng(0).integers(0, 256, (*size_hw, 3), dtype=np.uint8)
     ours = YolactPreprocess()(img)[0]["image"]

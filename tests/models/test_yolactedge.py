@@ -192,7 +192,7 @@ def lively(net, seed: int = 0, conf_std: float = 2.0, sample=None):
     hooks = [m.register_forward_hook(rescale) for m in net.modules() if isinstance(m, nn.Conv2d)]
     if sample is None:
         from segstream.models.yolact.verify import sample_image
-        from segstream.pipelines.yolact import YolactPreprocess
+        from segstream.pipelines.tasks.yolact import YolactPreprocess
 
         s = net.cfg.max_size
         sample = torch.from_numpy(YolactPreprocess((s, s))(sample_image((360, 640), seed=seed + 100))[0]["image"])
@@ -403,7 +403,7 @@ def _parity(tmp_path, cfg, seed=0):
     from segstream.export.yolact import export_yolact_onnx
     from segstream.models.yolact.runtime import TorchYolactBackend
     from segstream.models.yolact.verify import mask_ious, sample_image
-    from segstream.pipelines.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
+    from segstream.pipelines.tasks.yolact import OUTPUT_NAMES, YolactPreprocess, YolactRunner
     from segstream.stream.backends import OnnxRuntimeBackend
 
     net = lively(Yolact(cfg), seed)

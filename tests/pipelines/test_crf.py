@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from segstream.pipelines.crf import CrfParams, CrfRefiner, dense_crf
-from segstream.pipelines.results import SemanticMap
+from segstream.pipelines.tasks.crf import CrfParams, CrfRefiner, dense_crf
+from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from segstream.pipelines.inference import model_branch  # noqa: E402
+from segstream.pipelines.tasks.inference import model_branch  # noqa: E402
 from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
 from segstream.stream.graph import FunctionStage, Graph, Parallel  # noqa: E402
 from segstream.stream.sinks import CallbackSink  # noqa: E402

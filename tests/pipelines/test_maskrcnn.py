@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from segstream.models.maskrcnn.verify import torch_backend  # noqa: E402
 from segstream.models.maskrcnn.zoo import load_maskrcnn  # noqa: E402
 from segstream.models.yolact.verify import mask_ious, sample_image  # noqa: E402
-from segstream.pipelines.maskrcnn import (  # noqa: E402
+from segstream.pipelines.tasks.maskrcnn import (  # noqa: E402
     MaskRCNNFrameInfo,
     MaskRCNNPostprocess,
     MaskRCNNPreprocess,

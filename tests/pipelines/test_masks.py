@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from segstream.pipelines.masks import mask_polygons, rle_decode, rle_encode
+from segstream.pipelines.tasks.masks import mask_polygons, rle_decode, rle_encode
 
 
 def _masks():

@@ -2,8 +2,8 @@ import json
 
 import numpy as np
 
-from segstream.pipelines.overlay import OverlayStage, track_colour_bgr
-from segstream.pipelines.results import Instances, SemanticMap
+from segstream.pipelines.tasks.overlay import OverlayStage, track_colour_bgr
+from segstream.pipelines.tasks.results import Instances, SemanticMap
 from segstream.stream.frame import Frame
 from segstream.stream.sinks.files import frame_record
 
@@ -29,7 +29,7 @@ def _frame():
 
 def test_overlay_draws_on_a_copy_in_track_colours():
     f = _frame()
-    from segstream.pipelines.overlay import OverlayStyle
+    from segstream.pipelines.tasks.overlay import OverlayStyle
 
     out = OverlayStage(OverlayStyle(hud=False)).process(f).overlay_bgr
     assert out is not f.image_bgr and np.all(f.image_bgr == 100)  # the frame itself is untouched
@@ -71,7 +71,7 @@ def test_mask_format_polygon_and_none():
 
 
 def test_blend_is_exact_inside_the_mask_and_leaves_the_rest():
-    from segstream.pipelines.overlay import _blend_region
+    from segstream.pipelines.tasks.overlay import _blend_region
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)

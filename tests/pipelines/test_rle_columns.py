@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from segstream.pipelines.masks import _counts_to_string, rle_decode, rle_encode
+from segstream.pipelines.tasks.masks import _counts_to_string, rle_decode, rle_encode
 
 
 def _full_scan(mask):

@@ -4,12 +4,12 @@ and the runner on a real ONNX Runtime backend."""
 import numpy as np
 import pytest
 
-from segstream.pipelines.road import (
+from segstream.pipelines.tasks.road import (
     CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, EmaSmoother, FlickerMeter, LabelHysteresis, PreprocessInfo,
     SemanticPostprocessor,
     SemanticRunner, SemanticSettings, SizePolicy, drivable_mask, group_shares, labels_from_logits, preprocess_image,
 )
-from segstream.pipelines.results import SemanticMap
+from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError, ModelError
 
 R, S, K, C = 0, 1, 10, 13  # road, sidewalk, sky, car

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from segstream.pipelines.road import SemanticRunner, SizePolicy
+from segstream.pipelines.tasks.road import SemanticRunner, SizePolicy
 from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 from tests.conftest import ROOT
 

@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from segstream.pipelines.areas import polygon_area
-from segstream.pipelines.road import SemanticRunner
-from segstream.pipelines.satellite import StitchStage
-from segstream.pipelines.tiling import TileStitcher, predict_tiled
+from segstream.pipelines.tasks.areas import polygon_area
+from segstream.pipelines.tasks.road import SemanticRunner
+from segstream.pipelines.apps.satellite import StitchStage
+from segstream.pipelines.tasks.tiling import TileStitcher, predict_tiled
 from segstream.stream.backends import open_backend
 from segstream.stream.graph import Graph
 from segstream.stream.sinks import NullSink
 from segstream.stream.sources import open_source
-from segstream.pipelines.inference import model_branch
+from segstream.pipelines.tasks.inference import model_branch
 from tests.conftest import ROOT, segstream_cmd
 from tests.pipelines.handset_models import PALETTE_BGR, border_model, context_model, threshold_model
 from tests.pipelines.scenes import rectangles_map
@@ -113,7 +113,7 @@ def test_areas_in_square_metres_polygons_and_map_through_the_cli(tmp_path):
 
 
 def test_map_coordinates_from_a_geotransform(tmp_path):
-    from segstream.pipelines.areas import class_geojson
+    from segstream.pipelines.tasks.areas import class_geojson
 
     ids = np.zeros((40, 60), np.uint8)
     ids[10:20, 5:25] = 1
@@ -176,7 +176,7 @@ def test_a_position_dependent_model_leaves_seams_unless_the_overlap_is_wide_enou
 
 @pytest.mark.parametrize("overlap", [8, 12])
 def test_content_edges_on_the_middle_of_an_overlap_are_not_seams(tmp_path, overlap):
-    from segstream.pipelines.tiling import tile_grid
+    from segstream.pipelines.tasks.tiling import tile_grid
 
     img = np.full((120, 200, 3), 20, np.uint8)
     grid = tile_grid((120, 200), (48, 64), overlap)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from segstream.pipelines.results import Instances, SemanticMap
-from segstream.pipelines.schedule import (SCHEDULE_KEY, CarryStage, ModelScheduler, MotionField, ScheduledStage, ScheduleStage,
+from segstream.pipelines.tasks.results import Instances, SemanticMap
+from segstream.pipelines.tasks.schedule import (SCHEDULE_KEY, CarryStage, ModelScheduler, MotionField, ScheduledStage, ScheduleStage,
                                 warp_instances, warp_semantic)
 from segstream.stream.frame import Frame
 from segstream.stream.graph import FunctionStage, Graph, GraphSettings, Parallel

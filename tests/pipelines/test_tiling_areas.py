@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from segstream.pipelines.areas import class_areas, class_geojson, series_volumes
-from segstream.pipelines.tiling import blend_window, predict_tiled, tile_grid
+from segstream.pipelines.tasks.areas import class_areas, class_geojson, series_volumes
+from segstream.pipelines.tasks.tiling import blend_window, predict_tiled, tile_grid
 
 
 @pytest.mark.parametrize("size, tile, overlap", [((100, 100), (32, 32), 8), ((70, 300), (64, 64), 16), ((20, 20), (64, 64), 4)])

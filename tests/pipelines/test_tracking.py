@@ -3,9 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from segstream.pipelines.assignment import linear_sum_assignment
-from segstream.pipelines.results import Instances
-from segstream.pipelines.tracking import IdSwitchCounter, InstanceTracker, box_iou
+from segstream.pipelines.tasks.assignment import linear_sum_assignment
+from segstream.pipelines.tasks.results import Instances
+from segstream.pipelines.tasks.tracking import IdSwitchCounter, InstanceTracker, box_iou
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 5), (5, 2), (6, 6)])

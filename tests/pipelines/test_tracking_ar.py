@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from segstream.pipelines.results import Instances
-from segstream.pipelines.tracking import InstanceTracker, TrackStage
+from segstream.pipelines.tasks.results import Instances
+from segstream.pipelines.tasks.tracking import InstanceTracker, TrackStage
 from segstream.stream.frame import Frame
 
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segstream.pipelines.yolact import (YolactFrameInfo, YolactPostprocess, YolactPreprocess, box_iou_batched, decode_boxes,
+from segstream.pipelines.tasks.yolact import (YolactFrameInfo, YolactPostprocess, YolactPreprocess, box_iou_batched, decode_boxes,
                               fast_nms, make_priors)
 from tests.conftest import ROOT
 
@@ -168,7 +168,7 @@ def test_postprocess_masks_stay_in_boxes_and_boxes_are_pixels():
 
 
 def test_runtime_module_loads_no_torch():
-    code = "import sys, pipelines.yolact; print('torch' in sys.modules)"
+    code = "import sys, segstream.pipelines.tasks.yolact; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -195,7 +195,7 @@ def constant_artifact(path, outputs: dict, meta_json: str):
 
 
 def test_runner_reads_its_settings_from_the_artifact(tmp_path):
-    from segstream.pipelines.yolact import YolactRunner
+    from segstream.pipelines.tasks.yolact import YolactRunner
     from segstream.stream.backends import ArtifactMetadata, OnnxRuntimeBackend
 
     rng = np.random.default_rng(7)
@@ -217,7 +217,7 @@ def test_runner_reads_its_settings_from_the_artifact(tmp_path):
 
 
 def test_runner_refuses_other_artifacts(tmp_path):
-    from segstream.pipelines.yolact import YolactRunner
+    from segstream.pipelines.tasks.yolact import YolactRunner
     from segstream.stream.backends import ArtifactMetadata, OnnxRuntimeBackend
     from segstream.stream.errors import ModelError
 

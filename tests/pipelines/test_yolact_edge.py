@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from segstream.pipelines.yolact import YolactFrameInfo, YolactPostprocess, fast_nms, standard_nms
+from segstream.pipelines.tasks.yolact import YolactFrameInfo, YolactPostprocess, fast_nms, standard_nms
 from tests.conftest import ROOT
 from tests.pipelines.test_yolact import constant_artifact, random_outputs
 
@@ -140,7 +140,7 @@ def test_no_candidates_give_empty_detections():
 
 
 def test_runner_follows_the_nms_the_artifact_names(tmp_path):
-    from segstream.pipelines.yolact import YolactRunner
+    from segstream.pipelines.tasks.yolact import YolactRunner
     from segstream.stream.backends import ArtifactMetadata, OnnxRuntimeBackend
     from segstream.stream.errors import ModelError
 

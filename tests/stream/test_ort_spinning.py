@@ -43,6 +43,6 @@ def test_spinning_setting_reaches_the_session(add_model, spinning, expected):
 
 
 def test_pipeline_config_turns_spinning_off():
-    from segstream.pipelines.config import BackendConfig
+    from segstream.pipelines.apps.config import BackendConfig
 
     assert BackendConfig().options()["allow_spinning"] is False

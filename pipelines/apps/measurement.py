@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 import os
 
-from segstream.pipelines.config import AppConfig
-from segstream.pipelines.dashcam import artifact_backend
-from segstream.pipelines.inference import model_branch
+from segstream.pipelines.apps.config import AppConfig
+from segstream.pipelines.apps.dashcam import artifact_backend
+from segstream.pipelines.tasks.inference import model_branch
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import Stage
 
@@ -38,7 +38,7 @@ def semantic_model_stages(config: AppConfig, section: str, keep_probabilities: b
         ConfigError: the artifact is missing, holds no segstream metadata or a model of another
             task (an instance model, say).
     """
-    from segstream.pipelines.road import SemanticRunner
+    from segstream.pipelines.tasks.road import SemanticRunner
 
     c = getattr(config, section)
     backend = artifact_backend(c.artifact, section, config)

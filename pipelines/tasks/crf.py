@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segstream.pipelines.results import SemanticMap
+from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError
 
 
@@ -125,7 +125,7 @@ class CrfRefiner:
         self.last_ms: float | None = None
 
     def __call__(self, image_bgr: np.ndarray, sem: SemanticMap) -> SemanticMap:
-        from segstream.pipelines.road import drivable_mask
+        from segstream.pipelines.tasks.road import drivable_mask
 
         if sem.probabilities is None:
             raise ConfigError("CRF refinement needs probabilities in the SemanticMap: set keep_probabilities=True")

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from segstream.pipelines.assignment import linear_sum_assignment
-from segstream.pipelines.results import Instances
+from segstream.pipelines.tasks.assignment import linear_sum_assignment
+from segstream.pipelines.tasks.results import Instances
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
 

@@ -11,8 +11,8 @@ import sys
 import threading
 import time
 
-from segstream.pipelines.config import AppConfig, load_config
-from segstream.pipelines.registry import build_pipeline
+from segstream.pipelines.apps.config import AppConfig, load_config
+from segstream.pipelines.apps.registry import build_pipeline
 from segstream.stream.sources.base import wait_for_frame_time
 from segstream.stream.errors import ConfigError, SegstreamError
 from segstream.stream.graph import FunctionStage, Graph, RunReport
@@ -237,7 +237,7 @@ def bench_pipeline(source_uri: str, stages: int, max_frames: int | None, queue_s
 def model_only_fps(graph: Graph, iters: int = 15, warmup: int = 3) -> dict | None:
     """Frames per second of the graph's models alone: every inference stage's backend run one
     after the other on the same preprocessed frame, same backends and threads as the pipeline."""
-    from segstream.pipelines.inference import InferStage, PreprocessStage
+    from segstream.pipelines.tasks.inference import InferStage, PreprocessStage
 
     stages = [getattr(st, "inner", st) for st in graph._all_stages()]  # scheduled stages wrap the model's
     pairs = []

@@ -254,7 +254,7 @@ class TrackingConfig:
 
 @dataclass
 class ScheduleConfig:
-    """How often each model runs on video (``pipelines/schedule.py``); results are carried,
+    """How often each model runs on video (``pipelines/tasks/schedule.py``); results are carried,
     warped by optical flow, to the frames in between.
 
     Attributes:

@@ -7,7 +7,7 @@ from typing import Callable
 
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import Parallel, Stage
-from segstream.pipelines.config import AppConfig
+from segstream.pipelines.apps.config import AppConfig
 
 
 def build_passthrough(config: AppConfig) -> list[Stage | Parallel]:
@@ -16,38 +16,38 @@ def build_passthrough(config: AppConfig) -> list[Stage | Parallel]:
 
 
 def build_edges(config: AppConfig) -> list[Stage | Parallel]:
-    from segstream.pipelines.edges import EdgeOverlayStage, EdgeStage, GrayStage
+    from segstream.pipelines.tasks.edges import EdgeOverlayStage, EdgeStage, GrayStage
 
     p = config.pipeline
     return [GrayStage(), EdgeStage(p.edges_low, p.edges_high), EdgeOverlayStage()]
 
 
 def build_dashcam(config: AppConfig) -> list[Stage | Parallel]:
-    from segstream.pipelines.dashcam import build_dashcam as build
+    from segstream.pipelines.apps.dashcam import build_dashcam as build
 
     return build(config)
 
 
 def build_instances(config: AppConfig) -> list[Stage | Parallel]:
-    from segstream.pipelines.dashcam import build_instances as build
+    from segstream.pipelines.apps.dashcam import build_instances as build
 
     return build(config)
 
 
 def build_road(config: AppConfig) -> list[Stage | Parallel]:
-    from segstream.pipelines.dashcam import build_road as build
+    from segstream.pipelines.apps.dashcam import build_road as build
 
     return build(config)
 
 
 def build_medical(config: AppConfig) -> list[Stage | Parallel]:
-    from segstream.pipelines.medical import build_medical as build
+    from segstream.pipelines.apps.medical import build_medical as build
 
     return build(config)
 
 
 def build_satellite(config: AppConfig) -> list[Stage | Parallel]:
-    from segstream.pipelines.satellite import build_satellite as build
+    from segstream.pipelines.apps.satellite import build_satellite as build
 
     return build(config)
 

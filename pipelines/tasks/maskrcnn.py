@@ -22,10 +22,10 @@ import math
 import cv2
 import numpy as np
 
-from segstream.pipelines.inference import instance_artifact
-from segstream.pipelines.masks import bilinear_matrix
-from segstream.pipelines.results import Instances
-from segstream.pipelines.yolact import YolactFrameInfo, YolactPreprocess
+from segstream.pipelines.tasks.inference import instance_artifact
+from segstream.pipelines.tasks.masks import bilinear_matrix
+from segstream.pipelines.tasks.results import Instances
+from segstream.pipelines.tasks.yolact import YolactFrameInfo, YolactPreprocess
 from segstream.stream.backends.base import ArtifactMetadata, Backend
 from segstream.stream.errors import ModelError
 

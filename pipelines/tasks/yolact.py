@@ -23,9 +23,9 @@ from functools import partial
 import cv2
 import numpy as np
 
-from segstream.pipelines.inference import instance_artifact, normalised_nchw
-from segstream.pipelines.masks import bilinear_matrix
-from segstream.pipelines.results import Instances
+from segstream.pipelines.tasks.inference import instance_artifact, normalised_nchw
+from segstream.pipelines.tasks.masks import bilinear_matrix
+from segstream.pipelines.tasks.results import Instances
 from segstream.stream.backends.base import ArtifactMetadata, Backend
 from segstream.stream.errors import ModelError
 

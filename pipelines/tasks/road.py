@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from segstream.pipelines.inference import normalised_nchw
-from segstream.pipelines.results import SemanticMap
+from segstream.pipelines.tasks.inference import normalised_nchw
+from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError, ModelError
 
 # --- classes ------------------------------------------------------------------------------------

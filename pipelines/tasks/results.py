@@ -91,7 +91,7 @@ class Instances:
             mask_format: "rle" (COCO compressed RLE), "polygon" ([[x, y], ...] outlines) or "none";
                 None uses ``self.mask_format`` (set from ``instances.mask_format`` in the config).
         """
-        from segstream.pipelines.masks import mask_polygons, rle_encode
+        from segstream.pipelines.tasks.masks import mask_polygons, rle_encode
 
         mask_format = mask_format or self.mask_format
         names = self.label_names()
@@ -161,7 +161,7 @@ class SemanticMap:
 
     def to_json_dict(self) -> dict:
         """Class shares and, when computed, the drivable area's share and outline polygons."""
-        from segstream.pipelines.masks import mask_polygons
+        from segstream.pipelines.tasks.masks import mask_polygons
 
         # Shares from every 2nd pixel of a map wider than 640 px (it came from a model at lower
         # resolution); the drivable share and outline from every pixel.

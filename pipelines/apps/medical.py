@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import os
 
-from segstream.pipelines.areas import class_areas, series_volumes
-from segstream.pipelines.config import AppConfig
-from segstream.pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
-from segstream.pipelines.overlay import ClassOverlayStage
-from segstream.pipelines.results import SemanticMap
+from segstream.pipelines.tasks.areas import class_areas, series_volumes
+from segstream.pipelines.apps.config import AppConfig
+from segstream.pipelines.apps.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
+from segstream.pipelines.tasks.overlay import ClassOverlayStage
+from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError, SegstreamError
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
@@ -118,7 +118,7 @@ class SliceAreaStage(Stage):
             "slice_areas_mm2": [{"index": r["index"], "file": r["file"], "areas_mm2": r["areas_mm2"]} for r in self.slices],
         }
         if self.summary_path:
-            from segstream.pipelines.app import write_json
+            from segstream.pipelines.apps.app import write_json
 
             write_json(self.summary_path, self.summary)
         text = ", ".join(f"{n} {v / 1000.0:.3f} ml" for n, v in sorted(volumes.items())) or "no class found"

@@ -5,7 +5,7 @@ frames a model skipped, the AR overlay and the sinks.
     source -> schedule -> [instances: pre -> infer -> post] -+-> join -> track -> carry -> overlay -> sinks
                        -> [semantic:  pre -> infer -> post] -+
 
-With ``[schedule] enabled`` each model runs on a cadence the CPU can hold (``pipelines/schedule.py``);
+With ``[schedule] enabled`` each model runs on a cadence the CPU can hold (``pipelines/tasks/schedule.py``);
 off, both run on every frame and ``carry`` only marks every result fresh.
 
 ``--pipeline instances`` and ``--pipeline road`` run one branch. Models are exported artifacts
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 
-from segstream.pipelines.config import AppConfig
-from segstream.pipelines.inference import PostprocessStage, model_branch
-from segstream.pipelines.overlay import OverlayStage, OverlayStyle
-from segstream.pipelines.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
-from segstream.pipelines.tracking import TrackStage
+from segstream.pipelines.apps.config import AppConfig
+from segstream.pipelines.tasks.inference import PostprocessStage, model_branch
+from segstream.pipelines.tasks.overlay import OverlayStage, OverlayStyle
+from segstream.pipelines.tasks.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
+from segstream.pipelines.tasks.tracking import TrackStage
 from segstream.stream.backends import open_backend
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import Parallel, Stage
@@ -39,10 +39,10 @@ def artifact_backend(path: str, what: str, config: AppConfig):
 def _instance_runner(family: str):
     """The runner class of an instance family (one per family, same interface)."""
     if family == "maskrcnn":
-        from segstream.pipelines.maskrcnn import MaskRCNNRunner
+        from segstream.pipelines.tasks.maskrcnn import MaskRCNNRunner
 
         return MaskRCNNRunner
-    from segstream.pipelines.yolact import YolactRunner
+    from segstream.pipelines.tasks.yolact import YolactRunner
 
     return YolactRunner
 
@@ -76,7 +76,7 @@ class SemanticPostStage(PostprocessStage):
 
 
 def semantic_stages(config: AppConfig) -> list[Stage]:
-    from segstream.pipelines.road import SemanticRunner
+    from segstream.pipelines.tasks.road import SemanticRunner
 
     c = config.semantic
     runner = SemanticRunner(artifact_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,

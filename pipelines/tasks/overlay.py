@@ -10,7 +10,7 @@ import time
 import cv2
 import numpy as np
 
-from segstream.pipelines.results import Instances, SemanticMap
+from segstream.pipelines.tasks.results import Instances, SemanticMap
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
 

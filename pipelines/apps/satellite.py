@@ -25,13 +25,13 @@ import os
 import cv2
 import numpy as np
 
-from segstream.pipelines.areas import class_areas, class_geojson, write_geojson
-from segstream.pipelines.config import AppConfig
-from segstream.pipelines.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
-from segstream.pipelines.overlay import ClassOverlayStage
-from segstream.pipelines.results import SemanticMap
-from segstream.pipelines.road import colorize
-from segstream.pipelines.tiling import Tile, TileStitcher, seam_check
+from segstream.pipelines.tasks.areas import class_areas, class_geojson, write_geojson
+from segstream.pipelines.apps.config import AppConfig
+from segstream.pipelines.apps.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
+from segstream.pipelines.tasks.overlay import ClassOverlayStage
+from segstream.pipelines.tasks.results import SemanticMap
+from segstream.pipelines.tasks.road import colorize
+from segstream.pipelines.tasks.tiling import Tile, TileStitcher, seam_check
 from segstream.stream.errors import ConfigError, ModelError, SegstreamError, SinkError
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
@@ -159,7 +159,7 @@ class StitchStage(Stage):
             write_geojson(files["geojson"], geo)
         except OSError as exc:
             raise SinkError(f"{files['geojson']}: cannot write ({exc.strerror})") from None
-        from segstream.pipelines.app import write_json
+        from segstream.pipelines.apps.app import write_json
 
         write_json(files["summary"], self.summary)
         text = ", ".join(f"{n} {a:.1f} m²" for n, a in sorted(self.summary["areas_m2"].items())) or "no class found"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from segstream.pipelines.results import Instances, SemanticMap
+from segstream.pipelines.tasks.results import Instances, SemanticMap
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
 
