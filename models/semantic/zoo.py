@@ -194,6 +194,29 @@ def is_separable(state: dict) -> bool:
     return any(k.startswith("classifier.") and k.endswith(".body.0.weight") for k in state)
 
 
+_HIGH = "backbone.high_level_features."
+
+
+def renumber_early_mobilenet_blocks(state: dict) -> dict:
+    """Reads segstream checkpoints written before the MobileNetV2 DeepLabV3+ kept VainF's block
+    names: those numbered ``high_level_features`` 0..13 (re-indexed after the four
+    ``low_level_features``), VainF's files and today's 4..17. Same tensors, keys shifted by 4;
+    any other state dict is returned as it is."""
+    nums = {int(k[len(_HIGH):].split(".", 1)[0]) for k in state if k.startswith(_HIGH)}
+    low = {k[len("backbone.low_level_features."):].split(".", 1)[0] for k in state
+           if k.startswith("backbone.low_level_features.")}
+    if not nums or min(nums) != 0 or not low:
+        return state
+    shift = len(low)
+    out = {}
+    for k, v in state.items():
+        if k.startswith(_HIGH):
+            i, rest = k[len(_HIGH):].split(".", 1)
+            k = f"{_HIGH}{int(i) + shift}.{rest}"
+        out[k] = v
+    return out
+
+
 def guess_vainf_model(state: dict) -> str | None:
     """The VainF architecture a state dict's keys say (e.g. ``deeplabv3plus_resnet101``), or None."""
     if any(k.startswith("classifier.aspp.") for k in state):
@@ -388,6 +411,8 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
     state, info = ({}, {}) if weights is None else _read_state_dict(weights, spec)
     if info.get("model") not in (None, name):
         raise ModelError(f"{weights}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}")
+    if info:
+        state = renumber_early_mobilenet_blocks(state)
     spec = spec_for_state(spec, state)
     file_classes = None
     if state:
