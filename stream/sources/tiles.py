@@ -35,6 +35,8 @@ from segstream.stream.errors import ConfigError, SourceError
 from segstream.stream.sources.base import ImageConverter, Source, SourceItem
 
 log = logging.getLogger(__name__)
+#: GeoTIFFs already warned about (the source and the stitcher both read the georeference).
+_NOTED_WITHOUT_RASTERIO: set[str] = set()
 
 #: URI options of ``tiles://`` and how they parse.
 TILE_OPTIONS = {"tile": str, "overlap": int, "gsd": float}
@@ -96,8 +98,10 @@ def read_georeference(path: str) -> tuple[tuple[float, ...] | None, str | None, 
     try:
         import rasterio
     except ImportError:
-        log.warning("%s: rasterio is not installed, so GeoTIFF georeferencing is not read; areas use gsd= and "
-                    "polygons stay in pixel coordinates (pip install rasterio)", path)
+        if path not in _NOTED_WITHOUT_RASTERIO:
+            _NOTED_WITHOUT_RASTERIO.add(path)
+            log.warning("%s: rasterio is not installed, so GeoTIFF georeferencing is not read; areas use gsd= and "
+                        "polygons stay in pixel coordinates (pip install rasterio)", path)
         return None, None, False
     with rasterio.open(path) as ds:
         crs = ds.crs

@@ -203,3 +203,17 @@ def test_tiles_default_overlap_is_half_the_tile_and_scan_reads_no_pixels(tmp_pat
     assert items[0].metadata["overlap"] == 48
     with pytest.raises(SourceError, match="no such image"):
         open_source(f"tiles://{tmp_path}/none.png").scan()
+
+
+def test_a_geotiff_without_rasterio_is_noted_once_however_often_it_is_opened(tmp_path, caplog, monkeypatch):
+    import logging
+
+    from segstream.stream.sources import tiles
+
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # as if not installed: import raises ImportError
+    path = str(tmp_path / "map.tif")
+    cv2.imwrite(path, np.zeros((40, 60, 3), np.uint8))
+    with caplog.at_level(logging.WARNING, logger=tiles.__name__):
+        for _ in range(3):
+            assert tiles.read_georeference(path) == (None, None, False)
+    assert sum("rasterio is not installed" in r.getMessage() for r in caplog.records) == 1
