@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 from segstream.stream.errors import SegstreamError, SinkError, SourceError, StageError, WatchdogError
 from segstream.stream.frame import EndOfStream, Frame
 from segstream.stream.metrics import Metrics
+from segstream.stream.progress import ProgressReporter
 from segstream.stream.queues import BoundedQueue, FanOutlet, Outlet, QueueOutlet, TaggedOutlet
 
 log = logging.getLogger(__name__)
@@ -519,7 +520,7 @@ class Graph:
         live = self._live = bool(getattr(self.source, "live", False))
         if s.max_in_flight:
             self._token = _Token(s.max_in_flight)
-        names = [st.name for st in self._all_stages()]
+        names = [st.name for st in self.stages()]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"stage names must be unique, repeated: {sorted(dup)}")
@@ -577,7 +578,8 @@ class Graph:
         self._sink_node = _SinkNode(self.sinks, inq, self)
         self._nodes.append(self._sink_node)
 
-    def _all_stages(self) -> list[Stage]:
+    def stages(self) -> list[Stage]:
+        """Every stage of the graph in step order, the branches of a ``Parallel`` in branch order."""
         out: list[Stage] = []
         for step in self.steps:
             if isinstance(step, Parallel):
@@ -621,7 +623,7 @@ class Graph:
         doc = self.metrics.report()
         if self._token is not None:
             doc["in_flight"] = {"limit": self._token.limit, "peak": self._token.peak}
-        extras = {st.name: st.metrics() for st in self._all_stages()}
+        extras = {st.name: st.metrics() for st in self.stages()}
         extras = {k: v for k, v in extras.items() if v}
         if extras:
             doc.setdefault("extra", {}).update(extras)
@@ -632,7 +634,7 @@ class Graph:
 
     def start(self) -> None:
         """Sets up stages and sinks (errors surface here, before any thread starts), then starts."""
-        for st in self._all_stages():
+        for st in self.stages():
             try:
                 st.setup()
             except SegstreamError:
@@ -697,15 +699,24 @@ class Graph:
                     break
 
     def close(self) -> None:
-        for st in self._all_stages():
+        for st in self.stages():
             try:
                 st.close()
             except Exception as exc:
                 log.warning("stage '%s' close failed: %s", st.name, exc)
 
-    def run(self, timeout: float | None = None) -> RunReport:
-        """Starts, waits for the end, closes. Returns the report; does not raise run errors."""
+    def run(self, timeout: float | None = None, *, progress: bool = False, total: int | None = None) -> RunReport:
+        """Starts, waits for the end, closes. Returns the report; does not raise run errors.
+
+        Args:
+            timeout: seconds to wait for the end; past it the run fails and is aborted (None: no limit).
+            progress: print the run's progress on stderr while it runs (``ProgressReporter``).
+            total: frames expected, for the progress bar (None: a status line without a bar).
+        """
         self.start()
+        reporter = ProgressReporter(self, total) if progress else None
+        if reporter is not None:
+            reporter.start()
         try:
             finished = self.wait(timeout)
             if not finished:
@@ -716,6 +727,8 @@ class Graph:
                 for t in self._sink_node.threads:
                     t.join(2.0)
         finally:
+            if reporter is not None:
+                reporter.stop()
             self._abort.set()
             for node in self._nodes:
                 for t in node.threads:

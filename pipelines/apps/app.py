@@ -3,7 +3,6 @@ source, a pipeline and sinks from the config, run the graph, report."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -14,9 +13,9 @@ import time
 from segstream.pipelines.apps.config import AppConfig, load_config
 from segstream.pipelines.apps.registry import build_pipeline
 from segstream.stream.sources.base import wait_for_frame_time
-from segstream.stream.errors import ConfigError, SegstreamError
+from segstream.stream.errors import ConfigError
 from segstream.stream.graph import FunctionStage, Graph, RunReport
-from segstream.stream.progress import ProgressReporter
+from segstream.stream.io import write_json
 from segstream.stream.sinks import open_sink
 from segstream.stream.sources import open_source
 
@@ -128,36 +127,9 @@ def _fix_output_fps(config: AppConfig, graph: Graph) -> None:
 
 def run_graph(graph: Graph, *, progress: bool, total: int | None) -> tuple[RunReport, int | None]:
     """Runs a graph with signal handling and progress; returns the report and the signal seen."""
-    reporter = None
     with _SignalStop(graph) as sig:
-        graph.start()
-        if progress:
-            reporter = ProgressReporter(graph, total)
-            reporter.start()
-        try:
-            graph.wait()
-        finally:
-            if reporter is not None:
-                reporter.stop()
-            graph._abort.set()
-            for node in graph._nodes:
-                for t in node.threads:
-                    t.join(0.2)
-            graph.close()
-    stuck = [t.name for n in graph._nodes for t in n.threads if t.is_alive()]
-    reason = "error" if graph.error is not None else (graph._stop_reason or "eos")
-    return RunReport(reason, graph.error, graph.report(), stuck), sig.signum
-
-
-def write_json(path: str, doc: dict) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(parent, exist_ok=True)
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2)
-            fh.write("\n")
-    except OSError as exc:
-        raise SegstreamError(f"{path}: cannot write ({exc.strerror})") from None
+        report = graph.run(progress=progress, total=total)
+    return report, sig.signum
 
 
 def _config_from_args(args) -> AppConfig:
@@ -239,7 +211,7 @@ def model_only_fps(graph: Graph, iters: int = 15, warmup: int = 3) -> dict | Non
     after the other on the same preprocessed frame, same backends and threads as the pipeline."""
     from segstream.pipelines.tasks.inference import InferStage, PreprocessStage
 
-    stages = [getattr(st, "inner", st) for st in graph._all_stages()]  # scheduled stages wrap the model's
+    stages = [getattr(st, "inner", st) for st in graph.stages()]  # scheduled stages wrap the model's
     pairs = []
     for st in stages:
         if isinstance(st, InferStage):

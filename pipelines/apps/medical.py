@@ -27,6 +27,7 @@ from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError, SegstreamError
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
+from segstream.stream.io import write_json
 from segstream.stream.sinks.files import writable_parent
 from segstream.stream.sources import open_source
 from segstream.stream.sources.stack import SeriesInfo, SliceStackSource
@@ -118,8 +119,6 @@ class SliceAreaStage(Stage):
             "slice_areas_mm2": [{"index": r["index"], "file": r["file"], "areas_mm2": r["areas_mm2"]} for r in self.slices],
         }
         if self.summary_path:
-            from segstream.pipelines.apps.app import write_json
-
             write_json(self.summary_path, self.summary)
         text = ", ".join(f"{n} {v / 1000.0:.3f} ml" for n, v in sorted(volumes.items())) or "no class found"
         state = "" if self.summary["complete"] else f" (incomplete: {len(self.slices)} of {s['slice_count']} slices)"

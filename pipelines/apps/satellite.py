@@ -35,6 +35,7 @@ from segstream.pipelines.tasks.tiling import Tile, TileStitcher, seam_check
 from segstream.stream.errors import ConfigError, ModelError, SegstreamError, SinkError
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
+from segstream.stream.io import write_json
 from segstream.stream.sinks.files import writable_parent
 from segstream.stream.sources import open_source
 from segstream.stream.sources.tiles import TileSource, default_overlap
@@ -159,8 +160,6 @@ class StitchStage(Stage):
             write_geojson(files["geojson"], geo)
         except OSError as exc:
             raise SinkError(f"{files['geojson']}: cannot write ({exc.strerror})") from None
-        from segstream.pipelines.apps.app import write_json
-
         write_json(files["summary"], self.summary)
         text = ", ".join(f"{n} {a:.1f} m²" for n, a in sorted(self.summary["areas_m2"].items())) or "no class found"
         state = "" if self.summary["complete"] else f" (incomplete: rows 0..{self.stitcher.rows_done} only)"

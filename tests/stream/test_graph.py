@@ -264,3 +264,20 @@ def test_stage_cpu_time_is_reported_apart_from_waiting():
     st = report.metrics["stages"]
     assert st["sleepy"]["p50_ms"] >= 19 and st["sleepy"]["cpu_mean_ms"] < 5
     assert st["busy"]["cpu_mean_ms"] >= 19
+
+
+def test_run_with_progress_prints_the_bar_on_stderr_and_reports_the_same(capsys):
+    collect = Collect()
+    g = Graph(open_source("synthetic://?width=64&height=48&frames=10"), [FunctionStage("a", lambda f: f)], [collect])
+    report = g.run(timeout=30, progress=True, total=10)
+    assert report.reason == "eos" and report.error is None and report.stuck_threads == []
+    assert report.metrics["frames_out"] == 10 and len(collect.frames) == 10
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("[" + "#" * 24 + "] 10/10 "), lines
+
+
+def test_stages_lists_every_stage_in_step_then_branch_order():
+    a, b, c, d, e = (FunctionStage(n, lambda f: f) for n in "abcde")
+    g = Graph(open_source("synthetic://?width=64&height=48&frames=1"), [a, Parallel({"x": [b, c], "y": [d]}), e],
+              [Collect()])
+    assert g.stages() == [a, b, c, d, e]
