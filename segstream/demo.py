@@ -67,7 +67,7 @@ class GroundTruthSink(Sink):
         self.gt_by_image: dict[int, list[dict]] = {}
         for ann in self.coco_gt["annotations"]:
             self.gt_by_image.setdefault(ann["image_id"], []).append(ann)
-        from segstream.models.semantic.metrics import ConfusionMatrix
+        from segstream.pipelines.tasks.metrics import ConfusionMatrix
 
         self.confusion = ConfusionMatrix(num_classes)
         self.detections: list[dict] = []
@@ -185,8 +185,9 @@ def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_
     Writes ``overlay.mp4``, ``results.jsonl``, ``metrics.json`` and ``accuracy.json`` into ``out``
     and returns the summary (see ``run_demo`` for ``live`` and ``overrides``).
     """
-    from segstream.pipelines.apps.app import make_graph, run_graph, write_json
+    from segstream.pipelines.apps.app import make_graph, run_graph
     from segstream.pipelines.apps.config import load_config
+    from segstream.stream.io import write_json
 
     config = load_config(None, list(overrides))
     config.source.uri = os.path.join(clip_dir, "clip.mp4")
