@@ -169,8 +169,9 @@ def upward_imports(imports: list[Import]) -> list[str]:
     return offenders
 
 
-def import_cycles(imports: list[Import], *, lazy: bool) -> list[str]:
-    """Cycles in the graph of imports between segstream modules, each edge with its file:line.
+def import_cycles(imports: list[Import], *, lazy: bool) -> dict[frozenset[str], str]:
+    """Cycles in the graph of imports between segstream modules: the modules of each cycle -> a
+    report naming each edge with its file:line.
 
     Always covers the imports that run when a module is imported: at module level, including
     those inside module-level ``if``/``try``/``with`` blocks and class bodies. ``lazy`` adds the
@@ -225,12 +226,12 @@ def import_cycles(imports: list[Import], *, lazy: bool) -> list[str]:
                         break
                 if len(component) > 1:
                     components.append(sorted(component))
-    reports = []
+    reports = {}
     for component in sorted(components):
         inside = set(component)
         lines = [f"  {imp.where()} {src} -> {dst}{'' if imp.module_scope else ' (lazy)'}" for src in component
                  for dst, imp in sorted(edges.get(src, {}).items()) if dst in inside]
-        reports.append("cycle between " + ", ".join(component) + ":\n" + "\n".join(lines))
+        reports[frozenset(component)] = "cycle between " + ", ".join(component) + ":\n" + "\n".join(lines)
     return reports
 
 
@@ -245,7 +246,7 @@ def test_imports_point_down_only():
 
 def test_no_import_cycles_at_module_scope():
     cycles = import_cycles(all_imports(), lazy=False)
-    assert not cycles, "\n".join(cycles)
+    assert not cycles, "\n".join(cycles.values())
 
 
 # Cycles closed by a lazy import that are known and left for later, each with its reason. An
@@ -259,10 +260,9 @@ KNOWN_LAZY_CYCLES = {
 
 def test_no_import_cycles_with_lazy_imports():
     cycles = import_cycles(all_imports(), lazy=True)
-    members = [frozenset(c.split(":", 1)[0][len("cycle between "):].split(", ")) for c in cycles]
-    new = [c for c, m in zip(cycles, members) if m not in KNOWN_LAZY_CYCLES]
+    new = [report for members, report in cycles.items() if members not in KNOWN_LAZY_CYCLES]
     assert not new, "\n".join(new)
-    assert set(members) == KNOWN_LAZY_CYCLES, "a known cycle is gone: remove it from KNOWN_LAZY_CYCLES"
+    assert set(cycles) == KNOWN_LAZY_CYCLES, "a known cycle is gone: remove it from KNOWN_LAZY_CYCLES"
 
 
 # The checker itself, on small made-up trees: it must catch what it claims to catch.
@@ -310,12 +310,12 @@ def test_the_checker_finds_cycles_at_module_scope_and_through_lazy_imports(tmp_p
         "segstream.api": "from segstream.export import onnx\n",
         "segstream.export.onnx": "def f():\n    from segstream import __version__\n",
     })
-    cycles = import_cycles(imports, lazy=False)
+    cycles = list(import_cycles(imports, lazy=False).values())
     assert len(cycles) == 1
     assert cycles[0].startswith("cycle between segstream.pipelines.apps.app, segstream.pipelines.apps.medical, "
                                 "segstream.pipelines.apps.registry:")
     assert "segstream_pipelines_apps_medical.py:2 segstream.pipelines.apps.medical -> " in cycles[0]
-    with_lazy = import_cycles(imports, lazy=True)
+    with_lazy = list(import_cycles(imports, lazy=True).values())
     assert len(with_lazy) == 2 and with_lazy[0] == cycles[0]
     assert with_lazy[1].startswith("cycle between segstream.stream.a, segstream.stream.b:")
     assert "segstream_stream_b.py:2 segstream.stream.b -> segstream.stream.a (lazy)" in with_lazy[1]
