@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -32,10 +31,10 @@ from segstream.models.yolact.evaluate import evaluate_coco  # noqa: E402
 
 def _runner(model: str, weights: str, backend: str):
     family = family_of(model)
-    if family not in ("yolact", "maskrcnn"):
+    if family.task != "instances":
         raise SystemExit(f"{model} is not an instance model (YOLACT or Mask R-CNN)")
-    # Each instance family's commands module has the same make_runner (what `segstream eval` uses).
-    return importlib.import_module(f"segstream.models.{family}.commands").make_runner(model, weights, backend)
+    # Each family's commands module has the same make_runner (what `segstream eval` uses).
+    return family.command("make_runner")(model, weights, backend)
 
 
 def sweep(runner, data: CocoInstances, thresholds: list[float]) -> list[dict]:
@@ -76,7 +75,8 @@ def main() -> int:
         raise SystemExit(f"--thresholds: expected comma-separated numbers, got {args.thresholds!r}") from None
     if any(not 0 < t < 1 for t in thresholds):
         raise SystemExit(f"--thresholds: each must be between 0 and 1, got {args.thresholds!r}")
-    if args.write and (family_of(args.model) != "yolact" or not args.weights.endswith(".pth")):
+    # --write needs a family whose checkpoints record a mask threshold (what train --mask-threshold sets).
+    if args.write and (not family_of(args.model).accepts("train --mask-threshold") or not args.weights.endswith(".pth")):
         raise SystemExit("--write needs a YOLACT .pth checkpoint as --weights")
     data = CocoInstances(args.annotations, args.images)
     results = sweep(_runner(args.model, args.weights, args.backend), data, thresholds)

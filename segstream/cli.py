@@ -7,7 +7,7 @@ before the graph could finish (never after a clean drain: a drained stop exits 0
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import logging
 import sys
 
@@ -172,7 +172,8 @@ def _add_bench(sub) -> None:
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pm = bsub.add_parser("model", help="model-only latency")
     pm.add_argument("--model", required=True)
-    pm.add_argument("--weights")
+    pm.add_argument("--weights", help="torch checkpoint (.pth; random weights if omitted), exported for each backend "
+                    "here; or an exported artifact (.onnx, .engine) to time as it is")
     pm.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], default="onnxruntime")
     pm.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     pm.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
@@ -245,10 +246,58 @@ def _version() -> str:
     return f"segstream {__version__}"
 
 
-def _family_commands(model: str):
-    from segstream.models.registry import family_of
+def _options(cls, args: argparse.Namespace):
+    """The command's typed options (a dataclass of ``segstream.models.options``) from the parsed
+    arguments: the one place a Namespace is read for the family commands."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    if "images" in values and isinstance(values["images"], list):
+        values["images"] = tuple(values["images"])
+    return cls(**values)
 
-    return importlib.import_module(f"segstream.models.{family_of(model)}.commands")
+
+def _given(args: argparse.Namespace, flags: dict[str, object]) -> list[str]:
+    """The flags of ``flags`` (flag -> value, None or False when not given) given on the command line."""
+    return [flag for flag, v in flags.items() if v is not None and v is not False]
+
+
+def _check_family_options(cmd: str, args: argparse.Namespace, family) -> None:
+    """Refuses options that do not apply to the model's family (``ModelFamily.options``)."""
+    model = args.model
+    if cmd in ("predict", "eval"):
+        if args.input_size and not family.accepts(f"{cmd} --input-size"):
+            raise ConfigError(f"--input-size is for semantic models; {model} runs at the size it was exported "
+                              "or configured with")
+        if args.mask_threshold is not None:
+            if not family.accepts(f"{cmd} --mask-threshold"):
+                raise ConfigError(f"--mask-threshold is for instance models (YOLACT, Mask R-CNN), not {model}")
+            if not 0 < args.mask_threshold < 1:
+                raise ConfigError(f"--mask-threshold must be between 0 and 1, got {args.mask_threshold}")
+    if cmd != "train":
+        return
+    if args.class_weights != "none" and not family.accepts("train --class-weights"):
+        raise ConfigError(f"--class-weights is for semantic models, not {model}")
+    semantic_only = [flag for flag in _given(args, {"--val-labels": args.val_labels, "--scale-range": args.scale_range,
+                                                    "--jitter": args.jitter != "basic" or None,
+                                                    "--warmup-iters": args.warmup_iters or None,
+                                                    "--weight-decay": args.weight_decay})
+                     if not family.accepts(f"train {flag}")]
+    if semantic_only:
+        raise ConfigError(f"{'/'.join(semantic_only)}: semantic training only, not {model}")
+    if args.val_annotations and not family.accepts("train --val-annotations"):
+        raise ConfigError(f"--val-annotations is for instance models; {model} validates on "
+                          "--val-images and --val-labels")
+    resumable = _given(args, {"--resume": args.resume or None, "--stop-at": args.stop_at or None,
+                              "--val-images": args.val_images or None, "--eval-every": args.eval_every or None})
+    if any(not family.accepts(f"train {flag}") for flag in resumable):
+        raise ConfigError(f"--resume/--stop-at/validation are for semantic and YOLACT training, not {model}")
+    yolact_only = [flag for flag in _given(args, {"--aspect-ratios": args.aspect_ratios,
+                                                  "--square-anchors": args.square_anchors,
+                                                  "--mask-targets": args.mask_targets, "--proto-skip": args.proto_skip,
+                                                  "--mask-threshold": args.mask_threshold})
+                   if not family.accepts(f"train {flag}")]
+    if yolact_only:
+        raise ConfigError(f"{'/'.join(yolact_only)} {'is' if len(yolact_only) == 1 else 'are'} for YOLACT models, "
+                          f"not {model}")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -261,10 +310,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         from segstream.demo import demo_command
 
         return demo_command(args)
-    if cmd == "bench" and args.bench_kind in ("model", "compare"):
-        from segstream.export.bench_cli import bench_command as model_bench
+    if cmd == "bench" and args.bench_kind == "model":
+        from segstream.export.bench_cli import bench_model_command
 
-        return model_bench(args)
+        return bench_model_command(model=args.model, weights=args.weights, backend=args.backend, device=args.device,
+                                   precision=args.precision, input_size=args.input_size, iters=args.iters,
+                                   json_out=args.json_out, plot=args.plot)
+    if cmd == "bench" and args.bench_kind == "compare":
+        from segstream.export.bench_cli import bench_compare_command
+
+        return bench_compare_command(model=args.model, weights=args.weights, backends=args.backends,
+                                     precisions=args.precisions, device=args.device, input_size=args.input_size,
+                                     iters=args.iters, json_out=args.json_out, plot=args.plot)
     if cmd == "bench":
         from segstream.pipelines.apps.app import bench_command
 
@@ -297,40 +354,13 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"{len(result.coco['annotations'])} instances ({per_class})")
         return EXIT_OK
     if cmd in ("predict", "eval", "train", "export", "verify"):
+        from segstream.models.options import OPTIONS_BY_COMMAND
         from segstream.models.registry import family_of
 
-        if cmd in ("predict", "eval") and args.input_size and family_of(args.model) != "semantic":
-            raise ConfigError(f"--input-size is for semantic models; {args.model} runs at the size it was exported "
-                              "or configured with")
-        if cmd in ("predict", "eval") and args.mask_threshold is not None:
-            if family_of(args.model) not in ("yolact", "maskrcnn"):
-                raise ConfigError(f"--mask-threshold is for instance models (YOLACT, Mask R-CNN), not {args.model}")
-            if not 0 < args.mask_threshold < 1:
-                raise ConfigError(f"--mask-threshold must be between 0 and 1, got {args.mask_threshold}")
-        if cmd == "train" and args.class_weights != "none" and family_of(args.model) != "semantic":
-            raise ConfigError(f"--class-weights is for semantic models, not {args.model}")
-        if cmd == "train":
-            semantic_only = [flag for flag, v in (("--val-labels", args.val_labels), ("--scale-range", args.scale_range),
-                                                  ("--jitter", args.jitter != "basic" or None),
-                                                  ("--warmup-iters", args.warmup_iters or None),
-                                                  ("--weight-decay", args.weight_decay)) if v is not None]
-            if semantic_only and family_of(args.model) != "semantic":
-                raise ConfigError(f"{'/'.join(semantic_only)}: semantic training only, not {args.model}")
-            if args.val_annotations and family_of(args.model) == "semantic":
-                raise ConfigError(f"--val-annotations is for instance models; {args.model} validates on "
-                                  "--val-images and --val-labels")
-            if (args.resume or args.stop_at or args.val_images or args.eval_every) and \
-                    family_of(args.model) not in ("semantic", "yolact"):
-                raise ConfigError(f"--resume/--stop-at/validation are for semantic and YOLACT training, not {args.model}")
-        if cmd == "train" and family_of(args.model) != "yolact":
-            given = [flag for flag, v in (("--aspect-ratios", args.aspect_ratios), ("--square-anchors", args.square_anchors),
-                                          ("--mask-targets", args.mask_targets), ("--proto-skip", args.proto_skip),
-                                          ("--mask-threshold", args.mask_threshold)) if v is not None]
-            if given:
-                raise ConfigError(f"{'/'.join(given)} {'is' if len(given) == 1 else 'are'} for YOLACT models, not {args.model}")
-        module = _family_commands(args.model)
-        name = {"eval": "evaluate"}.get(cmd, cmd)
-        return int(getattr(module, name)(args) or 0)
+        family = family_of(args.model)
+        _check_family_options(cmd, args, family)
+        command = family.command({"eval": "evaluate"}.get(cmd, cmd))
+        return int(command(_options(OPTIONS_BY_COMMAND[cmd], args)) or 0)
     raise AssertionError(f"unhandled command {cmd}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from segstream.models.options import EvalOptions, ExportOptions, PredictOptions, TrainOptions, VerifyOptions
 from segstream.stream.config import parse_size_hw
 from segstream.stream.errors import ConfigError, ModelError
 
@@ -28,11 +29,11 @@ def make_runner(model: str, weights: str, backend: str, **settings):
     return MaskRCNNRunner(torch_backend(load_maskrcnn(weights, model)), **settings)
 
 
-def predict(args) -> int:
+def predict(opts: PredictOptions) -> int:
     """Runs the model on images; writes the detections JSON (COCO RLE masks) and/or overlays."""
     from segstream.models.yolact.commands import predict as predict_instances
 
-    return predict_instances(args, runner_factory=make_runner)
+    return predict_instances(opts, runner_factory=make_runner)
 
 
 def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...], annotations: str) -> np.ndarray:
@@ -51,17 +52,17 @@ def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...],
                       "evaluate on a dataset with the model's classes")
 
 
-def evaluate(args) -> int:
+def evaluate(opts: EvalOptions) -> int:
     """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools), as for YOLACT."""
     from segstream.models.yolact.commands import report_coco
     from segstream.models.yolact.data import CocoInstances
     from segstream.models.yolact.evaluate import evaluate_coco
 
-    if not args.annotations or not args.images:
+    if not opts.annotations or not opts.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
-    data = CocoInstances(args.annotations, args.images)
-    runner = make_runner(args.model, args.weights, args.backend, mask_threshold=args.mask_threshold)
-    lut = dataset_labels(runner.metadata.class_names, data.class_names, args.annotations)
+    data = CocoInstances(opts.annotations, opts.images)
+    runner = make_runner(opts.model, opts.weights, opts.backend, mask_threshold=opts.mask_threshold)
+    lut = dataset_labels(runner.metadata.class_names, data.class_names, opts.annotations)
 
     def predict_in_dataset_labels(image_bgr):
         inst = runner(image_bgr)
@@ -70,11 +71,11 @@ def evaluate(args) -> int:
         inst.class_names = data.class_names
         return inst
 
-    return report_coco(args, evaluate_coco(predict_in_dataset_labels, data, progress=True))
+    return report_coco(opts, evaluate_coco(predict_in_dataset_labels, data, progress=True))
 
 
-def train(args) -> int:
-    raise ConfigError(f"training {args.model} is not wired in segstream; fine-tune with torchvision's detection "
+def train(opts: TrainOptions) -> int:
+    raise ConfigError(f"training {opts.model} is not wired in segstream; fine-tune with torchvision's detection "
                       "references and load the resulting state dict with --weights")
 
 
@@ -87,22 +88,22 @@ def _loaded(model: str, weights: str | None, num_classes: int | None):
     return load_maskrcnn(weights, model, num_classes=None if num_classes is None else num_classes + 1)
 
 
-def export(args) -> int:
+def export(opts: ExportOptions) -> int:
     """Writes the ONNX artifact (dynamic height and width)."""
     from segstream.export.maskrcnn import export_maskrcnn_onnx
 
-    if args.format != "onnx":
-        raise ConfigError(f"--format {args.format}: Mask R-CNN exports to ONNX only for now (run it with ONNX Runtime)")
-    if args.input_size:
+    if opts.format != "onnx":
+        raise ConfigError(f"--format {opts.format}: Mask R-CNN exports to ONNX only for now (run it with ONNX Runtime)")
+    if opts.input_size:
         raise ConfigError("Mask R-CNN exports with dynamic height and width and resizes frames by its own min/max "
                           "size rule (written into the artifact); drop --input-size")
-    loaded = _loaded(args.model, args.weights, args.num_classes)
-    export_maskrcnn_onnx(loaded=loaded, out_path=args.out, opset=args.opset)
-    print(f"wrote {args.out}")
+    loaded = _loaded(opts.model, opts.weights, opts.num_classes)
+    export_maskrcnn_onnx(loaded=loaded, out_path=opts.out, opset=opts.opset)
+    print(f"wrote {opts.out}")
     return 0
 
 
-def verify(args) -> int:
+def verify(opts: VerifyOptions) -> int:
     """ONNX Runtime vs torch on one frame: raw outputs within 1e-4, same detections, mask IoU > 0.99.
     Without --weights the model is the seeded random one ``export`` writes without --weights."""
     from segstream.export.onnx import read_metadata
@@ -110,17 +111,36 @@ def verify(args) -> int:
     from segstream.models.yolact.verify import sample_image
     from segstream.pipelines.tasks.maskrcnn import model_size_hw
 
-    meta = read_metadata(args.artifact)
-    if meta.model != args.model:
-        raise ModelError(f"{args.artifact}: exported from {meta.model!r}, not {args.model!r}; pass --model {meta.model}")
-    loaded = _loaded(args.model, args.weights, None if args.weights else len(meta.class_names))
-    size = parse_size_hw(getattr(args, "input_size", None)) or (480, 640)
-    report = verify_artifact(args.artifact, loaded, sample_image(size))
+    meta = read_metadata(opts.artifact)
+    if meta.model != opts.model:
+        raise ModelError(f"{opts.artifact}: exported from {meta.model!r}, not {opts.model!r}; pass --model {meta.model}")
+    loaded = _loaded(opts.model, opts.weights, None if opts.weights else len(meta.class_names))
+    size = parse_size_hw(opts.input_size) or (480, 640)
+    report = verify_artifact(opts.artifact, loaded, sample_image(size))
     r = meta.extra["resize"]
     h, w = model_size_hw(size, r["min_size"], r["max_size"])
     print(f"frame {size[0]}x{size[1]} -> network input {h}x{w}")
     for line in report.lines():
         print(line)
     if not report.ok:
-        raise ModelError(f"{args.artifact} does not reproduce {args.weights or 'the random model'}: {report.failure}")
+        raise ModelError(f"{opts.artifact} does not reproduce {opts.weights or 'the random model'}: {report.failure}")
     return 0
+
+
+def bench_subject(model: str, weights: str | None, size_hw: tuple[int, int] | None):
+    """The export graph (``--weights`` or random) and its exporter for ``segstream bench``, at
+    ``size_hw`` (default 800x1088, a COCO-sized frame after the min/max resize)."""
+    from segstream.export.bench import BenchSubject
+    from segstream.export.maskrcnn import export_maskrcnn_onnx
+    from segstream.models.maskrcnn.zoo import MaskRCNNGraph, load_maskrcnn
+    from segstream.pipelines.tasks.maskrcnn import INPUT_NAME, OUTPUT_NAMES
+
+    size = size_hw or (800, 1088)
+    settings = {"min_size": min(size), "max_size": max(size)}
+    if weights is None:
+        # Random weights score every class alike, under the 0.05 floor: without it the full 100
+        # detections reach the mask head, the cost a trained model pays on a busy frame.
+        settings["box_score_thresh"] = 0.0
+    loaded = load_maskrcnn(weights, model, **settings)
+    return BenchSubject(MaskRCNNGraph(loaded.model).eval(), INPUT_NAME, list(OUTPUT_NAMES), size,
+                        lambda path, sz: export_maskrcnn_onnx(loaded=loaded, out_path=path, trace_size_hw=sz))

@@ -1,6 +1,6 @@
 """``segstream predict | eval | train | export | verify`` for the YOLACT family.
 
-Each function takes the argparse Namespace built in ``segstream/cli.py`` and returns an exit code.
+Each command takes its options (``segstream.models.options``) and returns an exit code.
 Inference for both backends goes through ``pipelines.yolact.YolactRunner`` (numpy pre- and
 post-processing), so torch and ONNX Runtime results differ only by the network's arithmetic.
 """
@@ -15,6 +15,7 @@ import sys
 import cv2
 import numpy as np
 
+from segstream.models.options import EvalOptions, ExportOptions, PredictOptions, TrainOptions, VerifyOptions
 from segstream.stream.errors import ConfigError, ModelError
 
 
@@ -91,61 +92,61 @@ def detections_json(inst, image_name: str) -> list[dict]:
     return out
 
 
-def predict(args, runner_factory=None) -> int:
+def predict(opts: PredictOptions, runner_factory=None) -> int:
     """Runs the model on images; writes the detections JSON and/or overlays.
 
     ``runner_factory``: another instance family's ``make_runner`` (same signature and runner
     interface), so every instance model shares this command."""
     from segstream.pipelines.tasks.overlay import OverlayStyle, draw_instances
 
-    if args.top_k is not None and args.top_k < 1:
-        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
-    if not 0 <= args.score_threshold <= 1:
-        raise ConfigError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    if not args.json_out and not args.overlay:
+    if opts.top_k is not None and opts.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {opts.top_k}")
+    if not 0 <= opts.score_threshold <= 1:
+        raise ConfigError(f"--score-threshold must be in [0, 1], got {opts.score_threshold}")
+    if not opts.json_out and not opts.overlay:
         raise ConfigError("nothing to write: give --json OUT.json and/or --overlay DIR")
-    images = [(p, _read_image(p)) for p in args.images]
-    runner = (runner_factory or make_runner)(args.model, args.weights, args.backend,
-                                             score_threshold=args.score_threshold, max_detections=args.top_k,
-                                             mask_threshold=getattr(args, "mask_threshold", None))
+    images = [(p, _read_image(p)) for p in opts.images]
+    runner = (runner_factory or make_runner)(opts.model, opts.weights, opts.backend,
+                                             score_threshold=opts.score_threshold, max_detections=opts.top_k,
+                                             mask_threshold=opts.mask_threshold)
     entries = []
     style = OverlayStyle()
-    if args.overlay:
-        os.makedirs(args.overlay, exist_ok=True)
+    if opts.overlay:
+        os.makedirs(opts.overlay, exist_ok=True)
     for path, img in images:
         inst = runner(img)
         entries.extend(detections_json(inst, os.path.basename(path)))
-        if args.overlay:
+        if opts.overlay:
             out = img.copy()
             draw_instances(out, inst, style)
             stem = os.path.splitext(os.path.basename(path))[0]
-            if not cv2.imwrite(os.path.join(args.overlay, stem + ".png"), out):
-                raise ConfigError(f"cannot write the overlay of {path} into {args.overlay}")
+            if not cv2.imwrite(os.path.join(opts.overlay, stem + ".png"), out):
+                raise ConfigError(f"cannot write the overlay of {path} into {opts.overlay}")
         print(f"{os.path.basename(path)}: {len(inst)} detections", file=sys.stderr)
-    if args.json_out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-        with open(args.json_out, "w", encoding="utf-8") as f:
+    if opts.json_out:
+        os.makedirs(os.path.dirname(os.path.abspath(opts.json_out)), exist_ok=True)
+        with open(opts.json_out, "w", encoding="utf-8") as f:
             json.dump(entries, f)
     return 0
 
 
-def evaluate(args) -> int:
+def evaluate(opts: EvalOptions) -> int:
     """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools)."""
     from segstream.models.yolact.data import CocoInstances
     from segstream.models.yolact.evaluate import evaluate_coco
 
-    if not args.annotations or not args.images:
+    if not opts.annotations or not opts.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
-    data = CocoInstances(args.annotations, args.images)
-    runner = make_runner(args.model, args.weights, args.backend, mask_threshold=args.mask_threshold)
+    data = CocoInstances(opts.annotations, opts.images)
+    runner = make_runner(opts.model, opts.weights, opts.backend, mask_threshold=opts.mask_threshold)
     n_model = len(runner.metadata.class_names)
     if n_model != len(data.class_names):
-        raise ConfigError(f"{args.weights} predicts {n_model} classes but {args.annotations} has {len(data.class_names)}; "
+        raise ConfigError(f"{opts.weights} predicts {n_model} classes but {opts.annotations} has {len(data.class_names)}; "
                           "evaluate on a dataset with the model's classes")
-    return report_coco(args, evaluate_coco(runner, data, progress=True))
+    return report_coco(opts, evaluate_coco(runner, data, progress=True))
 
 
-def report_coco(args, figures: dict) -> int:
+def report_coco(opts: EvalOptions, figures: dict) -> int:
     """Prints box and mask AP / AP50 / AP75 and writes them to ``--json`` if given; returns 0."""
     for kind in ("box", "mask"):
         f = figures[kind]
@@ -155,10 +156,10 @@ def report_coco(args, figures: dict) -> int:
             for area, row in f.get("per_class_AP50_by_area", {}).items():
                 print(f"      AP50 {area:<6} " + "  ".join(f"{name} {'-' if v is None else f'{v * 100:.2f}'}"
                                                           for name, v in row.items()))
-    if args.json_out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            json.dump({"model": args.model, "weights": args.weights, **figures}, fh, indent=2)
+    if opts.json_out:
+        os.makedirs(os.path.dirname(os.path.abspath(opts.json_out)), exist_ok=True)
+        with open(opts.json_out, "w", encoding="utf-8") as fh:
+            json.dump({"model": opts.model, "weights": opts.weights, **figures}, fh, indent=2)
     return 0
 
 
@@ -223,7 +224,7 @@ def training_config(cfg, size: int | None = None, ratios_text: str | None = None
     return cfg
 
 
-def train(args) -> int:
+def train(opts: TrainOptions) -> int:
     """Trains or fine-tunes on a COCO-format dataset and writes a checkpoint ``load_yolact`` reads."""
     import torch
 
@@ -233,63 +234,63 @@ def train(args) -> int:
     from segstream.models.yolact.model import Yolact
     from segstream.models.yolact.train import train_yolact
 
-    if not args.annotations or not args.images:
+    if not opts.annotations or not opts.images:
         raise ConfigError("train needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    data = CocoInstances(args.annotations, args.images)
-    if args.num_classes is not None and args.num_classes != len(data.class_names):
-        raise ConfigError(f"--num-classes {args.num_classes} but {args.annotations} has {len(data.class_names)} categories")
-    cfg = get_config(args.model).with_classes(data.class_names)
-    if args.weights:
+    if opts.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {opts.batch_size}")
+    data = CocoInstances(opts.annotations, opts.images)
+    if opts.num_classes is not None and opts.num_classes != len(data.class_names):
+        raise ConfigError(f"--num-classes {opts.num_classes} but {opts.annotations} has {len(data.class_names)} categories")
+    cfg = get_config(opts.model).with_classes(data.class_names)
+    if opts.weights:
         # Fine-tuning keeps the starting checkpoint's input size, anchors and mask settings unless told otherwise.
-        cfg = with_checkpoint_settings(cfg, checkpoint_metadata(args.weights))
-    cfg = training_config(cfg, _parse_size(args.input_size), getattr(args, "aspect_ratios", None),
-                          getattr(args, "square_anchors", None), getattr(args, "mask_targets", None),
-                          getattr(args, "mask_threshold", None), getattr(args, "proto_skip", None))
-    torch.manual_seed(args.seed)
+        cfg = with_checkpoint_settings(cfg, checkpoint_metadata(opts.weights))
+    cfg = training_config(cfg, _parse_size(opts.input_size), opts.aspect_ratios,
+                          opts.square_anchors, opts.mask_targets,
+                          opts.mask_threshold, opts.proto_skip)
+    torch.manual_seed(opts.seed)
     net = Yolact(cfg)
-    if args.weights:
-        fresh = _load_for_finetune(net, args.weights)
+    if opts.weights:
+        fresh = _load_for_finetune(net, opts.weights)
         if fresh:
-            print(f"fine-tuning from {args.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
-    elif cfg.backbone == "efficientnet_lite0" and getattr(args, "backbone_init", "imagenet") == "imagenet":
+            print(f"fine-tuning from {opts.weights}; re-initialised {len(fresh)} tensors (e.g. {fresh[0]})", file=sys.stderr)
+    elif cfg.backbone == "efficientnet_lite0" and opts.backbone_init == "imagenet":
         from segstream.models.yolact.lite import load_imagenet_backbone
 
         print(f"backbone: ImageNet EfficientNet-Lite0 ({load_imagenet_backbone(net)} tensors)", file=sys.stderr)
-    iters = args.iters or args.epochs * math.ceil(len(data) / args.batch_size)
+    iters = opts.iters or opts.epochs * math.ceil(len(data) / opts.batch_size)
     val = None
-    if getattr(args, "val_annotations", None) or getattr(args, "val_images", None):
-        if not (args.val_annotations and args.val_images):
+    if opts.val_annotations or opts.val_images:
+        if not (opts.val_annotations and opts.val_images):
             raise ConfigError("validation needs both --val-annotations FILE.json and --val-images DIR")
-        val = CocoInstances(args.val_annotations, args.val_images)
+        val = CocoInstances(opts.val_annotations, opts.val_images)
         if val.class_names != data.class_names:
-            raise ConfigError(f"{args.val_annotations} has classes {list(val.class_names)}, the training data "
+            raise ConfigError(f"{opts.val_annotations} has classes {list(val.class_names)}, the training data "
                               f"{list(data.class_names)}; validate on the same classes")
-    state_path = os.path.splitext(args.out)[0] + ".last.pth"
-    settings = {"model": args.model, "annotations": os.path.abspath(args.annotations), "iters": iters,
-                "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "max_size": int(cfg.max_size),
-                "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "optimizer": getattr(args, "optimizer", "sgd")}
+    state_path = os.path.splitext(opts.out)[0] + ".last.pth"
+    settings = {"model": opts.model, "annotations": os.path.abspath(opts.annotations), "iters": iters,
+                "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed, "max_size": int(cfg.max_size),
+                "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "optimizer": opts.optimizer}
     resume = None
-    if getattr(args, "resume", None):
+    if opts.resume:
         from segstream.models.yolact.train import read_state
 
-        resume = read_state(args.resume, settings)
-    checkpoint_every = getattr(args, "checkpoint_every", 0) or 0
-    report = train_yolact(net, data, iters=iters, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          optimizer=getattr(args, "optimizer", "sgd"), checkpoint_every=checkpoint_every,
-                          checkpoint_path=args.out if checkpoint_every and val is None else None,
-                          val_data=val, eval_every=getattr(args, "eval_every", 0) or 0,
-                          best_path=args.out if val is not None else None, state_path=state_path, resume=resume,
-                          stop_at=getattr(args, "stop_at", None), settings=settings)
+        resume = read_state(opts.resume, settings)
+    checkpoint_every = opts.checkpoint_every
+    report = train_yolact(net, data, iters=iters, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
+                          optimizer=opts.optimizer, checkpoint_every=checkpoint_every,
+                          checkpoint_path=opts.out if checkpoint_every and val is None else None,
+                          val_data=val, eval_every=opts.eval_every,
+                          best_path=opts.out if val is not None else None, state_path=state_path, resume=resume,
+                          stop_at=opts.stop_at, settings=settings)
     if val is None and report.iteration == iters:
-        save_yolact(net, args.out, {"iterations": iters})
+        save_yolact(net, opts.out, {"iterations": iters})
     first = float(np.mean(report.losses[: max(1, len(report.losses) // 10)])) if report.losses else float("nan")
     last = float(np.mean(report.losses[-max(1, len(report.losses) // 10):])) if report.losses else float("nan")
     best = ""
     if report.best.get("score") is not None:
         best = f"; best validation mask AP50 {report.best['score']:.4f} at iteration {report.best['iter']}"
-    where = args.out if report.iteration == iters or val is not None else state_path
+    where = opts.out if report.iteration == iters or val is not None else state_path
     print(f"trained to iteration {report.iteration} of {iters} in {report.seconds:.0f} s: loss {first:.3f} -> "
           f"{last:.3f}{best}; wrote {where} (resumable state {state_path})")
     return 0
@@ -309,42 +310,61 @@ def _network(model: str, weights: str | None, num_classes: int | None):
     return Yolact(cfg).eval()
 
 
-def export(args) -> int:
+def export(opts: ExportOptions) -> int:
     """Writes the ONNX artifact (and, with --format tensorrt, builds an engine from it)."""
     from segstream.export.yolact import export_yolact_onnx
 
-    if args.dynamic:
+    if opts.dynamic:
         raise ConfigError("YOLACT exports at a fixed square size (its anchors are constants); drop --dynamic")
-    net = _network(args.model, args.weights, args.num_classes)
-    size = _parse_size(args.input_size)
+    net = _network(opts.model, opts.weights, opts.num_classes)
+    size = _parse_size(opts.input_size)
     if size is not None and size != net.cfg.max_size:
-        raise ConfigError(f"--input-size {size}: {args.model} was built for {net.cfg.max_size} px and its anchors depend on it; "
+        raise ConfigError(f"--input-size {size}: {opts.model} was built for {net.cfg.max_size} px and its anchors depend on it; "
                           f"train at {size} (segstream train --input-size) or leave it out")
-    if args.opset != 18:
-        raise ConfigError(f"--opset {args.opset}: YOLACT exports with opset 18 only")
-    if args.format == "onnx":
-        export_yolact_onnx(net=net, out_path=args.out)
-        print(f"wrote {args.out}")
+    if opts.opset != 18:
+        raise ConfigError(f"--opset {opts.opset}: YOLACT exports with opset 18 only")
+    if opts.format == "onnx":
+        export_yolact_onnx(net=net, out_path=opts.out)
+        print(f"wrote {opts.out}")
         return 0
     from segstream.export.tensorrt import build_engine
 
-    onnx_path = os.path.splitext(args.out)[0] + ".onnx"
+    onnx_path = os.path.splitext(opts.out)[0] + ".onnx"
     export_yolact_onnx(net=net, out_path=onnx_path)
-    build_engine(onnx_path=onnx_path, out_path=args.out, fp16=args.fp16, int8=args.int8)
-    print(f"wrote {onnx_path} and {args.out}")
+    build_engine(onnx_path=onnx_path, out_path=opts.out, fp16=opts.fp16, int8=opts.int8)
+    print(f"wrote {onnx_path} and {opts.out}")
     return 0
 
 
-def verify(args) -> int:
+def verify(opts: VerifyOptions) -> int:
     """Compares an ONNX artifact with the torch model: raw outputs and end-to-end detections."""
     from segstream.models.yolact.verify import verify_artifact
 
-    if not args.weights:
+    if not opts.weights:
         raise ConfigError("verify needs --weights: the checkpoint the artifact was exported from")
-    net = _network(args.model, args.weights, None)
-    report = verify_artifact(args.artifact, net)
+    net = _network(opts.model, opts.weights, None)
+    report = verify_artifact(opts.artifact, net)
     for line in report.lines():
         print(line)
     if not report.ok:
-        raise ModelError(f"{args.artifact} does not reproduce {args.weights}: {report.failure}")
+        raise ModelError(f"{opts.artifact} does not reproduce {opts.weights}: {report.failure}")
     return 0
+
+
+def bench_subject(model: str, weights: str | None, size_hw: tuple[int, int] | None):
+    """The network (``--weights`` or random) and its exporter for ``segstream bench``; YOLACT
+    runs at its configuration's fixed square size."""
+    from segstream.export.bench import BenchSubject
+    from segstream.export.yolact import export_yolact_onnx
+    from segstream.models.yolact.checkpoint import load_yolact
+    from segstream.models.yolact.config import get_config
+    from segstream.models.yolact.model import YolactExportWrapper, build_yolact
+    from segstream.pipelines.tasks.yolact import INPUT_NAME, OUTPUT_NAMES
+
+    net = load_yolact(weights, model)[0] if weights else build_yolact(get_config(model))
+    s = net.cfg.max_size
+    if size_hw is not None and size_hw != (s, s):
+        raise ConfigError(f"{model} runs at its configuration's fixed size {s}x{s}; got --input-size "
+                          f"{size_hw[0]}x{size_hw[1]}")
+    return BenchSubject(YolactExportWrapper(net.eval()).eval(), INPUT_NAME, list(OUTPUT_NAMES), (s, s),
+                        lambda path, _size: export_yolact_onnx(net=net, out_path=path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from segstream.pipelines.tasks.families import family_of_model, instance_families
 from segstream.stream.config import apply_override, from_dict, read_toml
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import GraphSettings
@@ -189,8 +190,9 @@ class InstancesConfig:
             raise ValueError(f"instances.top_k must be in 1..1000, got {self.top_k}")
         if self.mask_format not in ("rle", "polygon", "none"):
             raise ValueError(f"instances.mask_format must be rle, polygon or none, got {self.mask_format!r}")
-        if self.model.split("_")[0] not in ("yolact", "maskrcnn"):
-            raise ValueError(f"instances.model must be yolact, maskrcnn or a model name of those families "
+        if family_of_model(self.model, "instances") is None:
+            raise ValueError(f"instances.model must be {', '.join(f.name for f in instance_families())} or a model "
+                             f"name of those families "
                              f"(e.g. maskrcnn_resnet50_fpn_v2), got {self.model!r}")
 
 

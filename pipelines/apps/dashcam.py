@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from segstream.pipelines.apps.config import AppConfig
+from segstream.pipelines.tasks.families import family_of_model
 from segstream.pipelines.tasks.inference import PostprocessStage, model_branch
 from segstream.pipelines.tasks.overlay import OverlayStage, OverlayStyle
 from segstream.pipelines.tasks.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
@@ -36,17 +37,6 @@ def artifact_backend(path: str, what: str, config: AppConfig):
     return open_backend(path, **config.backend.options())
 
 
-def _instance_runner(family: str):
-    """The runner class of an instance family (one per family, same interface)."""
-    if family == "maskrcnn":
-        from segstream.pipelines.tasks.maskrcnn import MaskRCNNRunner
-
-        return MaskRCNNRunner
-    from segstream.pipelines.tasks.yolact import YolactRunner
-
-    return YolactRunner
-
-
 def instance_stages(config: AppConfig) -> list[Stage]:
     c = config.instances
     backend = artifact_backend(c.artifact, "instances", config)
@@ -54,9 +44,12 @@ def instance_stages(config: AppConfig) -> list[Stage]:
     # Artifacts of another task are left to the runner, which says what it expected.
     if meta is not None and meta.task == "instances" and meta.model != c.model and not meta.model.startswith(c.model + "_"):
         backend.close()
+        held = family_of_model(meta.model, "instances")
         raise ConfigError(f"instances.model is {c.model!r} but {c.artifact} holds {meta.model!r}; set instances.model = "
-                          f"\"{meta.model.split('_')[0]}\" or point instances.artifact to a {c.model} export")
-    runner = _instance_runner(c.model.split("_")[0])(backend, score_threshold=c.score_threshold, max_detections=c.top_k)
+                          f"\"{held.name if held else meta.model}\" or point instances.artifact to a {c.model} export")
+    # AppConfig has checked that the name belongs to an instance family.
+    runner_class = family_of_model(c.model, "instances").runner_class()
+    runner = runner_class(backend, score_threshold=c.score_threshold, max_detections=c.top_k)
     post = runner.postprocess
 
     def postprocess(outputs, info):

@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
+from segstream.pipelines.tasks.families import runtime_family
 from segstream.stream.backends.base import ArtifactMetadata, Backend
 from segstream.stream.errors import ModelError
 from segstream.stream.frame import Frame
@@ -104,15 +105,16 @@ def model_branch(key: str, backend: Backend, preprocess: Callable, postprocess: 
 
 
 def instance_artifact(backend: Backend, family: str, what: str, inputs, outputs) -> ArtifactMetadata:
-    """The metadata of an instance-segmentation artifact of ``family`` (its model names start
-    with it), after checking the graph's input and output names.
+    """The metadata of an instance-segmentation artifact of ``family`` (a name in
+    ``pipelines.tasks.families``: the artifact's model must be one of its models), after checking
+    the graph's input and output names.
 
     Raises:
         ModelError: no metadata, another task or family ("expected a {what} instance artifact"),
             other inputs or outputs.
     """
     meta = backend.metadata
-    if meta is None or meta.task != "instances" or not meta.model.startswith(family):
+    if meta is None or meta.task != "instances" or not runtime_family(family).owns_name(meta.model):
         found = "no metadata" if meta is None else f"model {meta.model!r}, task {meta.task!r}"
         raise ModelError(f"{backend.path}: expected a {what} instance artifact, found {found}; "
                          f"export one with 'segstream export --model {family}_...'")

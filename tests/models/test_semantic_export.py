@@ -6,7 +6,6 @@ The export runs through the real CLI in a subprocess (tests/conftest.py has init
 GStreamer in this process, and torch's exporter has crashed in such processes before).
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -83,20 +82,20 @@ def test_parity_check_catches_another_model(tiny_onnx):
 
 
 def test_verify_command_and_runner_agree_with_torch(tiny_onnx, tmp_path):
+    from segstream.models.options import VerifyOptions
     from segstream.models.semantic.commands import make_runner, verify
 
-    assert verify(argparse.Namespace(artifact=tiny_onnx, model="deeplab_tiny", weights=None, input_size="200x300")) == 0
+    assert verify(VerifyOptions(artifact=tiny_onnx, model="deeplab_tiny", weights=None, input_size="200x300")) == 0
     with pytest.raises(ModelError, match="exported from 'deeplab_tiny', not 'deeplabv3plus_mobilenet'"):
-        verify(argparse.Namespace(artifact=tiny_onnx, model="deeplabv3plus_mobilenet", weights=None, input_size=None))
+        verify(VerifyOptions(artifact=tiny_onnx, model="deeplabv3plus_mobilenet", weights=None, input_size=None))
     # the same numpy pre/post around ONNX Runtime and around the torch module
     ckpt = tmp_path / "tiny.pth"
     from segstream.models.semantic.zoo import save_checkpoint
 
     save_checkpoint(str(ckpt), load_model("deeplab_tiny"))
-    ort_runner = make_runner(argparse.Namespace(model="deeplab_tiny", weights=tiny_onnx, backend="onnxruntime"))
+    ort_runner = make_runner("deeplab_tiny", tiny_onnx, "onnxruntime")
     # the artifact resizes frames to its export size (256x512); the torch model is told the same
-    torch_runner = make_runner(argparse.Namespace(model="deeplab_tiny", weights=str(ckpt), backend="torch"),
-                               input_size_hw=(256, 512))
+    torch_runner = make_runner("deeplab_tiny", str(ckpt), "torch", input_size_hw=(256, 512))
     assert ort_runner.settings.size_policy == torch_runner.settings.size_policy
     img = np.random.default_rng(0).integers(0, 256, (120, 200, 3), dtype=np.uint8)
     a, b = ort_runner(img), torch_runner(img)

@@ -1,6 +1,5 @@
 """Training, evaluation and predict on generated road scenes; dataset layouts and metrics."""
 
-import argparse
 import json
 import os
 
@@ -77,11 +76,12 @@ def test_tiny_model_learns_generated_scenes_and_predict_writes_masks(tmp_path):
     # 300 steps: with the resumable sampler's data order, 200 left seed 0 at mIoU 0.66 (seeds 1-2: 0.88-0.92).
     assert report.iters == 300 and report.last_loss < 0.5 * report.first_loss
 
+    from segstream.models.options import EvalOptions, PredictOptions
     from segstream.models.semantic.commands import evaluate, predict
 
     out_json = str(tmp_path / "eval.json")
-    evaluate(argparse.Namespace(model="deeplab_tiny", weights=ckpt, backend="torch", images=images, labels=labels,
-                                layout="plain", json_out=out_json))
+    evaluate(EvalOptions(model="deeplab_tiny", weights=ckpt, backend="torch", images=images, labels=labels,
+                         layout="plain", json_out=out_json))
     figures = json.load(open(out_json))
     assert figures["miou"] > 0.8, figures
     assert set(figures["per_class_iou"]) == {"road", "terrain", "sky", "car"}
@@ -91,8 +91,8 @@ def test_tiny_model_learns_generated_scenes_and_predict_writes_masks(tmp_path):
     path = str(tmp_path / "new.png")
     cv2.imwrite(path, img)
     mask_dir, overlay_dir = str(tmp_path / "masks"), str(tmp_path / "overlays")
-    predict(argparse.Namespace(model="deeplab_tiny", weights=ckpt, backend="torch", mask_dir=mask_dir, overlay=overlay_dir,
-                               images=[path]))
+    predict(PredictOptions(model="deeplab_tiny", weights=ckpt, backend="torch", mask_dir=mask_dir, overlay=overlay_dir,
+                           images=(path,)))
     mask = cv2.imread(os.path.join(mask_dir, "new.png"), cv2.IMREAD_UNCHANGED)
     assert mask.dtype == np.uint8 and mask.shape == lab.shape
     assert np.mean(mask == lab) > 0.85

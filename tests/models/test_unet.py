@@ -36,16 +36,16 @@ def test_config_validation(bad, message):
 
 def test_predict_of_a_binary_model_prints_no_drivable_share(tmp_path, capsys):
     """A two-class model has no road class: predict says nothing of a drivable area."""
-    import argparse
-
+    
     import cv2
     import numpy as np
 
+    from segstream.models.options import PredictOptions
     from segstream.models.semantic.commands import predict
 
     path = str(tmp_path / "slice.png")
     cv2.imwrite(path, np.full((32, 32, 3), 90, np.uint8))
-    predict(argparse.Namespace(model="unet_tiny_binary", weights=None, backend="torch", mask_dir=str(tmp_path / "m"),
-                               overlay=None, images=[path]))
+    predict(PredictOptions(model="unet_tiny_binary", weights=None, backend="torch", mask_dir=str(tmp_path / "m"),
+                           overlay=None, images=(path,)))
     out = capsys.readouterr().out
     assert "slice.png: 32x32" in out and "drivable" not in out

@@ -4,7 +4,6 @@ at sizes other than the trace size, and the torch-free runner on frames of any s
 The export runs through the real CLI in a subprocess, as in test_semantic_export.py.
 """
 
-import argparse
 import os
 import subprocess
 
@@ -52,16 +51,17 @@ def test_onnxruntime_matches_torch_at_sizes_other_than_the_trace_size(unet_onnx)
 
 
 def test_verify_and_runners_pad_odd_frames_and_crop_back(unet_onnx, tmp_path, capsys):
+    from segstream.models.options import VerifyOptions
     from segstream.models.semantic.commands import make_runner, verify
 
     # 61x93 is padded to 64x96 before the graph runs
-    assert verify(argparse.Namespace(artifact=unet_onnx, model=MODEL, weights=None, input_size="61x93")) == 0
+    assert verify(VerifyOptions(artifact=unet_onnx, model=MODEL, weights=None, input_size="61x93")) == 0
     assert "64x96: relative error" in capsys.readouterr().out
     ckpt = str(tmp_path / "unet.pth")
     save_checkpoint(ckpt, load_model(MODEL))
-    ort = make_runner(argparse.Namespace(model=MODEL, weights=unet_onnx, backend="onnxruntime"), input_size_hw=None)
-    native = make_runner(argparse.Namespace(model=MODEL, weights=unet_onnx, backend="onnxruntime"), input_size_hw=(45, 77))
-    tch = make_runner(argparse.Namespace(model=MODEL, weights=ckpt, backend="torch"), input_size_hw=(45, 77))
+    ort = make_runner(MODEL, unet_onnx, "onnxruntime", input_size_hw=None)
+    native = make_runner(MODEL, unet_onnx, "onnxruntime", input_size_hw=(45, 77))
+    tch = make_runner(MODEL, ckpt, "torch", input_size_hw=(45, 77))
     img = np.random.default_rng(0).integers(0, 256, (45, 77, 3), dtype=np.uint8)
     feeds, info = native.preprocess(img)
     assert feeds["image"].shape == (1, 3, 48, 80) and info.content_hw == (45, 77)

@@ -1,7 +1,6 @@
 """U-Net through the semantic family: binary masks (0/255 PNGs, ``--layout binary``), training
 that must reach Dice > 0.9 on generated shapes, and ``eval``'s Dice figures."""
 
-import argparse
 import json
 import os
 
@@ -78,12 +77,13 @@ def test_tiny_unet_learns_binary_shapes_to_dice_above_0_9(tmp_path, capsys):
                                input_size_hw=(64, 64), iters=40, batch_size=8, lr=0.05, progress=False, threads=2))
     assert report.iters == 40
 
+    from segstream.models.options import EvalOptions
     from segstream.models.semantic.commands import evaluate
 
     val_images, val_labels = write_shapes(str(tmp_path / "val"), 8, seed=99, size_hw=(61, 75))
     out = str(tmp_path / "eval.json")
-    assert evaluate(argparse.Namespace(model="unet_tiny_binary", weights=ckpt, backend="torch", images=val_images,
-                                       labels=val_labels, layout="binary", json_out=out)) == 0
+    assert evaluate(EvalOptions(model="unet_tiny_binary", weights=ckpt, backend="torch", images=val_images,
+                                labels=val_labels, layout="binary", json_out=out)) == 0
     doc = json.load(open(out))
     assert doc["per_class_dice"]["foreground"] > 0.9, doc
     assert doc["mean_dice"] == pytest.approx(np.mean(list(doc["per_class_dice"].values())))
