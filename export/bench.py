@@ -4,6 +4,10 @@ The same model (random-initialised, or from ``--weights``) runs through the same
 interface the pipelines use: ``TorchBackend`` (eager), ``OnnxRuntimeBackend`` on an ONNX file
 exported for the run, or ``TensorRTBackend`` on an engine built from it. Warm-up iterations are
 discarded; the rest give p50/p95/p99 and throughput. Inputs are fixed random images (seeded).
+
+Given an exported artifact as ``weights`` (.onnx; .engine/.plan with TensorRT), ``bench model``
+times the runtime backend on that file instead: its metadata names the model and task, its graph
+(or, for a dynamic one, the family's runtime pre-processing of a 720p frame) the input size.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segstream.stream.errors import BackendError, ConfigError
+from segstream.stream.errors import BackendError, ConfigError, ModelError
 
 
 @dataclass
@@ -37,48 +41,15 @@ class BenchSubject:
 
 
 def subject_for(model: str, weights: str | None, size_hw: tuple[int, int] | None) -> BenchSubject:
-    """Builds the torch module and an exporter for a model name of any family."""
+    """Builds the torch module and an exporter for a model name of any family (its registry
+    entry's ``bench_subject``)."""
     from segstream.models.registry import family_of
 
     family = family_of(model)
-    if family == "yolact":
-        from segstream.export.yolact import export_yolact_onnx
-        from segstream.models.yolact.checkpoint import load_yolact
-        from segstream.models.yolact.config import get_config
-        from segstream.models.yolact.model import YolactExportWrapper, build_yolact
-        from segstream.pipelines.tasks.yolact import INPUT_NAME, OUTPUT_NAMES
-
-        net = load_yolact(weights, model)[0] if weights else build_yolact(get_config(model))
-        s = net.cfg.max_size
-        if size_hw is not None and size_hw != (s, s):
-            raise ConfigError(f"{model} runs at its configuration's fixed size {s}x{s}; got --input-size "
-                              f"{size_hw[0]}x{size_hw[1]}")
-        return BenchSubject(YolactExportWrapper(net.eval()).eval(), INPUT_NAME, list(OUTPUT_NAMES), (s, s),
-                            lambda path, _size: export_yolact_onnx(net=net, out_path=path))
-    if family == "semantic":
-        from segstream.export.semantic import export_semantic
-        from segstream.models.semantic.zoo import LogitsOnly, load_model
-
-        loaded = load_model(model, weights, aux=False)
-        size = size_hw or loaded.spec.size_policy.padded_size((360, 640))  # U-Net: a multiple of 2**depth
-        return BenchSubject(LogitsOnly(loaded.model).eval(), "image", ["logits"], size,
-                            lambda path, sz: export_semantic(model=model, weights=weights, out_path=path,
-                                                             trace_size_hw=sz, dynamic_hw=False))
-    if family == "maskrcnn":
-        from segstream.export.maskrcnn import export_maskrcnn_onnx
-        from segstream.models.maskrcnn.zoo import MaskRCNNGraph, load_maskrcnn
-        from segstream.pipelines.tasks.maskrcnn import INPUT_NAME, OUTPUT_NAMES
-
-        size = size_hw or (800, 1088)
-        settings = {"min_size": min(size), "max_size": max(size)}
-        if weights is None:
-            # Random weights score every class alike, under the 0.05 floor: without it the full 100
-            # detections reach the mask head, the cost a trained model pays on a busy frame.
-            settings["box_score_thresh"] = 0.0
-        loaded = load_maskrcnn(weights, model, **settings)
-        return BenchSubject(MaskRCNNGraph(loaded.model).eval(), INPUT_NAME, list(OUTPUT_NAMES), size,
-                            lambda path, sz: export_maskrcnn_onnx(loaded=loaded, out_path=path, trace_size_hw=sz))
-    raise ConfigError(f"bench: no benchmark for the {family!r} family yet")
+    build = family.bench_builder()
+    if build is None:
+        raise ConfigError(f"bench: no benchmark for the {family.name!r} family yet")
+    return build(model, weights, size_hw)
 
 
 def _backend(subject: BenchSubject, backend: str, device: str, precision: str, workdir: str, onnx_path: str | None):
@@ -108,39 +79,160 @@ def _backend(subject: BenchSubject, backend: str, device: str, precision: str, w
     raise ConfigError(f"unknown backend {backend!r}")
 
 
+#: What ``bench model`` takes as an exported artifact rather than a torch checkpoint.
+ARTIFACT_SUFFIXES = (".onnx", ".engine", ".plan")
+#: The frame a dynamic-size artifact is timed on when no ``--input-size`` is given (H, W).
+DEFAULT_FRAME_HW = (720, 1280)
+
+
+def is_artifact(path: str | None) -> bool:
+    """True for an exported artifact's file name (ONNX, TensorRT engine)."""
+    return bool(path) and path.lower().endswith(ARTIFACT_SUFFIXES)
+
+
+def _time(be, feeds: dict, warmup: int, iters: int) -> list[float]:
+    """Milliseconds per ``be.run(feeds)``, after ``warmup`` discarded runs."""
+    for _ in range(warmup):
+        be.run(feeds)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        be.run(feeds)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _figures(times: list[float], **fields) -> dict:
+    arr = np.asarray(times)
+    p50, p95, p99 = (round(float(v), 3) for v in np.percentile(arr, [50, 95, 99]))
+    return {**fields, "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
+            "throughput_fps": round(1000.0 / float(arr.mean()), 2), "samples_ms": [round(float(t), 3) for t in times]}
+
+
+def _random_feeds(name: str, size_hw: tuple[int, int]) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {name: rng.standard_normal((1, 3, size_hw[0], size_hw[1])).astype(np.float32)}
+
+
 def bench_model(*, model: str, weights: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
                 precision: str = "fp32", input_size_hw: tuple[int, int] | None = None, iters: int = 20,
                 warmup: int = 3, subject: BenchSubject | None = None, onnx_path: str | None = None) -> dict:
     """Latency of one model on one backend.
 
+    Args:
+        weights: a torch checkpoint (None: random weights), exported and built for ``backend``
+            here; or an exported artifact (``is_artifact``), timed as it is (``bench_artifact``).
+
     Returns:
         {"model", "backend", "device", "precision", "input_size", "iters",
-         "latency_ms": {"p50", "p95", "p99"}, "throughput_fps", "runtime_device"}.
+         "latency_ms": {"p50", "p95", "p99"}, "throughput_fps", "runtime_device", "samples_ms"}.
     """
     if iters < 1 or warmup < 0:
         raise ConfigError(f"--iters must be >= 1, got {iters}")
+    if subject is None and is_artifact(weights):
+        return bench_artifact(weights, model=model, backend=backend, device=device, precision=precision,
+                              input_size_hw=input_size_hw, iters=iters, warmup=warmup)
     subject = subject or subject_for(model, weights, input_size_hw)
     h, w = subject.size_hw
-    rng = np.random.default_rng(0)
-    feeds = {subject.input_name: rng.standard_normal((1, 3, h, w)).astype(np.float32)}
+    feeds = _random_feeds(subject.input_name, (h, w))
     with tempfile.TemporaryDirectory(prefix="segstream-bench-") as workdir:
         be = _backend(subject, backend, device, precision, workdir, onnx_path)
         try:
-            for _ in range(warmup):
-                be.run(feeds)
-            times = []
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                be.run(feeds)
-                times.append((time.perf_counter() - t0) * 1e3)
+            times = _time(be, feeds, warmup, iters)
         finally:
             be.close()
-    arr = np.asarray(times)
-    p50, p95, p99 = (round(float(v), 3) for v in np.percentile(arr, [50, 95, 99]))
-    return {"model": model, "backend": backend, "device": device, "precision": precision,
-            "input_size": [h, w], "iters": iters, "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
-            "throughput_fps": round(1000.0 / float(arr.mean()), 2), "runtime_device": getattr(be, "device", device),
-            "samples_ms": [round(float(t), 3) for t in times]}
+    return _figures(times, model=model, backend=backend, device=device, precision=precision, input_size=[h, w],
+                    iters=iters, runtime_device=getattr(be, "device", device))
+
+
+def _artifact_backend(path: str, backend: str, device: str, precision: str, workdir: str):
+    """The runtime backend timing an artifact: ONNX Runtime on an .onnx, TensorRT on an engine
+    or on one built here from an .onnx at ``precision``."""
+    engine = not path.lower().endswith(".onnx")
+    if backend == "torch":
+        raise ConfigError(f"{path} is an exported artifact; --backend torch times the torch checkpoint (.pth): "
+                          "pass that, or time the artifact with --backend onnxruntime or tensorrt")
+    if backend == "onnxruntime":
+        if engine:
+            raise ConfigError(f"{path} is a TensorRT engine; time it with --backend tensorrt")
+        if precision != "fp32":
+            raise ConfigError("--backend onnxruntime runs the fp32 graph; use --backend tensorrt --precision fp16")
+        from segstream.stream.backends import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, providers=["cuda"] if device == "cuda" else ["cpu"], allow_fallback=False)
+    if backend != "tensorrt":
+        raise ConfigError(f"unknown backend {backend!r}")
+    from segstream.stream.backends.tensorrt import TensorRTBackend
+
+    if engine:
+        if precision != "fp32":
+            raise ConfigError(f"{path}: an engine runs at the precision it was built with; drop --precision")
+        return TensorRTBackend(path)
+    from segstream.export.tensorrt import build_engine
+
+    built = os.path.join(workdir, f"model_{precision}.engine")
+    build_engine(onnx_path=path, out_path=built, fp16=precision == "fp16", int8=precision == "int8")
+    return TensorRTBackend(built)
+
+
+def _artifact_input(be, size_hw: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
+    """The artifact's input name and the (H, W) to time it at: its fixed size, else ``size_hw``,
+    else what its family's runtime pre-processing makes of a ``DEFAULT_FRAME_HW`` frame."""
+    from segstream.pipelines.tasks.families import family_of_model
+
+    if len(be.inputs) != 1:
+        raise ModelError(f"{be.path}: expected one input image, found {[t.name for t in be.inputs]}")
+    spec = be.inputs[0]
+    fixed = tuple(spec.shape[2:]) if all(isinstance(d, int) and d > 0 for d in spec.shape[2:]) else None
+    if fixed is not None:
+        if size_hw is not None and tuple(size_hw) != fixed:
+            raise ConfigError(f"{be.path} was exported at {fixed[0]}x{fixed[1]}; got --input-size "
+                              f"{size_hw[0]}x{size_hw[1]} (leave it out, or export at that size)")
+        return spec.name, fixed
+    if size_hw is not None:
+        return spec.name, tuple(size_hw)
+    meta = be.metadata
+    family = None if meta is None else family_of_model(meta.model, meta.task)
+    if family is None:
+        raise ConfigError(f"{be.path} takes any input size and names no model family; give --input-size HxW")
+    runner = family.runner_class()(be)
+    feeds, _ = runner.preprocess(np.zeros((*DEFAULT_FRAME_HW, 3), np.uint8))
+    return spec.name, tuple(int(d) for d in feeds[spec.name].shape[2:])
+
+
+def bench_artifact(path: str, *, model: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
+                   precision: str = "fp32", input_size_hw: tuple[int, int] | None = None, iters: int = 20,
+                   warmup: int = 3) -> dict:
+    """Latency of an exported artifact on a runtime backend (what a pipeline would run).
+
+    Args:
+        path: .onnx (ONNX Runtime, or TensorRT building an engine from it) or .engine/.plan (TensorRT).
+        model: the model name it should hold (checked against its metadata), or None.
+
+    Returns:
+        ``bench_model``'s figures, with "model" from the metadata and "artifact": ``path``.
+
+    Raises:
+        ConfigError: a backend or size the artifact cannot run with. ModelError: another model.
+    """
+    if iters < 1 or warmup < 0:
+        raise ConfigError(f"--iters must be >= 1, got {iters}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such file")
+    with tempfile.TemporaryDirectory(prefix="segstream-bench-") as workdir:
+        be = _artifact_backend(path, backend, device, precision, workdir)
+        try:
+            meta = be.metadata
+            if model is not None and meta is not None and meta.model != model:
+                raise ModelError(f"{path}: exported from {meta.model!r}, but --model is {model!r}; pass --model {meta.model}")
+            name, (h, w) = _artifact_input(be, input_size_hw)
+            times = _time(be, _random_feeds(name, (h, w)), warmup, iters)
+        finally:
+            be.close()
+    built_here = backend == "tensorrt" and path.lower().endswith(".onnx")
+    return _figures(times, model=meta.model if meta is not None else model, backend=backend, device=device,
+                    precision=precision if built_here or backend == "onnxruntime" else "as built",
+                    input_size=[h, w], iters=iters, runtime_device=getattr(be, "device", device), artifact=path)
 
 
 def bench_compare(*, model: str, weights: str | None, backends: list[str], precisions: list[str], device: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from segstream.export.bench import bench_compare, bench_model, plot_bars
+from segstream.export.bench import bench_compare, bench_model, is_artifact, plot_bars
 from segstream.stream.config import parse_size_hw
 from segstream.stream.errors import ConfigError
 
@@ -35,26 +35,32 @@ def _plot_samples(doc: dict, path: str) -> None:
     cv2.imwrite(path, img)
 
 
-def bench_command(args) -> int:
-    size = parse_size_hw(getattr(args, "input_size", None))
-    if args.weights and args.weights.endswith((".onnx", ".engine", ".plan")):
+def bench_model_command(*, model: str, weights: str | None, backend: str, device: str, precision: str,
+                        input_size: str | None, iters: int, json_out: str | None = None, plot: str | None = None) -> int:
+    """``segstream bench model``: one backend, a checkpoint (exported here) or an exported artifact."""
+    doc = bench_model(model=model, weights=weights, backend=backend, device=device, precision=precision,
+                      input_size_hw=parse_size_hw(input_size), iters=iters)
+    print(f"{doc['model']} {doc['backend']} {doc['device']} {doc['precision']} {doc['input_size'][0]}x{doc['input_size'][1]}: "
+          f"p50 {doc['latency_ms']['p50']:.1f} ms, p95 {doc['latency_ms']['p95']:.1f} ms, "
+          f"p99 {doc['latency_ms']['p99']:.1f} ms, {doc['throughput_fps']:.1f} fps")
+    if plot:
+        _plot_samples(doc, plot)
+    if json_out:
+        _write_json(json_out, {k: v for k, v in doc.items() if k != "samples_ms"})
+    return 0
+
+
+def bench_compare_command(*, model: str, weights: str | None, backends: str, precisions: str, device: str,
+                          input_size: str | None, iters: int, json_out: str | None = None, plot: str | None = None) -> int:
+    """``segstream bench compare``: every backend x precision of a checkpoint, one export shared."""
+    size = parse_size_hw(input_size)
+    if is_artifact(weights):
         # It exports the checkpoint itself for each backend; an artifact would fail as a "damaged checkpoint".
-        raise ConfigError(f"{args.weights}: bench {args.bench_kind} takes the torch checkpoint (.pth) and exports it "
-                          "itself; to time a pipeline on an exported artifact use 'segstream bench pipeline'")
-    if args.bench_kind == "model":
-        doc = bench_model(model=args.model, weights=args.weights, backend=args.backend, device=args.device,
-                          precision=args.precision, input_size_hw=size, iters=args.iters)
-        print(f"{doc['model']} {doc['backend']} {doc['device']} {doc['precision']} {doc['input_size'][0]}x{doc['input_size'][1]}: "
-              f"p50 {doc['latency_ms']['p50']:.1f} ms, p95 {doc['latency_ms']['p95']:.1f} ms, "
-              f"p99 {doc['latency_ms']['p99']:.1f} ms, {doc['throughput_fps']:.1f} fps")
-        if args.plot:
-            _plot_samples(doc, args.plot)
-        if args.json_out:
-            _write_json(args.json_out, {k: v for k, v in doc.items() if k != "samples_ms"})
-        return 0
-    rows = bench_compare(model=args.model, weights=args.weights, backends=args.backends.split(","),
-                         precisions=args.precisions.split(","), device=args.device, input_size_hw=size,
-                         iters=args.iters)
+        raise ConfigError(f"{weights}: bench compare takes the torch checkpoint (.pth) and exports it itself; "
+                          "to time an exported artifact use 'segstream bench model --weights ARTIFACT' "
+                          "or 'segstream bench pipeline'")
+    rows = bench_compare(model=model, weights=weights, backends=backends.split(","), precisions=precisions.split(","),
+                         device=device, input_size_hw=size, iters=iters)
     print(f"{'backend':<12} {'precision':<9} {'size':<10} {'p50 ms':>8} {'p95 ms':>8} {'fps':>7}")
     base = next((r for r in rows if r["backend"] == "torch" and "latency_ms" in r), None)
     for r in rows:
@@ -65,8 +71,8 @@ def bench_command(args) -> int:
         speedup = f"  x{base['latency_ms']['p50'] / r['latency_ms']['p50']:.2f} vs torch" if base else ""
         print(f"{r['backend']:<12} {r['precision']:<9} {size_txt:<10} {r['latency_ms']['p50']:>8.1f} "
               f"{r['latency_ms']['p95']:>8.1f} {r['throughput_fps']:>7.1f}{speedup}")
-    if args.plot:
-        plot_bars(rows, args.plot, f"{args.model} on {args.device}")
-    if args.json_out:
-        _write_json(args.json_out, [{k: v for k, v in r.items() if k != "samples_ms"} for r in rows])
+    if plot:
+        plot_bars(rows, plot, f"{model} on {device}")
+    if json_out:
+        _write_json(json_out, [{k: v for k, v in r.items() if k != "samples_ms"} for r in rows])
     return 0
