@@ -251,11 +251,7 @@ def test_no_import_cycles_at_module_scope():
 
 # Cycles closed by a lazy import that are known and left for later, each with its reason. An
 # entry that no longer exists fails the test below, so the list only shrinks.
-KNOWN_LAZY_CYCLES = {
-    # YolactEdge's split FPN (edge.py) reuses the FPN functions of model.py, and Yolact builds the
-    # split FPN lazily when cfg.fpn_split. Fix: the FPN parts into models/yolact/fpn.py.
-    frozenset({"segstream.models.yolact.edge", "segstream.models.yolact.model"}),
-}
+KNOWN_LAZY_CYCLES: set[frozenset[str]] = set()
 
 
 def test_no_import_cycles_with_lazy_imports():

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segstream.models.yolact.config import YolactConfig
-from segstream.models.yolact.model import fpn_outputs, fpn_top_down
+from segstream.models.yolact.fpn import fpn_outputs, fpn_top_down
 
 
 class FPNPhase1(nn.Module):
