@@ -327,22 +327,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return bench_command(args)
     if cmd == "generate":
-        from segstream.models.synthetic.commands import generate, generate_measured
+        from segstream.models.synthetic.commands import GenerateOptions, generate, generate_measured
 
         count, width, height = _GENERATE_DEFAULTS[args.kind]
-        args.count = count if args.count is None else args.count
-        args.width = width if args.width is None else args.width
-        args.height = height if args.height is None else args.height
-        if args.count < 1 or args.width < 16 or args.height < 16 or args.fps <= 0:
+        opts = GenerateOptions(out=args.out, kind=args.kind, count=count if args.count is None else args.count,
+                               width=width if args.width is None else args.width,
+                               height=height if args.height is None else args.height, seed=args.seed, fps=args.fps)
+        if opts.count < 1 or opts.width < 16 or opts.height < 16 or opts.fps <= 0:
             raise ConfigError("generate: --count must be >= 1, --width/--height >= 16 and --fps > 0")
-        if args.kind in ("slices", "tiles"):
-            measured = generate_measured(args)
-            what = f"{measured.count} slices" if args.kind == "slices" else f"a map of {measured.count} regions"
+        if opts.kind in ("slices", "tiles"):
+            measured = generate_measured(opts)
+            what = f"{measured.count} slices" if opts.kind == "slices" else f"a map of {measured.count} regions"
             print(f"generate: wrote {what}, their labels, a reference model and {measured.ground_truth}")
             print(f"generate: measure them with\n  {measured.command}\nand compare with the ground truth")
             return EXIT_OK
-        result = generate(args)
-        print(f"generate: wrote {result.count} {'frames' if args.kind == 'video' else 'images'} to {result.main_file}")
+        result = generate(opts)
+        print(f"generate: wrote {result.count} {'frames' if opts.kind == 'video' else 'images'} to {result.main_file}")
         return EXIT_OK
     if cmd == "convert" and args.convert_kind == "camvid-instances":
         from segstream.models.datasets.camvid_instances import convert_camvid_instances

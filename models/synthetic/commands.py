@@ -2,13 +2,35 @@
 data with known areas and volumes (`phantoms`)."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 from segstream.models.synthetic.dataset import write_clip, write_image_set
 from segstream.models.synthetic.phantoms import PhantomResult
 from segstream.models.synthetic.scene import SceneConfig, SceneSequence, generate_scene
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What `segstream generate` writes.
+
+    Attributes:
+        out: output folder.
+        kind: "images" or "video" (road scenes, `generate`); "slices" or "tiles" (`generate_measured`).
+        count: images, frames of the clip, or slices (>= 1).
+        width / height: pixels. seed: the scenes' seed.
+        fps: frames per second of a clip; also the time step between frames.
+        min_visible_pixels: smaller objects are ignored (255 in the labels, no annotation); see
+            `models.synthetic.scene`. None: `SceneConfig`'s default (64).
+    """
+    out: str
+    kind: str = "images"
+    count: int = 100
+    width: int = 1280
+    height: int = 720
+    seed: int = 0
+    fps: float = 30.0
+    min_visible_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -25,15 +47,8 @@ class GenerateResult:
     count: int
 
 
-def generate(args: argparse.Namespace) -> GenerateResult:
-    """Generate scenes as described by the CLI arguments.
-
-    Args:
-        args: namespace with `out` (folder), `kind` ("images" or "video"), `count` (images or
-            frames, >= 1), `width`, `height` (pixels), `seed` (int) and `fps` (frames per
-            second of a clip; also the time step between frames). Optional
-            `min_visible_pixels` (default 64): smaller objects are ignored (255 in the labels,
-            no annotation); see `models.synthetic.scene`.
+def generate(args: GenerateOptions) -> GenerateResult:
+    """Generate road scenes: an image set or a clip (`args.kind` "images" or "video").
 
     Returns:
         A `GenerateResult`. Image i of an image set is `generate_scene((seed, i))`; a clip is
@@ -43,7 +58,7 @@ def generate(args: argparse.Namespace) -> GenerateResult:
         raise ValueError(f"expected kind 'images' or 'video', got {args.kind!r}")
     if args.count < 1:
         raise ValueError(f"expected count >= 1, got {args.count}")
-    min_visible = getattr(args, "min_visible_pixels", None) or SceneConfig.min_visible_pixels
+    min_visible = args.min_visible_pixels or SceneConfig.min_visible_pixels
     config = SceneConfig(width=int(args.width), height=int(args.height), fps=float(args.fps),
                          min_visible_pixels=int(min_visible))
     out = Path(args.out)
@@ -56,11 +71,11 @@ def generate(args: argparse.Namespace) -> GenerateResult:
     return GenerateResult(out, main, int(args.count))
 
 
-def generate_measured(args: argparse.Namespace) -> PhantomResult:
+def generate_measured(args: GenerateOptions) -> PhantomResult:
     """Measurement data for the medical (``kind`` "slices") or satellite ("tiles") pipeline.
 
     Args:
-        args: namespace with `out`, `kind`, `count` (slices), `width`, `height` and `seed`.
+        args: `out`, `kind`, `count` (slices), `width`, `height` and `seed` are used.
 
     Returns:
         What `models.synthetic.phantoms.write_slices` or `write_map` wrote.

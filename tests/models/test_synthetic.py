@@ -1,5 +1,5 @@
 """Synthetic road scenes: determinism, exact ground truth, stable ids, writers that read back."""
-import argparse
+import dataclasses
 import json
 
 import cv2
@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 from segstream.models.synthetic import (
     CITYSCAPES_CLASSES, COCO_CATEGORIES, IGNORE_ID, SceneConfig, SceneSequence, colorize, generate_scene,
 )
-from segstream.models.synthetic.commands import generate
+from segstream.models.synthetic.commands import GenerateOptions, generate
 from segstream.models.synthetic.scene import SceneObject
 
 SMALL = SceneConfig(width=320, height=192, fps=10.0, min_visible_pixels=20)
@@ -130,8 +130,8 @@ def test_bad_config_says_what_was_wrong():
 
 
 def _args(out, kind, count, seed=5):
-    return argparse.Namespace(out=str(out), kind=kind, count=count, width=SMALL.width, height=SMALL.height,
-                              seed=seed, fps=8.0)
+    return GenerateOptions(out=str(out), kind=kind, count=count, width=SMALL.width, height=SMALL.height,
+                           seed=seed, fps=8.0)
 
 
 def _check_coco(json_path, samples):
@@ -186,7 +186,6 @@ def test_generate_video_reads_back(tmp_path):
 
 @pytest.mark.parametrize("field,value,message", [("kind", "gif", "kind"), ("count", 0, "count")])
 def test_generate_rejects_bad_arguments(tmp_path, field, value, message):
-    args = _args(tmp_path, "images", 2)
-    setattr(args, field, value)
+    args = dataclasses.replace(_args(tmp_path, "images", 2), **{field: value})
     with pytest.raises(ValueError, match=message):
         generate(args)
