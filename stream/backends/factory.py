@@ -18,6 +18,19 @@ def _tensorrt_backend(path: str, **options: Any) -> Backend:
     return TensorRTBackend(path, device=int(options.get("device_id", 0)))
 
 
+def _triton_backend(uri: str, **options: Any) -> Backend:
+    # Imported lazily: tritonclient is an optional extra. The model runs on the server, so of
+    # the runtime options only the call timeout applies.
+    from segstream.stream.backends.triton import TritonBackend
+
+    return TritonBackend(uri, **{k: v for k, v in options.items() if k == "timeout_s"})
+
+
+#: URI scheme -> backend, for models served elsewhere (checked before the suffix).
+BACKENDS_BY_SCHEME = {
+    "triton://": _triton_backend,
+}
+
 BACKENDS_BY_SUFFIX = {
     ".onnx": OnnxRuntimeBackend,
     ".engine": _tensorrt_backend,
@@ -29,11 +42,15 @@ def open_backend(path: str, **options: Any) -> Backend:
     """Opens an artifact with the backend its suffix calls for.
 
     Args:
-        path: .onnx (ONNX Runtime) or .engine/.plan (TensorRT).
+        path: .onnx (ONNX Runtime), .engine/.plan (TensorRT) or triton://host:port/model[/version].
         **options: passed to the backend's constructor.
     """
+    for scheme, remote in BACKENDS_BY_SCHEME.items():
+        if str(path).startswith(scheme):
+            return remote(str(path), **options)
     suffix = os.path.splitext(str(path))[1].lower()
     factory = BACKENDS_BY_SUFFIX.get(suffix)
     if factory is None:
-        raise ConfigError(f"{path}: unknown artifact type {suffix!r}; expected one of {sorted(BACKENDS_BY_SUFFIX)}")
+        raise ConfigError(f"{path}: unknown artifact type {suffix!r}; expected one of {sorted(BACKENDS_BY_SUFFIX)} "
+                          f"or a URI starting {' or '.join(BACKENDS_BY_SCHEME)}")
     return factory(str(path), **options)
