@@ -24,9 +24,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from segstream.models.coco_eval import evaluate_coco  # noqa: E402
 from segstream.models.registry import family_of  # noqa: E402
 from segstream.models.yolact.data import CocoInstances  # noqa: E402
-from segstream.models.yolact.evaluate import evaluate_coco  # noqa: E402
 
 
 def _runner(model: str, weights: str, backend: str):

@@ -1,6 +1,19 @@
-"""Per-class figures from a finished pycocotools ``COCOeval`` (torch-free: the demo uses it too)."""
+"""COCO box and mask AP of any instance predictor (YOLACT, Mask R-CNN) with pycocotools (the
+official ``eval.py`` metrics), and the per-class figures from a finished ``COCOeval``.
+
+Torch-free (the demo uses it too): a predictor is any ``image_bgr -> Instances`` callable.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from typing import Callable
+
+import numpy as np
+
+from segstream.pipelines.tasks.results import Instances
 
 
 def per_class_ap(ev, names_by_category_id: dict[int, str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -40,3 +53,68 @@ def per_class_ap50_by_area(ev, names_by_category_id: dict[int, str]) -> dict[str
             row[names_by_category_id[cat_id]] = round(float(p50[p50 > -1].mean()), 4) if (p50 > -1).any() else None
         out[area] = row
     return out
+
+
+def coco_results(inst: Instances, image_id: int, category_ids) -> list[dict]:
+    """COCO result entries (bbox [x, y, w, h] pixels, compressed RLE) for one image."""
+    from pycocotools import mask as mask_util
+
+    out = []
+    for i in range(len(inst)):
+        x1, y1, x2, y2 = (float(v) for v in inst.boxes_xyxy[i])
+        item = {"image_id": int(image_id), "category_id": int(category_ids[int(inst.labels[i])]),
+                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(inst.scores[i])}
+        if inst.masks is not None:
+            rle = mask_util.encode(np.asfortranarray(inst.masks[i].astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            item["segmentation"] = rle
+        out.append(item)
+    return out
+
+
+def evaluate_coco(predict: Callable[[np.ndarray], Instances], data, progress: bool = False) -> dict:
+    """Runs ``predict`` on every image of ``data`` and scores it.
+
+    Args:
+        predict: BGR image -> ``Instances`` with labels indexing ``data.category_ids``.
+        data: a COCO dataset (``models.yolact.data.CocoInstances``: ``coco``, ``all_image_ids``,
+            ``load(image_id).image_bgr``, ``category_ids``).
+
+    Returns:
+        {"box": {"AP", "AP50", "AP75", "per_class_AP50", "per_class_AP", "per_class_AP50_by_area"},
+        "mask": {...}, "images": n,
+        "detections": m}; AP in [0, 1]
+        (-1 where COCOeval has nothing to score).
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    results = []
+    ids = data.all_image_ids
+    for k, image_id in enumerate(ids):
+        sample_img = data.load(image_id).image_bgr
+        results.extend(coco_results(predict(sample_img), image_id, data.category_ids))
+        if progress:
+            print(f"\reval {k + 1}/{len(ids)}", end="", file=sys.stderr)
+    if progress:
+        print(file=sys.stderr)
+    figures: dict = {"images": len(ids), "detections": len(results)}
+    for kind, iou_type in (("box", "bbox"), ("mask", "segm")):
+        if not results or (kind == "mask" and "segmentation" not in results[0]):
+            figures[kind] = {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            # One result list per kind, as the official eval writes: pycocotools would replace
+            # masks by box polygons when an entry has both.
+            drop = "segmentation" if kind == "box" else "bbox"
+            dt = data.coco.loadRes([{k: v for k, v in r.items() if k != drop} for r in results])
+            ev = COCOeval(data.coco, dt, iou_type)
+            ev.params.imgIds = ids
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        names = {c["id"]: c["name"] for c in data.coco.loadCats(ev.params.catIds)}
+        ap50, ap = per_class_ap(ev, names)
+        figures[kind] = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2]),
+                         "per_class_AP50": ap50, "per_class_AP": ap,
+                         "per_class_AP50_by_area": per_class_ap50_by_area(ev, names)}
+    return figures

@@ -2,14 +2,15 @@
 
 Both backends go through ``pipelines.maskrcnn.MaskRCNNRunner`` (numpy resize, box scaling and
 mask pasting): ``--backend torch`` runs the export graph in ``TorchBackend``, so what predict
-writes with torch is what the artifact gives on a dashcam. ``predict`` is the YOLACT family's
-command with this family's runner; ``eval`` uses the same COCO evaluation.
+writes with torch is what the artifact gives on a dashcam. ``predict`` and ``eval`` share their
+output and COCO figures with YOLACT (``models.instances_io``, ``models.coco_eval``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from segstream.models.instances_io import onnx_backend, predict_instances, report_coco
 from segstream.models.options import EvalOptions, ExportOptions, PredictOptions, TrainOptions, VerifyOptions
 from segstream.stream.config import parse_size_hw
 from segstream.stream.errors import ConfigError, ModelError
@@ -17,7 +18,6 @@ from segstream.stream.errors import ConfigError, ModelError
 
 def make_runner(model: str, weights: str, backend: str, **settings):
     """A ``MaskRCNNRunner`` for ``--backend torch`` (a .pth checkpoint) or ``onnxruntime`` (.onnx)."""
-    from segstream.models.yolact.commands import onnx_backend
     from segstream.pipelines.tasks.maskrcnn import MaskRCNNRunner
 
     be = onnx_backend(model, weights, backend, "Mask R-CNN")
@@ -31,9 +31,7 @@ def make_runner(model: str, weights: str, backend: str, **settings):
 
 def predict(opts: PredictOptions) -> int:
     """Runs the model on images; writes the detections JSON (COCO RLE masks) and/or overlays."""
-    from segstream.models.yolact.commands import predict as predict_instances
-
-    return predict_instances(opts, runner_factory=make_runner)
+    return predict_instances(opts, make_runner)
 
 
 def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...], annotations: str) -> np.ndarray:
@@ -54,9 +52,8 @@ def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...],
 
 def evaluate(opts: EvalOptions) -> int:
     """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools), as for YOLACT."""
-    from segstream.models.yolact.commands import report_coco
     from segstream.models.yolact.data import CocoInstances
-    from segstream.models.yolact.evaluate import evaluate_coco
+    from segstream.models.coco_eval import evaluate_coco
 
     if not opts.annotations or not opts.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")

@@ -5,7 +5,7 @@
 - ``backbone``, ``model``: the network with the official state-dict layout; ``edge``: YolactEdge's
   split FPN, its flow network and the video (warping) path;
 - ``checkpoint``: loading the released ``.pth`` files and our own; ``detect``: torch reference of
-  Fast NMS and mask assembly; ``loss``, ``data``, ``train``, ``evaluate``: training and COCO AP;
+  Fast NMS and mask assembly; ``loss``, ``data``, ``train``: training (COCO AP: ``models.coco_eval``);
 - ``runtime``: a torch ``Backend`` so the numpy runtime (``pipelines/tasks/yolact.py``) serves both;
 - ``commands``: ``segstream predict | eval | train | export | verify``.
 """

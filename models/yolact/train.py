@@ -239,7 +239,7 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
 
 def evaluate_net(net: Yolact, data: CocoInstances) -> dict:
     """COCO box and mask figures of ``net`` (torch, eval mode, the runtime's pre/post-processing)."""
-    from segstream.models.yolact.evaluate import evaluate_coco
+    from segstream.models.coco_eval import evaluate_coco
     from segstream.models.yolact.runtime import torch_runner
 
     net.eval()

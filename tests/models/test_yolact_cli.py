@@ -240,7 +240,7 @@ def test_mask_threshold_sweep_matches_eval_at_each_threshold(artifacts):
 
     from segstream.models.yolact.commands import make_runner
     from segstream.models.yolact.data import CocoInstances
-    from segstream.models.yolact.evaluate import evaluate_coco
+    from segstream.models.coco_eval import evaluate_coco
 
     _, onnx_path, ann, imgs, _ = artifacts
     path = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "mask_threshold_sweep.py")

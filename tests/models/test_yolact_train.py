@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from segstream.models.yolact.config import get_config  # noqa: E402
 from segstream.models.yolact.data import CocoInstances, SSDAugmentation  # noqa: E402
-from segstream.models.yolact.evaluate import evaluate_coco  # noqa: E402
+from segstream.models.coco_eval import evaluate_coco  # noqa: E402
 from segstream.models.yolact.loss import Target, YolactLoss, mask_targets, match  # noqa: E402
 from segstream.models.yolact.model import Yolact  # noqa: E402
 from segstream.models.yolact.runtime import torch_runner  # noqa: E402
