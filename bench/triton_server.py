@@ -239,7 +239,7 @@ class TritonServer:
             "--pinned-memory-pool-byte-size=0", "--log-verbose=0",
         ]
 
-    def start(self, timeout_s: float = 120.0) -> "TritonServer":
+    def start(self, timeout_s: float = 120.0) -> TritonServer:
         """Starts the server and waits until every model is ready (gRPC ``ServerReady``)."""
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
@@ -293,7 +293,7 @@ class TritonServer:
             p.kill()
             p.wait(10)
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc) -> None:

@@ -108,13 +108,17 @@ def test_silent_server_times_out_instead_of_hanging():
 
 # ---------------------------------------------------------------------------- repository writer
 
+def _config_schema():
+    """Triton's own ModelConfig protobuf module (shipped in tritonclient)."""
+    return pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                               reason="needs tritonclient[grpc] for Triton's ModelConfig schema (pip install 'segstream[triton]')")
+
+
 def _parse_config(model_dir: str):
-    pytest.importorskip("tritonclient.grpc", reason="needs tritonclient[grpc] for Triton's ModelConfig schema")
     from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
 
     with open(os.path.join(model_dir, "config.pbtxt"), encoding="utf-8") as fh:
-        return text_format.Parse(fh.read(), model_config_pb2.ModelConfig())
+        return text_format.Parse(fh.read(), _config_schema().ModelConfig())
 
 
 def _embedded_metadata(path: str) -> str:
@@ -132,8 +136,8 @@ def _embedded_metadata(path: str) -> str:
 def test_repo_for_embedded_models(tmp_path, artifact, name, dims_in, outputs):
     pytest.importorskip("onnx")
     from segstream.export.triton_repo import write_triton_repo
-    from tritonclient.grpc import model_config_pb2 as pb
 
+    pb = _config_schema()
     model_dir = write_triton_repo(artifact, str(tmp_path / "repo"), name, max_queue_delay_us=300)
     assert model_dir == str(tmp_path / "repo" / name)
     cfg = _parse_config(model_dir)
@@ -199,8 +203,8 @@ def test_repo_dynamic_batching_and_escaping(tmp_path):
 def test_repo_python_platform(tmp_path):
     pytest.importorskip("onnx")
     from segstream.export.triton_repo import write_triton_repo
-    from tritonclient.grpc import model_config_pb2 as pb
 
+    pb = _config_schema()
     cfg = _parse_config(write_triton_repo(YOLACT_ONNX, str(tmp_path), "y", platform="python"))
     assert cfg.backend == "python" and cfg.platform == ""
     assert [(g.kind, g.count) for g in cfg.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 1)]
