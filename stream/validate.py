@@ -56,8 +56,8 @@ def _num(v: float | None) -> str:
 
 
 def choices_text(choices: tuple) -> str:
-    """'a, b or c'."""
-    names = [str(c) for c in choices]
+    """"'a', 'b' or 'c'" (strings quoted, as a config file spells them)."""
+    names = [repr(c) if isinstance(c, str) else str(c) for c in choices]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 

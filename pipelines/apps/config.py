@@ -1,24 +1,40 @@
 """The pipeline configuration (``config.toml``): one dataclass per concern.
 
-Every section and key is optional; the defaults run the built-in demo. Unknown keys are
-rejected with a suggestion, bad values name the key and the file.
+Every section and key is optional. The dataclasses below are the one source of the defaults:
+their fields declare what they accept (``Range``, ``Literal``; see ``segstream.stream.validate``),
+and the repository's ``config.toml`` lists every key with these defaults except the two it
+chooses on purpose (``REPOSITORY_CHOICES``; tests/pipelines/test_config_defaults.py checks it).
+The built-in defaults run the OpenCV-only "edges" pipeline to ``null://``, so ``segstream run``
+works without model files. Unknown keys are rejected with a suggestion, bad values name the key
+and the file.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Annotated, ClassVar, Literal
 
 from segstream.pipelines.tasks.families import family_of_model, instance_families
 from segstream.stream.config import apply_override, from_dict, read_toml
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import GraphSettings
+from segstream.stream.validate import Checked, Range
+
+#: Shorthands for the declared ranges below.
+NonNegInt = Annotated[int, Range(ge=0)]
+NonNegFloat = Annotated[float, Range(ge=0)]
+PosFloat = Annotated[float, Range(gt=0)]
+Fraction = Annotated[float, Range(ge=0, le=1)]
+Workers = Annotated[int, Range(ge=1, le=64)]
 
 DEFAULT_CONFIG = "config.toml"
+#: Keys the repository's config.toml sets differently from the built-in defaults, on purpose.
+REPOSITORY_CHOICES = {"pipeline.name": "dashcam", "output.uris": ["out/run.mp4", "out/run.jsonl"]}
 
 
 @dataclass
-class SourceConfig:
+class SourceConfig(Checked):
     """Attributes:
         uri: file, folder, camera, URL, gst:, csi:// or synthetic:// (see README).
         policy: "auto" (live sources keep the newest frame, files block), "block" or "latest".
@@ -32,62 +48,52 @@ class SourceConfig:
             in time are dropped and counted (benchmarks of live behaviour; 0: off).
     """
 
-    uri: str = "synthetic://?width=1280&height=720&fps=30&frames=300"
-    policy: str = "auto"
-    max_in_flight: int = 2
-    max_in_flight_file: int = 3
-    pace_fps: float = 0.0
+    SECTION: ClassVar[str] = "source"
 
-    def __post_init__(self) -> None:
-        if self.policy not in ("auto", "block", "latest"):
-            raise ValueError(f"source.policy must be 'auto', 'block' or 'latest', got {self.policy!r}")
-        if self.max_in_flight < 0:
-            raise ValueError(f"source.max_in_flight must be >= 0, got {self.max_in_flight}")
-        if self.pace_fps < 0:
-            raise ValueError(f"source.pace_fps must be >= 0, got {self.pace_fps}")
-        if self.max_in_flight_file < 0:
-            raise ValueError(f"source.max_in_flight_file must be >= 0, got {self.max_in_flight_file}")
+    uri: str = "synthetic://?width=1280&height=720&fps=30&frames=300"
+    policy: Literal["auto", "block", "latest"] = "auto"
+    max_in_flight: NonNegInt = 2
+    max_in_flight_file: NonNegInt = 3
+    pace_fps: NonNegFloat = 0.0
 
 
 @dataclass
-class NetworkConfig:
+class NetworkConfig(Checked):
     """Timeouts and reconnect backoff for rtsp/http sources, in seconds."""
+    SECTION: ClassVar[str] = "network"
 
-    open_timeout_s: float = 5.0
-    read_timeout_s: float = 5.0
-    backoff_initial_s: float = 0.25
-    backoff_max_s: float = 8.0
-    give_up_after_s: float = 60.0
+    open_timeout_s: PosFloat = 5.0
+    read_timeout_s: PosFloat = 5.0
+    backoff_initial_s: PosFloat = 0.25
+    backoff_max_s: PosFloat = 8.0
+    give_up_after_s: PosFloat = 60.0
 
-    def __post_init__(self) -> None:
-        for name in ("open_timeout_s", "read_timeout_s", "backoff_initial_s", "backoff_max_s", "give_up_after_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"network.{name} must be > 0, got {getattr(self, name)}")
+    def check(self) -> None:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("network.backoff_max_s must be >= network.backoff_initial_s")
 
 
 @dataclass
-class OutputConfig:
+class OutputConfig(Checked):
     """Attributes:
         uris: sinks (video file, folder/, .jsonl, display://0, gst:..., null://).
         fps: frame rate written into video outputs (0: the source's, else 30).
     """
 
-    uris: list[str] = field(default_factory=lambda: ["null://"])
-    fps: float = 0.0
+    SECTION: ClassVar[str] = "output"
 
-    def __post_init__(self) -> None:
-        if self.fps < 0:
-            raise ValueError(f"output.fps must be >= 0, got {self.fps}")
+    uris: list[str] = field(default_factory=lambda: ["null://"])
+    fps: NonNegFloat = 0.0
 
 
 @dataclass
-class PipelineConfig:
+class PipelineConfig(Checked):
     """Attributes:
         name: which pipeline to build (see ``segstream run --help``).
         edges_low / edges_high: Canny thresholds of the OpenCV-only "edges" demo pipeline.
     """
+
+    SECTION: ClassVar[str] = "pipeline"
 
     name: str = "edges"
     edges_low: int = 80
@@ -95,7 +101,7 @@ class PipelineConfig:
 
 
 @dataclass
-class RuntimeConfig:
+class RuntimeConfig(Checked):
     """Attributes:
         queue_size: capacity of each inter-stage queue.
         join_timeout_s: how long a join waits for a late branch (reported, never silent).
@@ -106,27 +112,19 @@ class RuntimeConfig:
         progress: show a progress bar (files) or a periodic status line (live).
     """
 
-    queue_size: int = 4
-    join_timeout_s: float = 5.0
-    join_buffer: int = 32
-    drain_timeout_s: float = 1.0
-    watchdog_s: float = 0.0
-    workers: int = 1
-    progress: bool = True
+    SECTION: ClassVar[str] = "runtime"
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.queue_size <= 1024:
-            raise ValueError(f"runtime.queue_size must be in 1..1024, got {self.queue_size}")
-        if self.join_timeout_s <= 0 or self.drain_timeout_s < 0 or self.watchdog_s < 0:
-            raise ValueError("runtime timeouts must be positive (watchdog_s and drain_timeout_s may be 0)")
-        if not 1 <= self.workers <= 64:
-            raise ValueError(f"runtime.workers must be in 1..64, got {self.workers}")
-        if self.join_buffer < 1:
-            raise ValueError(f"runtime.join_buffer must be >= 1, got {self.join_buffer}")
+    queue_size: Annotated[int, Range(ge=1, le=1024)] = 4
+    join_timeout_s: PosFloat = 5.0
+    join_buffer: Annotated[int, Range(ge=1)] = 32
+    drain_timeout_s: NonNegFloat = 1.0
+    watchdog_s: NonNegFloat = 0.0
+    workers: Workers = 1
+    progress: bool = True
 
 
 @dataclass
-class BackendConfig:
+class BackendConfig(Checked):
     """How exported models run.
 
     Attributes:
@@ -139,22 +137,20 @@ class BackendConfig:
             they sleep, which is faster when the models and stages share the cores.
     """
 
+    SECTION: ClassVar[str] = "backend"
+
     providers: list[str] = field(default_factory=lambda: ["cpu"])
     allow_fallback: bool = True
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    optimization: str = "all"
+    intra_op_threads: NonNegInt = 1
+    inter_op_threads: NonNegInt = 1
+    optimization: Literal["disable", "basic", "extended", "all"] = "all"
     allow_spinning: bool = False
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         known = ("cpu", "cuda", "tensorrt", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
         for p in self.providers:
             if p not in known:
                 raise ValueError(f"backend.providers: unknown provider {p!r}; use cpu, cuda or tensorrt")
-        if self.optimization not in ("disable", "basic", "extended", "all"):
-            raise ValueError(f"backend.optimization must be disable, basic, extended or all, got {self.optimization!r}")
-        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise ValueError("backend thread counts must be >= 0")
 
     def options(self) -> dict:
         return {"providers": list(self.providers), "allow_fallback": self.allow_fallback,
@@ -163,7 +159,7 @@ class BackendConfig:
 
 
 @dataclass
-class InstancesConfig:
+class InstancesConfig(Checked):
     """The instance model (YOLACT by default).
 
     Attributes:
@@ -176,20 +172,16 @@ class InstancesConfig:
         workers: inference threads for this model.
     """
 
+    SECTION: ClassVar[str] = "instances"
+
     model: str = "yolact"
     artifact: str = "weights/yolact_tiny_synthetic.onnx"
-    score_threshold: float = 0.3
-    top_k: int = 50
-    mask_format: str = "rle"
-    workers: int = 1
+    score_threshold: Fraction = 0.3
+    top_k: Annotated[int, Range(ge=1, le=1000)] = 50
+    mask_format: Literal["rle", "polygon", "none"] = "rle"
+    workers: Workers = 1
 
-    def __post_init__(self) -> None:
-        if not 0 <= self.score_threshold <= 1:
-            raise ValueError(f"instances.score_threshold must be in [0, 1], got {self.score_threshold}")
-        if not 1 <= self.top_k <= 1000:
-            raise ValueError(f"instances.top_k must be in 1..1000, got {self.top_k}")
-        if self.mask_format not in ("rle", "polygon", "none"):
-            raise ValueError(f"instances.mask_format must be rle, polygon or none, got {self.mask_format!r}")
+    def check(self) -> None:
         if family_of_model(self.model, "instances") is None:
             raise ValueError(f"instances.model must be {', '.join(f.name for f in instance_families())} or a model "
                              f"name of those families "
@@ -197,7 +189,7 @@ class InstancesConfig:
 
 
 @dataclass
-class SemanticConfig:
+class SemanticConfig(Checked):
     """The road-semantics model (DeepLab by default).
 
     Attributes:
@@ -210,24 +202,21 @@ class SemanticConfig:
         workers: inference threads for this model.
     """
 
+    SECTION: ClassVar[str] = "semantic"
+
     artifact: str = "weights/deeplabv3plus_lite0_camvid.onnx"
     input_size: list[int] = field(default_factory=list)
-    smoothing: str = "off"
-    ema_alpha: float = 0.6
+    smoothing: Literal["off", "ema", "hysteresis"] = "off"
+    ema_alpha: Annotated[float, Range(gt=0, le=1)] = 0.6
     drivable: bool = True
-    workers: int = 1
+    workers: Workers = 1
 
-    def __post_init__(self) -> None:
-        if self.input_size and (len(self.input_size) != 2 or min(self.input_size) < 16):
-            raise ValueError(f"semantic.input_size must be [H, W] with both >= 16, got {self.input_size}")
-        if self.smoothing not in ("off", "ema", "hysteresis"):
-            raise ValueError(f"semantic.smoothing must be off, ema or hysteresis, got {self.smoothing!r}")
-        if not 0 < self.ema_alpha <= 1:
-            raise ValueError(f"semantic.ema_alpha must be in (0, 1], got {self.ema_alpha}")
+    def check(self) -> None:
+        _check_input_size("semantic", self.input_size)
 
 
 @dataclass
-class TrackingConfig:
+class TrackingConfig(Checked):
     """Attributes:
         iou_threshold: least IoU to continue a track.
         max_age: instance-model frames a lost confirmed track is kept at most.
@@ -236,26 +225,18 @@ class TrackingConfig:
         report_tentative: also draw and send tracks not yet confirmed.
     """
 
-    enabled: bool = True
-    iou_threshold: float = 0.3
-    max_age: int = 30
-    min_hits: int = 3
-    coast_s: float = 1.0
-    report_tentative: bool = False
+    SECTION: ClassVar[str] = "tracking"
 
-    def __post_init__(self) -> None:
-        if not 0 < self.iou_threshold < 1:
-            raise ValueError(f"tracking.iou_threshold must be in (0, 1), got {self.iou_threshold}")
-        if self.max_age < 0:
-            raise ValueError(f"tracking.max_age must be >= 0, got {self.max_age}")
-        if self.min_hits < 1:
-            raise ValueError(f"tracking.min_hits must be >= 1, got {self.min_hits}")
-        if self.coast_s < 0:
-            raise ValueError(f"tracking.coast_s must be >= 0, got {self.coast_s}")
+    enabled: bool = True
+    iou_threshold: Annotated[float, Range(gt=0, lt=1)] = 0.3
+    max_age: NonNegInt = 30
+    min_hits: Annotated[int, Range(ge=1)] = 3
+    coast_s: NonNegFloat = 1.0
+    report_tentative: bool = False
 
 
 @dataclass
-class ScheduleConfig:
+class ScheduleConfig(Checked):
     """How often each model runs on video (``pipelines/tasks/schedule.py``); results are carried,
     warped by optical flow, to the frames in between.
 
@@ -270,50 +251,34 @@ class ScheduleConfig:
         flow_width: width of the frames the optical flow that warps carried results runs on.
     """
 
-    enabled: bool = True
-    target_fps: float = 30.0
-    instances_every: int = 0
-    semantic_every: int = 0
-    max_every: int = 4
-    cpu_share: float = 0.85
-    cores: int = 0
-    flow_width: int = 320
+    SECTION: ClassVar[str] = "schedule"
 
-    def __post_init__(self) -> None:
-        if self.target_fps <= 0:
-            raise ValueError(f"schedule.target_fps must be > 0, got {self.target_fps}")
-        for name in ("instances_every", "semantic_every", "cores"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"schedule.{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_every < 1:
-            raise ValueError(f"schedule.max_every must be >= 1, got {self.max_every}")
-        if not 0 < self.cpu_share <= 1:
-            raise ValueError(f"schedule.cpu_share must be in (0, 1], got {self.cpu_share}")
-        if self.flow_width < 16:
-            raise ValueError(f"schedule.flow_width must be >= 16, got {self.flow_width}")
+    enabled: bool = True
+    target_fps: PosFloat = 30.0
+    instances_every: NonNegInt = 0
+    semantic_every: NonNegInt = 0
+    max_every: Annotated[int, Range(ge=1)] = 4
+    cpu_share: Annotated[float, Range(gt=0, le=1)] = 0.85
+    cores: NonNegInt = 0
+    flow_width: Annotated[int, Range(ge=16)] = 320
 
 
 @dataclass
-class OverlayConfig:
+class OverlayConfig(Checked):
     """What the AR overlay draws (opacities in [0, 1])."""
+    SECTION: ClassVar[str] = "overlay"
 
     enabled: bool = True
-    mask_alpha: float = 0.45
-    drivable_alpha: float = 0.35
-    semantic_alpha: float = 0.0
+    mask_alpha: Fraction = 0.45
+    drivable_alpha: Fraction = 0.35
+    semantic_alpha: Fraction = 0.0
     contours: bool = True
     labels: bool = True
     hud: bool = True
 
-    def __post_init__(self) -> None:
-        for name in ("mask_alpha", "drivable_alpha", "semantic_alpha"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ValueError(f"overlay.{name} must be in [0, 1], got {v}")
-
 
 @dataclass
-class MedicalConfig:
+class MedicalConfig(Checked):
     """The medical pipeline (``--pipeline medical``, source ``stack:///series``).
 
     Attributes:
@@ -329,25 +294,25 @@ class MedicalConfig:
         workers: inference threads.
     """
 
+    SECTION: ClassVar[str] = "medical"
+
     artifact: str = ""
     input_size: list[int] = field(default_factory=list)
     spacing_mm: list[float] = field(default_factory=list)
-    thickness_mm: float = 0.0
+    thickness_mm: NonNegFloat = 0.0  # 0: from the source
     ignore_classes: list[str] = field(default_factory=lambda: ["background"])
     summary: str = ""
-    overlay_alpha: float = 0.4
-    workers: int = 1
+    overlay_alpha: Fraction = 0.4
+    workers: Workers = 1
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.spacing_mm and (len(self.spacing_mm) != 2 or min(self.spacing_mm) <= 0):
             raise ValueError(f"medical.spacing_mm must be [row, column] in mm, both > 0, got {self.spacing_mm}")
-        if self.thickness_mm < 0:
-            raise ValueError(f"medical.thickness_mm must be > 0 (or 0: from the source), got {self.thickness_mm}")
-        _check_model_section("medical", self.input_size, self.overlay_alpha)
+        _check_input_size("medical", self.input_size)
 
 
 @dataclass
-class SatelliteConfig:
+class SatelliteConfig(Checked):
     """The satellite pipeline (``--pipeline satellite``, source ``tiles:///map.tif``).
 
     Attributes:
@@ -363,28 +328,24 @@ class SatelliteConfig:
         workers: inference threads.
     """
 
+    SECTION: ClassVar[str] = "satellite"
+
     artifact: str = ""
     input_size: list[int] = field(default_factory=list)
-    gsd_m: float = 0.0
+    gsd_m: NonNegFloat = 0.0  # 0: from the source
     ignore_classes: list[str] = field(default_factory=lambda: ["background"])
     results_dir: str = ""
-    polygon_epsilon_px: float = 0.0
-    overlay_alpha: float = 0.4
-    workers: int = 1
+    polygon_epsilon_px: NonNegFloat = 0.0
+    overlay_alpha: Fraction = 0.4
+    workers: Workers = 1
 
-    def __post_init__(self) -> None:
-        if self.gsd_m < 0:
-            raise ValueError(f"satellite.gsd_m must be > 0 (or 0: from the source), got {self.gsd_m}")
-        if self.polygon_epsilon_px < 0:
-            raise ValueError(f"satellite.polygon_epsilon_px must be >= 0, got {self.polygon_epsilon_px}")
-        _check_model_section("satellite", self.input_size, self.overlay_alpha)
+    def check(self) -> None:
+        _check_input_size("satellite", self.input_size)
 
 
-def _check_model_section(section: str, input_size: list[int], overlay_alpha: float) -> None:
+def _check_input_size(section: str, input_size: list[int]) -> None:
     if input_size and (len(input_size) != 2 or min(input_size) < 16):
         raise ValueError(f"{section}.input_size must be [H, W] with both >= 16, got {input_size}")
-    if not 0 <= overlay_alpha <= 1:
-        raise ValueError(f"{section}.overlay_alpha must be in [0, 1], got {overlay_alpha}")
 
 
 @dataclass

@@ -26,7 +26,7 @@ class _Section(Checked):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "fast"}, "demo.mode must be off, ema or hysteresis, got 'fast'"),
+    ({"mode": "fast"}, "demo.mode must be 'off', 'ema' or 'hysteresis', got 'fast'"),
     ({"count": 0}, "demo.count must be in 1..64, got 0"),
     ({"count": 65}, "demo.count must be in 1..64, got 65"),
     ({"share": 0.0}, "demo.share must be in (0, 1], got 0.0"),
