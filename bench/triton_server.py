@@ -37,8 +37,10 @@ What the wheel holds and how it is started (found by installing it; pytriton's o
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -200,6 +202,15 @@ def write_python_model_repo(repo_dir: str, artifacts: dict[str, str], *, env: st
     return repo_dir
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux
+    ``PR_SET_PDEATHSIG``), so a killed test run leaves no server behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not glibc Linux: stop() and the context manager still stop it
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -210,6 +221,8 @@ class TritonServer:
     """tritonserver from the bundled wheel on 127.0.0.1 (gRPC only), as a child process.
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is ``127.0.0.1:<port>``.
+    The server also gets SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG``):
+    start it from the main thread, or from a thread that outlives it.
 
     Args:
         model_repo: the repository to serve (all models in it are loaded at start).
@@ -248,7 +261,8 @@ class TritonServer:
         log = open(self.log_path, "wb")
         try:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            env=self.layout.environ(), start_new_session=True)
+                                            env=self.layout.environ(), start_new_session=True,
+                                            preexec_fn=_die_with_parent)
         finally:
             log.close()
         client = grpcclient.InferenceServerClient(self.url)
