@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from segstream.stream.backends.base import Backend
@@ -27,11 +28,11 @@ def _triton_backend(uri: str, **options: Any) -> Backend:
 
 
 #: URI scheme -> backend, for models served elsewhere (checked before the suffix).
-BACKENDS_BY_SCHEME = {
+BACKENDS_BY_SCHEME: dict[str, Callable[..., Backend]] = {
     "triton://": _triton_backend,
 }
 
-BACKENDS_BY_SUFFIX = {
+BACKENDS_BY_SUFFIX: dict[str, Callable[..., Backend]] = {
     ".onnx": OnnxRuntimeBackend,
     ".engine": _tensorrt_backend,
     ".plan": _tensorrt_backend,

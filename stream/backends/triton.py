@@ -115,7 +115,7 @@ class TritonBackend(Backend):
 
         self._exc_type = InferenceServerException
         self._grpc = grpcclient
-        self._client = None
+        self._client: Any = None
         self._client = grpcclient.InferenceServerClient(self.address.url)
         try:
             self._open()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -56,9 +57,10 @@ class VideoFileSink(Sink):
         self.name = path
         self.fps = float(fps) if fps else 30.0
         suffix = os.path.splitext(path)[1].lower()
-        self.fourcc = fourcc or FOURCC_BY_SUFFIX.get(suffix)
-        if self.fourcc is None:
+        chosen = fourcc or FOURCC_BY_SUFFIX.get(suffix)
+        if chosen is None:
             raise SinkError(f"{path}: unknown video container {suffix!r}; use one of {sorted(FOURCC_BY_SUFFIX)}")
+        self.fourcc: str = chosen
         self._writer: cv2.VideoWriter | None = None
         self._size_wh: tuple[int, int] | None = None
         self.frames_written = 0
@@ -71,7 +73,7 @@ class VideoFileSink(Sink):
         img = frame.display_bgr()
         h, w = img.shape[:2]
         if self._writer is None:
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (w, h))
             if not self._writer.isOpened():
                 self._writer = None
                 raise SinkError(f"{self.path}: OpenCV cannot write {self.fourcc} video here; try .avi (MJPG) or .mp4 (mp4v)")
@@ -85,6 +87,7 @@ class VideoFileSink(Sink):
         self.frames_written += 1
 
     def _check_space(self, seq: int) -> None:
+        assert self._size_wh is not None  # set by the first write, before any check
         written = os.path.getsize(self.path) if os.path.exists(self.path) else 0
         per_frame = written / self.frames_written if self.frames_written else self._size_wh[0] * self._size_wh[1] * 3
         need = per_frame * self.reserve_frames + (256 << 10)
@@ -98,6 +101,7 @@ class VideoFileSink(Sink):
             self._writer.release()
             self._writer = None
             if self.resized:
+                assert self._size_wh is not None  # resizing needs a first frame's size
                 log.warning("%s: %d frames of another size were resized to %dx%d", self.path, self.resized, *self._size_wh)
             if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
                 raise SinkError(f"{self.path}: the video file is empty after writing {self.frames_written} frames; is the disk full?")
@@ -167,7 +171,7 @@ class JsonlSink(Sink):
     def __init__(self, path: str) -> None:
         self.path = path
         self.name = path
-        self._fh = None
+        self._fh: TextIO | None = None
 
     def open(self) -> None:
         writable_parent(self.path, "JSON Lines file")
@@ -179,6 +183,7 @@ class JsonlSink(Sink):
     def write(self, frame: Frame) -> None:
         if self._fh is None:
             self.open()
+        assert self._fh is not None  # open() sets it or raises
         try:
             self._fh.write(json.dumps(frame_record(frame), separators=(",", ":")) + "\n")
             self._fh.flush()

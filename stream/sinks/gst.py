@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from segstream.stream.errors import SinkError
 from segstream.stream.frame import Frame
@@ -38,8 +39,8 @@ class GstSink(Sink):
         self.name = "gst:" + redact(description)
         self.fps = fps or 30.0
         self.eos_timeout_s = eos_timeout_s
-        self._pipeline = None
-        self._src = None
+        self._pipeline: Any = None  # Gst.Pipeline (gi objects carry no static types)
+        self._src: Any = None
         self._size_wh: tuple[int, int] | None = None
         self._pts = 0
         self.frames_written = 0

@@ -15,12 +15,16 @@ import logging
 import os
 import threading
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from segstream.stream.errors import ConfigError, SinkError
 from segstream.stream.frame import Frame
 from segstream.stream.sinks.base import Sink
 from segstream.stream.sinks.files import frame_record
+
+if TYPE_CHECKING:  # imported when the sink opens: websockets is only needed for ws:// outputs
+    from websockets.sync.server import Server
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class WebSocketSink(Sink):
         self.name = f"ws://{host}:{port}"
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
-        self._server = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.skipped_total = 0

@@ -7,6 +7,7 @@ set to BGR if the pipeline leaves them open, so end it with ``videoconvert ! app
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,8 @@ class GstSource(Source):
         self.description = description
         self.name = "gst:" + redact(description)
         self.live = ("filesrc" not in description) if live is None else live
-        self._pipeline = None
-        self._sink = None
+        self._pipeline: Any = None  # Gst.Pipeline (gi objects carry no static types)
+        self._sink: Any = None
         self._convert = ImageConverter(self.name)
         self._count = 0
 

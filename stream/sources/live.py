@@ -43,7 +43,7 @@ class _LiveCapture(Source):
         self._ended = False
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._cap = None
+        self._cap: cv2.VideoCapture | None = None
         self.state = "NOT_STARTED"
         self.reconnects = 0
         self.gap_s = 0.0
@@ -56,8 +56,8 @@ class _LiveCapture(Source):
 
     def open(self) -> None:
         self.state = "CONNECTING"
-        self._cap = self._open_capture()  # the first open fails loudly: nothing to reconnect to
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self._cap = cap = self._open_capture()  # the first open fails loudly: nothing to reconnect to
+        fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
         self.state = "RUNNING"
         self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{self.name}", daemon=True)

@@ -26,6 +26,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -162,7 +163,7 @@ class SliceStackSource(Source):
         self._slice_spacing_mm: float | None = None
         self._rescale: list[tuple[float, float]] = []
         self._convert = ImageConverter(self.name)
-        self._pydicom = None
+        self._pydicom: Any = None  # the pydicom module, imported when a DICOM series opens
         self._info: SeriesInfo | None = None
 
     # -- opening ------------------------------------------------------------------------------

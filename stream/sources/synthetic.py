@@ -25,6 +25,8 @@ class SyntheticSource(Source):
         seed: pattern seed.
     """
 
+    fps: float  # always known here (the base class allows None)
+
     def __init__(self, width: int = 1280, height: int = 720, fps: float = 30.0, frames: int | None = 300,
                  live: bool = False, seed: int = 0) -> None:
         if width < 1 or height < 1 or width > 16384 or height > 16384:

