@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install test test-fast demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 clean
+.PHONY: install lint test test-fast demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
-	$(PY) -m pytest -q
+# Lint: ruff (rules and line length in pyproject.toml) and mypy on the runtime's stream room.
+# mypy cannot follow setuptools' editable finder, so it reads the segstream.* namespace from a
+# view of symlinks under build/mypy (the rooms at the repository root, as pyproject.toml maps them).
+MYPY_VIEW := build/mypy
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	@rm -rf $(MYPY_VIEW) && mkdir -p $(MYPY_VIEW)/segstream
+	@for f in segstream/*.py; do ln -s ../../../$$f $(MYPY_VIEW)/segstream/; done
+	@for r in stream pipelines models export; do ln -s ../../../$$r $(MYPY_VIEW)/segstream/$$r; done
+	MYPYPATH=$(MYPY_VIEW) $(PY) -m mypy -p segstream.stream
 
+test: install lint
+	$(PY) -m pytest -q --durations=15
+
+# The fast lane (< 2 min on 2 cores): every test that needs no torch (stream, pipelines, CLI
+# errors, architecture) plus the cheap torch modules, nothing marked slow. tests/conftest.py
+# applies needs_torch/cheap/slow and does not even import the deselected torch modules.
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and (cheap or not needs_torch)"
 
 demo: install
 	$(PY) -m segstream demo --out $(OUT)/demo

@@ -12,9 +12,9 @@ from segstream.stream.errors import SinkError, SourceError
 from segstream.stream.graph import FunctionStage, Graph
 from segstream.stream.sinks import CallbackSink, open_sink
 from segstream.stream.sources import open_source
-from tests.conftest import count_video_frames, needs_gstreamer, read_pattern_index, write_video
+from tests.conftest import count_video_frames, read_pattern_index, write_video
 
-pytestmark = needs_gstreamer
+pytestmark = pytest.mark.needs_gstreamer
 
 
 def test_gst_test_source_through_the_graph():
