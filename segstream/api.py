@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from segstream.pipelines.apps.app import _fix_output_fps, make_graph, run_graph
+from segstream.pipelines.apps.app import make_graph, run_graph
 from segstream.pipelines.apps.config import AppConfig, load_config
 from segstream.pipelines.tasks.families import RUNTIME_FAMILIES, RuntimeFamily, family_of_model
 from segstream.pipelines.tasks.results import Instances, SemanticMap
@@ -180,7 +180,6 @@ def open_pipeline(config: str | os.PathLike | dict | AppConfig = "config.toml", 
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise ConfigError(f"max_frames must be an integer >= 1 (or None), got {max_frames!r}")
     graph = make_graph(cfg, max_frames=max_frames)
-    _fix_output_fps(cfg, graph)
     return Pipeline(cfg, graph, max_frames)
 
 

@@ -300,16 +300,26 @@ def _check_family_options(cmd: str, args: argparse.Namespace, family) -> None:
                           f"not {model}")
 
 
+def _run_options(args: argparse.Namespace):
+    """``run`` and ``bench pipeline``'s arguments as the app's typed options."""
+    from segstream.pipelines.apps.app import RunOptions
+
+    return RunOptions(config=args.config, overrides=tuple(args.set or ()), source=args.source,
+                      outputs=tuple(getattr(args, "output", None) or ()), pipeline=args.pipeline,
+                      max_frames=args.max_frames, quiet=getattr(args, "quiet", False),
+                      metrics_json=getattr(args, "metrics_json", None), debug=args.debug)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "run":
         from segstream.pipelines.apps.app import run_command
 
-        return run_command(args)
+        return run_command(_run_options(args))
     if cmd == "demo":
         from segstream.demo import demo_command
 
-        return demo_command(args)
+        return demo_command(out=args.out, frames=args.frames)
     if cmd == "bench" and args.bench_kind == "model":
         from segstream.export.bench_cli import bench_model_command
 
@@ -323,9 +333,10 @@ def _dispatch(args: argparse.Namespace) -> int:
                                      precisions=args.precisions, device=args.device, input_size=args.input_size,
                                      iters=args.iters, json_out=args.json_out, plot=args.plot)
     if cmd == "bench":
-        from segstream.pipelines.apps.app import bench_command
+        from segstream.pipelines.apps.app import BenchPipelineOptions, bench_command
 
-        return bench_command(args)
+        return bench_command(BenchPipelineOptions(run=_run_options(args), stages=args.stages, json_out=args.json_out,
+                                                  plot=args.plot))
     if cmd == "generate":
         from segstream.models.synthetic.commands import GenerateOptions, generate, generate_measured
 

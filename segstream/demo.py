@@ -216,9 +216,9 @@ def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_
     return summary
 
 
-def demo_command(args) -> int:
+def demo_command(*, out: str, frames: int) -> int:
     """``segstream demo``: prints the figures; exit 0 when the run finished."""
-    summary = run_demo(args.out, args.frames)
+    summary = run_demo(out, frames)
     acc = summary["accuracy"]
     mode = f"played live at {summary['source_fps']:g} fps" if summary["live"] else "as a file"
     print(f"demo: clip {mode}: {summary['frames']} of {summary['frames_in']} frames out "
@@ -236,5 +236,5 @@ def demo_command(args) -> int:
     print("demo: mask AP50 " + ", ".join(f"{k} {v:.3f}" for k, v in acc["mask_ap50"].items())
           + f"; mIoU {acc['miou']:.3f}; pixel accuracy {acc['pixel_accuracy']:.3f}; "
           f"ID switches {acc['id_switches']} in {acc['id_matches']} matches")
-    print(f"demo: wrote {args.out}/overlay.mp4, results.jsonl, metrics.json, accuracy.json and the clip in {args.out}/clip/")
+    print(f"demo: wrote {out}/overlay.mp4, results.jsonl, metrics.json, accuracy.json and the clip in {out}/clip/")
     return 0

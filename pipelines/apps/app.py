@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 from segstream.pipelines.apps.config import AppConfig, load_config
 from segstream.pipelines.apps.registry import build_pipeline
@@ -92,7 +93,9 @@ def make_graph(config: AppConfig, max_frames: int | None = None, extra_sinks=(),
     steps = build_pipeline(config)
     sinks = [open_sink(u, fps=config.output.fps or None) for u in config.output.uris]
     sinks.extend(extra_sinks)
-    return Graph(source, steps, sinks, config.graph_settings(source.live), max_frames=max_frames)
+    graph = Graph(source, steps, sinks, config.graph_settings(source.live), max_frames=max_frames)
+    _fix_output_fps(config, graph)
+    return graph
 
 
 class _SignalStop:
@@ -119,6 +122,7 @@ class _SignalStop:
 
 
 def _fix_output_fps(config: AppConfig, graph: Graph) -> None:
+    """Video sinks write at ``output.fps``, else the source's rate (``make_graph`` does this)."""
     fps = config.output.fps or graph.source.fps
     for sink in graph.sinks:
         if hasattr(sink, "fps") and fps:
@@ -132,33 +136,56 @@ def run_graph(graph: Graph, *, progress: bool, total: int | None) -> tuple[RunRe
     return report, sig.signum
 
 
-def _config_from_args(args) -> AppConfig:
-    overrides = list(getattr(args, "set", []) or [])
-    config = load_config(getattr(args, "config", None), overrides)
-    if getattr(args, "source", None):
-        config.source.uri = args.source
-    if getattr(args, "output", None):
-        config.output.uris = list(args.output)
-    if getattr(args, "pipeline", None):
-        config.pipeline.name = args.pipeline
-    if getattr(args, "max_frames", None) is not None and args.max_frames < 1:
-        raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``segstream run`` (and ``bench pipeline`` with a config) is asked for.
+
+    Attributes:
+        config: TOML file; None: ./config.toml when it exists, else the built-in defaults.
+        overrides: ``section.key=value`` assignments applied after the file.
+        source / outputs / pipeline: replace ``source.uri`` / ``output.uris`` / ``pipeline.name``.
+        max_frames: stop after this many frames (None: the whole source).
+        quiet: no progress display. metrics_json: write the run's metrics here.
+        debug: print the traceback of a failure's cause.
+    """
+
+    config: str | None = None
+    overrides: tuple[str, ...] = ()
+    source: str | None = None
+    outputs: tuple[str, ...] = ()
+    pipeline: str | None = None
+    max_frames: int | None = None
+    quiet: bool = False
+    metrics_json: str | None = None
+    debug: bool = False
+
+
+def config_for(opts: RunOptions) -> AppConfig:
+    """The configuration a run with ``opts`` uses: the file, the overrides, then the options."""
+    config = load_config(opts.config, list(opts.overrides))
+    if opts.source:
+        config.source.uri = opts.source
+    if opts.outputs:
+        config.output.uris = list(opts.outputs)
+    if opts.pipeline:
+        config.pipeline.name = opts.pipeline
+    if opts.max_frames is not None and opts.max_frames < 1:
+        raise ConfigError(f"--max-frames must be >= 1, got {opts.max_frames}")
     return config
 
 
-def run_command(args) -> int:
+def run_command(opts: RunOptions) -> int:
     """``segstream run``: 0 on success, 1 on a runtime failure, 128+N after signal N."""
-    config = _config_from_args(args)
-    graph = make_graph(config, max_frames=args.max_frames)
-    _fix_output_fps(config, graph)
+    config = config_for(opts)
+    graph = make_graph(config, max_frames=opts.max_frames)
     total = graph.source.frame_count if not graph.source.live else None
-    if total is not None and args.max_frames:
-        total = min(total, args.max_frames)
-    report, signum = run_graph(graph, progress=config.runtime.progress and not args.quiet, total=total)
-    if args.metrics_json:
-        write_json(args.metrics_json, report.metrics)
+    if total is not None and opts.max_frames:
+        total = min(total, opts.max_frames)
+    report, signum = run_graph(graph, progress=config.runtime.progress and not opts.quiet, total=total)
+    if opts.metrics_json:
+        write_json(opts.metrics_json, report.metrics)
     if report.error is not None:
-        if args.debug and graph.error_cause is not None:
+        if opts.debug and graph.error_cause is not None:
             import traceback
 
             traceback.print_exception(graph.error_cause, file=sys.stderr)
@@ -315,36 +342,47 @@ def plot_stages(doc: dict, path: str) -> None:
     cv2.imwrite(path, img)
 
 
-def bench_command(args) -> int:
-    if args.bench_kind == "pipeline":
-        if args.pipeline is None and args.config is None:
-            uri = args.source or "synthetic://?width=1280&height=720&frames=5000"
-            doc = bench_pipeline(uri, args.stages, args.max_frames)
-            b = doc["bench"]
-            print(f"runtime: {b['stages']} no-op stages, {doc['frames_out']} frames of {uri}")
-            print(f"  {b['frames_per_s']:.0f} frames/s, {b['per_hop_us']:.1f} us wall per hop, "
-                  f"{b['cpu_per_hop_us']:.1f} us CPU per hop, latency p50 {doc['latency_ms']['p50']:.2f} ms "
-                  f"p99 {doc['latency_ms']['p99']:.2f} ms")
-        else:
-            config = _config_from_args(args)
-            if not any(o.startswith("output.uris") for o in args.set or []):
-                config.output.uris = ["null://"]  # the pipeline's own cost; --set output.uris=[...] to include sinks
-            graph = make_graph(config, max_frames=args.max_frames)
-            # Models alone first (the run closes the backends), on the same backends and threads.
-            model_only = model_only_fps(graph)
-            report, _ = run_graph(graph, progress=False, total=None)
-            doc = report.metrics
-            if report.error is not None:
-                raise report.error
-            if model_only:
-                doc["model_only_fps"] = round(model_only["fps"], 3)
-                doc["model_only_ms"] = model_only["per_model_ms"]
-                doc["efficiency"] = round(doc["fps"] / model_only["fps"], 3) if model_only["fps"] else None
-            _print_pipeline_bench(doc)
-            if getattr(args, "plot", None):
-                plot_stages(doc, args.plot)
-        if args.json_out:
-            write_json(args.json_out, doc)
-        return 0
-    raise ConfigError(f"bench {args.bench_kind}: handled by export/bench_cli.py (needs the torch extra)")
+@dataclass(frozen=True)
+class BenchPipelineOptions:
+    """``segstream bench pipeline``: without ``run.pipeline``/``run.config``, the runtime alone
+    (``stages`` no-op stages); with them, that pipeline to a null sink (unless ``output.uris`` is
+    overridden), its models alone first."""
+
+    run: RunOptions = field(default_factory=RunOptions)
+    stages: int = 4
+    json_out: str | None = None
+    plot: str | None = None
+
+
+def bench_command(opts: BenchPipelineOptions) -> int:
+    args = opts.run
+    if args.pipeline is None and args.config is None:
+        uri = args.source or "synthetic://?width=1280&height=720&frames=5000"
+        doc = bench_pipeline(uri, opts.stages, args.max_frames)
+        b = doc["bench"]
+        print(f"runtime: {b['stages']} no-op stages, {doc['frames_out']} frames of {uri}")
+        print(f"  {b['frames_per_s']:.0f} frames/s, {b['per_hop_us']:.1f} us wall per hop, "
+              f"{b['cpu_per_hop_us']:.1f} us CPU per hop, latency p50 {doc['latency_ms']['p50']:.2f} ms "
+              f"p99 {doc['latency_ms']['p99']:.2f} ms")
+    else:
+        config = config_for(args)
+        if not any(o.startswith("output.uris") for o in args.overrides):
+            config.output.uris = ["null://"]  # the pipeline's own cost; --set output.uris=[...] to include sinks
+        graph = make_graph(config, max_frames=args.max_frames)
+        # Models alone first (the run closes the backends), on the same backends and threads.
+        model_only = model_only_fps(graph)
+        report, _ = run_graph(graph, progress=False, total=None)
+        doc = report.metrics
+        if report.error is not None:
+            raise report.error
+        if model_only:
+            doc["model_only_fps"] = round(model_only["fps"], 3)
+            doc["model_only_ms"] = model_only["per_model_ms"]
+            doc["efficiency"] = round(doc["fps"] / model_only["fps"], 3) if model_only["fps"] else None
+        _print_pipeline_bench(doc)
+        if opts.plot:
+            plot_stages(doc, opts.plot)
+    if opts.json_out:
+        write_json(opts.json_out, doc)
+    return 0
 
