@@ -31,8 +31,9 @@ from segstream.stream.errors import ConfigError  # noqa: E402
 def corner_priors(cfg) -> np.ndarray:
     """(P, 4) x1y1x2y2 normalised priors for the configuration's input size (P3-P7, strides 8-128)."""
     sizes = [(math.ceil(cfg.max_size / s), math.ceil(cfg.max_size / s)) for s in (8, 16, 32, 64, 128)]
-    pri = make_priors(sizes, [[s] for s in cfg.pred_scales], [list(cfg.aspect_ratios)] * len(sizes),
-                      cfg.max_size, cfg.square_anchors)
+    pri = make_priors(
+        sizes, [[s] for s in cfg.pred_scales], [list(cfg.aspect_ratios)] * len(sizes), cfg.max_size, cfg.square_anchors
+    )
     return np.concatenate([pri[:, :2] - pri[:, 2:] / 2, pri[:, :2] + pri[:, 2:] / 2], 1)
 
 
@@ -40,7 +41,7 @@ def best_ious(boxes: np.ndarray, priors: np.ndarray, chunk: int = 256) -> tuple[
     """Per box (x1y1x2y2, normalised): the best IoU over the priors and the number >= 0.5."""
     best, npos = [], []
     for i in range(0, len(boxes), chunk):
-        iou = box_iou_batched(boxes[None, i:i + chunk], priors[None])[0]
+        iou = box_iou_batched(boxes[None, i : i + chunk], priors[None])[0]
         best.append(iou.max(1))
         npos.append((iou >= 0.5).sum(1))
     return np.concatenate(best), np.concatenate(npos)
@@ -72,17 +73,30 @@ def main(argv=None) -> int:
         x, y, bw, bh = a["bbox"]
         by_class.setdefault(names[a["category_id"]], []).append([x / w, y / h, (x + bw) / w, (y + bh) / h])
     priors = corner_priors(cfg)
-    print(f"{cfg.name} at {cfg.max_size} px: scales {list(cfg.pred_scales)}, ratios {list(cfg.aspect_ratios)}, "
-          f"square {cfg.square_anchors}, {len(priors)} anchors")
-    summary = {"model": cfg.name, "input_size": cfg.max_size, "aspect_ratios": list(cfg.aspect_ratios),
-               "square_anchors": cfg.square_anchors, "classes": {}}
+    print(
+        f"{cfg.name} at {cfg.max_size} px: scales {list(cfg.pred_scales)}, ratios {list(cfg.aspect_ratios)}, "
+        f"square {cfg.square_anchors}, {len(priors)} anchors"
+    )
+    summary = {
+        "model": cfg.name,
+        "input_size": cfg.max_size,
+        "aspect_ratios": list(cfg.aspect_ratios),
+        "square_anchors": cfg.square_anchors,
+        "classes": {},
+    }
     for name, boxes in sorted(by_class.items()):
         best, npos = best_ious(np.asarray(boxes, np.float32), priors)
-        row = {"boxes": len(boxes), "best_iou_median": float(np.median(best)),
-               "reach_0.5": float((best >= 0.5).mean()), "positives_mean": float(npos.mean())}
+        row = {
+            "boxes": len(boxes),
+            "best_iou_median": float(np.median(best)),
+            "reach_0.5": float((best >= 0.5).mean()),
+            "positives_mean": float(npos.mean()),
+        }
         summary["classes"][name] = row
-        print(f"  {name:<10} {row['boxes']:>6} boxes  best IoU median {row['best_iou_median']:.2f}  "
-              f"reached (>= 0.5) {row['reach_0.5'] * 100:.0f} %  positives per box {row['positives_mean']:.1f}")
+        print(
+            f"  {name:<10} {row['boxes']:>6} boxes  best IoU median {row['best_iou_median']:.2f}  "
+            f"reached (>= 0.5) {row['reach_0.5'] * 100:.0f} %  positives per box {row['positives_mean']:.1f}"
+        )
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)

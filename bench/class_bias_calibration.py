@@ -35,9 +35,8 @@ def model_logits(loaded, image_paths: list[str], label_dir: str, size_hw: tuple[
     """(N, C, h, w) float16 logits at ``size_hw`` and (N, h, w) uint8 labels resized (nearest) to it."""
     import torch
 
-    from segstream.pipelines.tasks.road import preprocess_image
-
     from segstream.models.semantic.zoo import artifact_metadata
+    from segstream.pipelines.tasks.road import preprocess_image
 
     meta = artifact_metadata(loaded, input_size_hw=size_hw)  # the normalisation its exports apply
     logits, labels = [], []
@@ -66,8 +65,9 @@ def miou_with(logits: np.ndarray, labels: np.ndarray, bias: np.ndarray, num_clas
     return float(cm.summary()["miou"])
 
 
-def calibrate(logits: np.ndarray, labels: np.ndarray, num_classes: int, steps=(-1.0, -0.5, -0.25, 0.25, 0.5, 1.0),
-              rounds: int = 2) -> tuple[np.ndarray, float, float]:
+def calibrate(
+    logits: np.ndarray, labels: np.ndarray, num_classes: int, steps=(-1.0, -0.5, -0.25, 0.25, 0.5, 1.0), rounds: int = 2
+) -> tuple[np.ndarray, float, float]:
     """Coordinate ascent on one offset per class present in ``labels``; returns (offsets, mIoU
     before, mIoU after). Only a strict gain moves an offset, so the result never scores lower."""
     present = [int(c) for c in np.unique(labels) if c < num_classes]
@@ -92,12 +92,16 @@ def main() -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--labels", required=True, help="class-id PNGs named like the images")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--write", metavar="OUT.pth", help="copy the checkpoint here with the offsets in its classifier bias")
+    ap.add_argument(
+        "--write", metavar="OUT.pth", help="copy the checkpoint here with the offsets in its classifier bias"
+    )
     args = ap.parse_args()
     from segstream.models.semantic.zoo import load_model, save_checkpoint
 
     size_hw = parse_size_hw(args.input_size)
-    images = sorted(p for p in glob.glob(os.path.join(args.images, "*")) if p.lower().endswith((".png", ".jpg", ".jpeg")))
+    images = sorted(
+        p for p in glob.glob(os.path.join(args.images, "*")) if p.lower().endswith((".png", ".jpg", ".jpeg"))
+    )
     if not images:
         raise SystemExit(f"{args.images}: no .png/.jpg images")
     loaded = load_model(args.model, args.weights)

@@ -59,8 +59,11 @@ def count_gflop(module, x) -> float:
         else:
             total[0] += output.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
 
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
     with torch.inference_mode():
         module(x)
     for h in handles:
@@ -74,10 +77,15 @@ def gemm_peak_gflops(threads: int, n: int = 1536, iters: int = 5) -> float:
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
-                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "gemm",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.checker.check_model(model)
     so = ort.SessionOptions()
@@ -86,7 +94,7 @@ def gemm_peak_gflops(threads: int, n: int = 1536, iters: int = 5) -> float:
     rng = np.random.default_rng(0)
     feeds = {"a": rng.normal(size=(n, n)).astype(np.float32), "b": rng.normal(size=(n, n)).astype(np.float32)}
     ms = median_ms(lambda: sess.run(None, feeds), iters)
-    return 2 * n ** 3 / (ms / 1e3) / 1e9
+    return 2 * n**3 / (ms / 1e3) / 1e9
 
 
 def main() -> int:
@@ -106,7 +114,9 @@ def main() -> int:
     peak = gemm_peak_gflops(args.threads)
     print(f"reference: ONNX Runtime MatMul 1536^3, {args.threads} threads: {peak:.1f} GFLOP/s", flush=True)
     doc = {"threads": args.threads, "iters": args.iters, "gemm_peak_gflops": round(peak, 1), "models": {}}
-    print("| model @ input | GFLOP | torch eager | torch channels_last | ONNX Runtime | ORT / eager | ORT GFLOP/s (% of the MatMul rate) |")
+    print(
+        "| model @ input | GFLOP | torch eager | torch channels_last | ONNX Runtime | ORT / eager | ORT GFLOP/s (% of the MatMul rate) |"
+    )
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
@@ -128,13 +138,22 @@ def main() -> int:
             onnx_ms = median_ms(lambda: backend.run(feeds), args.iters)
             backend.close()
             rate = gflop / (onnx_ms / 1e3)
-            row = {"size_hw": list(size), "gflop": round(gflop, 2), "torch_eager_ms": round(eager, 1),
-                   "torch_channels_last_ms": round(channels_last, 1), "onnxruntime_ms": round(onnx_ms, 1),
-                   "ort_vs_eager": round(eager / onnx_ms, 2), "ort_gflops": round(rate, 1),
-                   "torch_eager_gflops": round(gflop / (eager / 1e3), 1)}
+            row = {
+                "size_hw": list(size),
+                "gflop": round(gflop, 2),
+                "torch_eager_ms": round(eager, 1),
+                "torch_channels_last_ms": round(channels_last, 1),
+                "onnxruntime_ms": round(onnx_ms, 1),
+                "ort_vs_eager": round(eager / onnx_ms, 2),
+                "ort_gflops": round(rate, 1),
+                "torch_eager_gflops": round(gflop / (eager / 1e3), 1),
+            }
             doc["models"][name] = row
-            print(f"| {name} @ {size[0]}x{size[1]} | {gflop:.2f} | {eager:.0f} ms | {channels_last:.0f} ms | "
-                  f"{onnx_ms:.0f} ms | {eager / onnx_ms:.2f}x | {rate:.0f} ({100 * rate / peak:.0f} %) |", flush=True)
+            print(
+                f"| {name} @ {size[0]}x{size[1]} | {gflop:.2f} | {eager:.0f} ms | {channels_last:.0f} ms | "
+                f"{onnx_ms:.0f} ms | {eager / onnx_ms:.2f}x | {rate:.0f} ({100 * rate / peak:.0f} %) |",
+                flush=True,
+            )
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(doc, f, indent=1)

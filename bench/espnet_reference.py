@@ -31,8 +31,11 @@ def build_espnet(num_classes: int = 11, p: int = 2, q: int = 8):
 
     class CBR(nn.Sequential):
         def __init__(self, cin, cout, k, stride=1):
-            super().__init__(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False), nn.BatchNorm2d(cout, eps=1e-3),
-                             nn.PReLU(cout))
+            super().__init__(
+                nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, bias=False),
+                nn.BatchNorm2d(cout, eps=1e-3),
+                nn.PReLU(cout),
+            )
 
     class BR(nn.Sequential):
         def __init__(self, c):
@@ -47,7 +50,8 @@ def build_espnet(num_classes: int = 11, p: int = 2, q: int = 8):
             n1 = cout - 4 * n
             self.reduce = nn.Conv2d(cin, n, 3 if down else 1, 2 if down else 1, 1 if down else 0, bias=False)
             self.branches = nn.ModuleList(
-                [nn.Conv2d(n, n1 if d == 1 else n, 3, 1, d, dilation=d, bias=False) for d in (1, 2, 4, 8, 16)])
+                [nn.Conv2d(n, n1 if d == 1 else n, 3, 1, d, dilation=d, bias=False) for d in (1, 2, 4, 8, 16)]
+            )
             self.residual = residual and not down and cin == cout
             self.out = BR(cout)
 
@@ -117,18 +121,27 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from segstream.stream.backends.base import ArtifactMetadata  # noqa: F401  (the artifact's own metadata below)
     from segstream.export.onnx import read_metadata
     from segstream.pipelines.tasks.road import SizePolicy
+    from segstream.stream.backends.base import ArtifactMetadata  # noqa: F401  (the artifact's own metadata below)
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     meta = read_metadata(args.artifact)
     ph, pw = SizePolicy.from_dict((meta.extra or {}).get("size_policy")).padded_size((h, w))
     esp_path = os.path.join(tempfile.mkdtemp(), "espnet.onnx")
-    torch.onnx.export(build_espnet(), torch.zeros(1, 3, h, w), esp_path, input_names=["image"], output_names=["logits"],
-                      opset_version=17, dynamo=False)
-    sessions = {"espnet (alpha2=2, alpha3=8)": (_session(esp_path, args.threads), (h, w)),
-                os.path.basename(args.artifact): (_session(args.artifact, args.threads), (ph, pw))}
+    torch.onnx.export(
+        build_espnet(),
+        torch.zeros(1, 3, h, w),
+        esp_path,
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamo=False,
+    )
+    sessions = {
+        "espnet (alpha2=2, alpha3=8)": (_session(esp_path, args.threads), (h, w)),
+        os.path.basename(args.artifact): (_session(args.artifact, args.threads), (ph, pw)),
+    }
     rng = np.random.default_rng(0)
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for i in range(args.runs + 3):
@@ -143,8 +156,10 @@ def main(argv=None) -> int:
     for name, (_, (sh, sw)) in sessions.items():
         print(f"{name:40s} {sh}x{sw}  median {med[name]:6.1f} ms  p90 {np.percentile(times[name], 90):6.1f} ms")
     a, b = list(med.values())
-    print(f"ratio road model / ESPNet: {b / a:.2f} ({args.threads} threads, {args.runs} runs each, alternated; "
-          f"load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"ratio road model / ESPNet: {b / a:.2f} ({args.threads} threads, {args.runs} runs each, alternated; "
+        f"load average {os.getloadavg()[0]:.2f})"
+    )
     return 0
 
 

@@ -35,8 +35,17 @@ def bound(label_files: list[str], size_hw: tuple[int, int], num_classes: int) ->
             raise SystemExit(f"{path}: cannot read it as a label image")
         present = [c for c in np.unique(y) if c < num_classes]
         h, w = y.shape
-        scores = np.stack([cv2.resize(cv2.resize((y == c).astype(np.float32), size_hw[::-1], interpolation=cv2.INTER_AREA),
-                                      (w, h), interpolation=cv2.INTER_LINEAR) for c in present], -1)
+        scores = np.stack(
+            [
+                cv2.resize(
+                    cv2.resize((y == c).astype(np.float32), size_hw[::-1], interpolation=cv2.INTER_AREA),
+                    (w, h),
+                    interpolation=cv2.INTER_LINEAR,
+                )
+                for c in present
+            ],
+            -1,
+        )
         cm.update(np.asarray(present)[scores.argmax(-1)], y)
     return cm.summary(CITYSCAPES_CLASSES[:num_classes])
 

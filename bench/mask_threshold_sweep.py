@@ -66,8 +66,11 @@ def main() -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--thresholds", default="0.3,0.35,0.4,0.45,0.5")
     ap.add_argument("--json", help="also write every figure to this file")
-    ap.add_argument("--write", metavar="OUT.pth", help="copy the --weights checkpoint here with the threshold of "
-                    "the best mask AP50 recorded (YOLACT .pth only)")
+    ap.add_argument(
+        "--write",
+        metavar="OUT.pth",
+        help="copy the --weights checkpoint here with the threshold of the best mask AP50 recorded (YOLACT .pth only)",
+    )
     args = ap.parse_args()
     try:
         thresholds = [float(v) for v in args.thresholds.split(",")]
@@ -76,7 +79,9 @@ def main() -> int:
     if any(not 0 < t < 1 for t in thresholds):
         raise SystemExit(f"--thresholds: each must be between 0 and 1, got {args.thresholds!r}")
     # --write needs a family whose checkpoints record a mask threshold (what train --mask-threshold sets).
-    if args.write and (not family_of(args.model).accepts("train --mask-threshold") or not args.weights.endswith(".pth")):
+    if args.write and (
+        not family_of(args.model).accepts("train --mask-threshold") or not args.weights.endswith(".pth")
+    ):
         raise SystemExit("--write needs a YOLACT .pth checkpoint as --weights")
     data = CocoInstances(args.annotations, args.images)
     results = sweep(_runner(args.model, args.weights, args.backend), data, thresholds)
@@ -84,8 +89,10 @@ def main() -> int:
     print("threshold  mask AP50  mask AP  " + "  ".join(f"{n} AP50" for n in names))
     for r in results:
         m = r["mask"]
-        print(f"{r['mask_threshold']:9.2f}  {m['AP50'] * 100:9.1f}  {m['AP'] * 100:7.1f}  "
-              + "  ".join(f"{m['per_class_AP50'][n] * 100:{len(n) + 5}.1f}" for n in names))
+        print(
+            f"{r['mask_threshold']:9.2f}  {m['AP50'] * 100:9.1f}  {m['AP'] * 100:7.1f}  "
+            + "  ".join(f"{m['per_class_AP50'][n] * 100:{len(n) + 5}.1f}" for n in names)
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
@@ -94,8 +101,10 @@ def main() -> int:
 
         best = max(results, key=lambda r: r["mask"]["AP50"])
         copy_with_metadata(args.weights, args.write, mask_threshold=best["mask_threshold"])
-        print(f"wrote {args.write} with mask threshold {best['mask_threshold']} "
-              f"(mask AP50 {best['mask']['AP50'] * 100:.1f} %)")
+        print(
+            f"wrote {args.write} with mask threshold {best['mask_threshold']} "
+            f"(mask AP50 {best['mask']['AP50'] * 100:.1f} %)"
+        )
     return 0
 
 

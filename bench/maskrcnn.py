@@ -33,9 +33,12 @@ def maskrcnn_paste_ms(iters: int) -> float:
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 500, (100, 2))
     wh = rng.uniform(20, 400, (100, 2))
-    outputs = {"boxes": np.concatenate([xy, xy + wh], 1).astype(np.float32),
-               "labels": rng.integers(1, 91, 100), "scores": np.sort(rng.uniform(0.05, 1, 100))[::-1].astype(np.float32),
-               "mask_probs": rng.uniform(0, 1, (100, 28, 28)).astype(np.float32)}
+    outputs = {
+        "boxes": np.concatenate([xy, xy + wh], 1).astype(np.float32),
+        "labels": rng.integers(1, 91, 100),
+        "scores": np.sort(rng.uniform(0.05, 1, 100))[::-1].astype(np.float32),
+        "mask_probs": rng.uniform(0, 1, (100, 28, 28)).astype(np.float32),
+    }
     post = MaskRCNNPostprocess(tuple(f"c{i}" for i in range(90)))
     info = MaskRCNNFrameInfo(size_hw=(720, 1280), input_size_hw=(309, 550))
     times = []
@@ -68,23 +71,36 @@ def main() -> int:
             t = time.perf_counter()
             onnx_path = subject.export(os.path.join(d, "model.onnx"), subject.size_hw)
             export_s = time.perf_counter() - t
-            row = {"model": model, "input": list(subject.size_hw), "export_s": round(export_s, 1),
-                   "params_m": round(sum(p.numel() for p in subject.module.parameters()) / 1e6, 1)}
+            row = {
+                "model": model,
+                "input": list(subject.size_hw),
+                "export_s": round(export_s, 1),
+                "params_m": round(sum(p.numel() for p in subject.module.parameters()) / 1e6, 1),
+            }
             for backend in ("torch", "onnxruntime"):
-                r = bench_model(model=model, backend=backend, iters=args.iters, warmup=1, subject=subject,
-                                onnx_path=onnx_path)
+                r = bench_model(
+                    model=model, backend=backend, iters=args.iters, warmup=1, subject=subject, onnx_path=onnx_path
+                )
                 row[backend] = r["latency_ms"]["p50"]
-                print(f"{model} {backend}: p50 {r['latency_ms']['p50']:.0f} ms "
-                      f"(samples {r['samples_ms']}), load {os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    f"{model} {backend}: p50 {r['latency_ms']['p50']:.0f} ms "
+                    f"(samples {r['samples_ms']}), load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         rows.append(row)
     paste = maskrcnn_paste_ms(5)
     print(f"Mask R-CNN post-processing (100 detections, 1280x720): {paste} ms")
     print("\n| model @ input | params | torch eager | ONNX Runtime |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} @ {r['input'][0]}x{r['input'][1]} | {r['params_m']} M | {r['torch']:.0f} ms | "
-              f"{r['onnxruntime']:.0f} ms |")
-    print(json.dumps({"rows": rows, "maskrcnn_paste_ms": paste, "threads": args.threads,
-                      "loadavg": os.getloadavg()}, indent=1))
+        print(
+            f"| {r['model']} @ {r['input'][0]}x{r['input'][1]} | {r['params_m']} M | {r['torch']:.0f} ms | "
+            f"{r['onnxruntime']:.0f} ms |"
+        )
+    print(
+        json.dumps(
+            {"rows": rows, "maskrcnn_paste_ms": paste, "threads": args.threads, "loadavg": os.getloadavg()}, indent=1
+        )
+    )
     return 0
 
 

@@ -28,9 +28,11 @@ def main() -> None:
     a = ap.parse_args()
     doc = bench_pipeline(f"synthetic://?width=1280&height=720&frames={a.frames}", a.stages, None, a.queue_size)
     b = doc["bench"]
-    print(f"{b['stages']} no-op stages, {doc['frames_out']} frames 1280x720 on {b['cpus']} CPUs: "
-          f"{b['frames_per_s']:.0f} frames/s, {b['per_hop_us']:.1f} us wall/hop, {b['cpu_per_hop_us']:.1f} us CPU/hop, "
-          f"e2e latency p50 {doc['latency_ms']['p50']:.2f} ms p99 {doc['latency_ms']['p99']:.2f} ms")
+    print(
+        f"{b['stages']} no-op stages, {doc['frames_out']} frames 1280x720 on {b['cpus']} CPUs: "
+        f"{b['frames_per_s']:.0f} frames/s, {b['per_hop_us']:.1f} us wall/hop, {b['cpu_per_hop_us']:.1f} us CPU/hop, "
+        f"e2e latency p50 {doc['latency_ms']['p50']:.2f} ms p99 {doc['latency_ms']['p99']:.2f} ms"
+    )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(doc, fh, indent=2)

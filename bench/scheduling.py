@@ -48,19 +48,37 @@ def main() -> None:
             make_clip(clip_dir, args.frames, seed=seed, fps=args.fps)
         for schedule in args.schedules:
             out = os.path.join(args.out, f"run_{seed}_{args.fps:g}fps_{schedule.replace(',', '_')}")
-            s = score_clip(clip_dir, out, frames=args.frames, live=False, progress=False, fps=args.fps,
-                           overrides=tuple(overrides_for(schedule) + args.set))
+            s = score_clip(
+                clip_dir,
+                out,
+                frames=args.frames,
+                live=False,
+                progress=False,
+                fps=args.fps,
+                overrides=tuple(overrides_for(schedule) + args.set),
+            )
             acc, t = s["accuracy"], s["tracks"] or {}
-            row = {"seed": seed, "schedule": schedule, "fps": s["fps"], "latency_ms": s["latency_ms"],
-                   "mask_ap50": acc["mask_ap50"], "miou": acc["miou"], "id_switches": acc["id_switches"],
-                   "id_matches": acc["id_matches"], "tracks": t,
-                   "cadence": (s["schedule"] or {}).get("every")}
+            row = {
+                "seed": seed,
+                "schedule": schedule,
+                "fps": s["fps"],
+                "latency_ms": s["latency_ms"],
+                "mask_ap50": acc["mask_ap50"],
+                "miou": acc["miou"],
+                "id_switches": acc["id_switches"],
+                "id_matches": acc["id_matches"],
+                "tracks": t,
+                "cadence": (s["schedule"] or {}).get("every"),
+            }
             rows.append(row)
             ap50 = " ".join(f"{k} {v:.3f}" for k, v in acc["mask_ap50"].items())
-            print(f"seed {seed} schedule {schedule:<5} cadence {row['cadence']}: mask AP50 {ap50}; mIoU {acc['miou']:.3f}; "
-                  f"ID switches {acc['id_switches']} in {acc['id_matches']}; tracks confirmed "
-                  f"{t.get('tracks_confirmed')} ended under 5 frames {t.get('confirmed_under_5_frames')}; "
-                  f"{s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.0f} ms", flush=True)
+            print(
+                f"seed {seed} schedule {schedule:<5} cadence {row['cadence']}: mask AP50 {ap50}; mIoU {acc['miou']:.3f}; "
+                f"ID switches {acc['id_switches']} in {acc['id_matches']}; tracks confirmed "
+                f"{t.get('tracks_confirmed')} ended under 5 frames {t.get('confirmed_under_5_frames')}; "
+                f"{s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.0f} ms",
+                flush=True,
+            )
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as fh:

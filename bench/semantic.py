@@ -51,8 +51,14 @@ def bench_models(threads: int, iters: int, tmp: str) -> list[dict]:
     for name in MODELS:
         module = LogitsOnly(load_model(name, num_classes=19).model).eval()
         module_cl = LogitsOnly(load_model(name, num_classes=19).model).eval().to(memory_format=torch.channels_last)
-        path = export_semantic(model=name, weights=None, out_path=os.path.join(tmp, f"{name}.onnx"), num_classes=19,
-                               trace_size_hw=SIZES[0], dynamic_hw=True)
+        path = export_semantic(
+            model=name,
+            weights=None,
+            out_path=os.path.join(tmp, f"{name}.onnx"),
+            num_classes=19,
+            trace_size_hw=SIZES[0],
+            dynamic_hw=True,
+        )
         ort = OnnxRuntimeBackend(path, intra_op_threads=threads)
         for h, w in SIZES:
             x = np.random.default_rng(0).normal(size=(1, 3, h, w)).astype(np.float32)
@@ -62,11 +68,19 @@ def bench_models(threads: int, iters: int, tmp: str) -> list[dict]:
                 eager = median_ms(lambda: module(xt), iters)
                 cl = median_ms(lambda: module_cl(xcl), iters)
             onnx_ms = median_ms(lambda: ort.run({"image": x}), iters)
-            row = {"model": name, "size_hw": [h, w], "torch_ms": round(eager, 1), "torch_channels_last_ms": round(cl, 1),
-                   "onnxruntime_ms": round(onnx_ms, 1)}
+            row = {
+                "model": name,
+                "size_hw": [h, w],
+                "torch_ms": round(eager, 1),
+                "torch_channels_last_ms": round(cl, 1),
+                "onnxruntime_ms": round(onnx_ms, 1),
+            }
             rows.append(row)
-            print(f"{name:30s} {h:4d}x{w:<5d} torch {eager:7.1f} ms  channels_last {cl:7.1f} ms  "
-                  f"onnxruntime {onnx_ms:7.1f} ms", flush=True)
+            print(
+                f"{name:30s} {h:4d}x{w:<5d} torch {eager:7.1f} ms  channels_last {cl:7.1f} ms  "
+                f"onnxruntime {onnx_ms:7.1f} ms",
+                flush=True,
+            )
         ort.close()
     return rows
 
@@ -81,8 +95,12 @@ def bench_crf(iters: int) -> list[dict]:
     for h, w in CRF_SIZES:
         rng = np.random.default_rng(0)
         # a piecewise-smooth scene: 19 random blobs, probabilities from blurred one-hot labels
-        labels = cv2.resize(rng.integers(0, 19, (h // 32, w // 32), dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        img = np.clip(labels[..., None] * np.array([13, 7, 11], np.float32) + rng.normal(0, 5, (h, w, 3)), 0, 255).astype(np.uint8)
+        labels = cv2.resize(
+            rng.integers(0, 19, (h // 32, w // 32), dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST
+        )
+        img = np.clip(
+            labels[..., None] * np.array([13, 7, 11], np.float32) + rng.normal(0, 5, (h, w, 3)), 0, 255
+        ).astype(np.uint8)
         logits = np.stack([cv2.GaussianBlur((labels == k).astype(np.float32) * 4, (0, 0), 6) for k in range(19)])
         probs = softmax(logits + rng.normal(0, 0.5, logits.shape).astype(np.float32))
         ms = median_ms(lambda: dense_crf(img, probs, CrfParams()), max(1, iters // 3))
@@ -101,8 +119,12 @@ def main(argv=None) -> int:
     # Shared machines: the load average says how far the figures are from an idle machine's.
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        doc = {"threads": args.threads, "iters": args.iters, "load_before": os.getloadavg()[0],
-               "models": bench_models(args.threads, args.iters, tmp)}
+        doc = {
+            "threads": args.threads,
+            "iters": args.iters,
+            "load_before": os.getloadavg()[0],
+            "models": bench_models(args.threads, args.iters, tmp),
+        }
     if not args.skip_crf:
         doc["crf"] = bench_crf(args.iters)
     doc["load_after"] = os.getloadavg()[0]

@@ -70,14 +70,26 @@ def main() -> int:
     base_threads, end_threads = warm[0][3], warm[-1][3]
     growth = (end_rss - base_rss) / base_rss * 100
     ok = growth <= 5.0 and end_threads <= base_threads
-    doc = {"frames": graph.metrics.frames_out, "pipeline": a.pipeline, "size": a.size, "wall_s": round(wall, 1),
-           "fps": round(graph.metrics.frames_out / wall, 1), "rss_mb_after_warmup": round(base_rss, 1),
-           "rss_mb_end": round(end_rss, 1), "rss_mb_peak": round(peak_rss, 1), "rss_growth_pct": round(growth, 2),
-           "threads_after_warmup": base_threads, "threads_end": end_threads, "pass": ok,
-           "samples": [[round(t, 1), n, round(r, 1), th] for t, n, r, th in samples]}
-    print(f"soak {a.pipeline} {a.size}: {doc['frames']} frames in {doc['wall_s']} s ({doc['fps']} fps); "
-          f"RSS {base_rss:.1f} -> {end_rss:.1f} MB (peak {peak_rss:.1f}, {growth:+.2f} %), "
-          f"threads {base_threads} -> {end_threads}: {'PASS' if ok else 'FAIL'}")
+    doc = {
+        "frames": graph.metrics.frames_out,
+        "pipeline": a.pipeline,
+        "size": a.size,
+        "wall_s": round(wall, 1),
+        "fps": round(graph.metrics.frames_out / wall, 1),
+        "rss_mb_after_warmup": round(base_rss, 1),
+        "rss_mb_end": round(end_rss, 1),
+        "rss_mb_peak": round(peak_rss, 1),
+        "rss_growth_pct": round(growth, 2),
+        "threads_after_warmup": base_threads,
+        "threads_end": end_threads,
+        "pass": ok,
+        "samples": [[round(t, 1), n, round(r, 1), th] for t, n, r, th in samples],
+    }
+    print(
+        f"soak {a.pipeline} {a.size}: {doc['frames']} frames in {doc['wall_s']} s ({doc['fps']} fps); "
+        f"RSS {base_rss:.1f} -> {end_rss:.1f} MB (peak {peak_rss:.1f}, {growth:+.2f} %), "
+        f"threads {base_threads} -> {end_threads}: {'PASS' if ok else 'FAIL'}"
+    )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(doc, fh, indent=1)

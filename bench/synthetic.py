@@ -3,6 +3,7 @@
 Usage: .venv/bin/python bench/synthetic.py [--width 1280 --height 720 --frames 200 --seed 0]
 Prints milliseconds per frame (mean, p50, p95) for a SceneSequence clip and for stills.
 """
+
 import argparse
 import os
 import time
@@ -31,16 +32,20 @@ def main() -> None:
         seq.next_sample()
         times.append((time.perf_counter() - t0) * 1e3)
     t = np.array(times)
-    print(f"clip  {a.width}x{a.height}: {t.mean():.1f} ms/frame mean, p50 {np.percentile(t, 50):.1f}, "
-          f"p95 {np.percentile(t, 95):.1f} ({a.frames} frames, 1 thread)")
+    print(
+        f"clip  {a.width}x{a.height}: {t.mean():.1f} ms/frame mean, p50 {np.percentile(t, 50):.1f}, "
+        f"p95 {np.percentile(t, 95):.1f} ({a.frames} frames, 1 thread)"
+    )
     times = []
     for i in range(max(a.frames // 4, 1)):
         t0 = time.perf_counter()
         generate_scene((a.seed, i), config)
         times.append((time.perf_counter() - t0) * 1e3)
     t = np.array(times)
-    print(f"still {a.width}x{a.height}: {t.mean():.1f} ms/image mean, p50 {np.percentile(t, 50):.1f}, "
-          f"p95 {np.percentile(t, 95):.1f} (new SceneSequence each, 1 thread)")
+    print(
+        f"still {a.width}x{a.height}: {t.mean():.1f} ms/image mean, p50 {np.percentile(t, 50):.1f}, "
+        f"p95 {np.percentile(t, 95):.1f} (new SceneSequence each, 1 thread)"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def detections(clip: str, cache_dir: str, artifact: str, score_threshold: float)
     from segstream.pipelines.tasks.yolact import YolactRunner
     from segstream.stream.backends import open_backend
 
-    runner = YolactRunner(open_backend(artifact, providers=["cpu"], intra_op_threads=1, inter_op_threads=1),
-                          score_threshold=score_threshold)
+    runner = YolactRunner(
+        open_backend(artifact, providers=["cpu"], intra_op_threads=1, inter_op_threads=1),
+        score_threshold=score_threshold,
+    )
     cap = cv2.VideoCapture(clip)
     out, seq = [], 0
     while True:
@@ -68,23 +70,32 @@ def main() -> None:
     ap.add_argument("--clips", nargs="+", required=True)
     ap.add_argument("--every", type=int, default=1, help="run the instance model on every n-th frame")
     ap.add_argument("--cache", default="out/track_cache")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="an extra tracker setting to compare, e.g. min_hits=4 (repeatable, one row)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra tracker setting to compare, e.g. min_hits=4 (repeatable, one row)",
+    )
     args = ap.parse_args()
     config = load_config(None)
     t = config.tracking
     base = dict(iou_threshold=t.iou_threshold, max_age=t.max_age, min_hits=t.min_hits, coast_s=t.coast_s)
     rows = dict(SETTINGS)
     if args.set:
-        rows["custom " + " ".join(args.set)] = {k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in args.set)}
+        rows["custom " + " ".join(args.set)] = {
+            k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in args.set)
+        }
     for clip in args.clips:
         dets = detections(clip, args.cache, config.instances.artifact, config.instances.score_threshold)
         print(f"{os.path.basename(clip)}: {len(dets)} frames, instance model on every {args.every}")
         for name, over in rows.items():
             s = track(dets, args.every, **{**base, **over})
-            print(f"  {name:<36} started {s['tracks_started']:4d}  confirmed {s['tracks_confirmed']:4d}  "
-                  f"ended under 5 frames {s['confirmed_under_5_frames']:3d} ({100 * s['confirmed_short_share']:.1f} %)"
-                  f"  alive at end {s['confirmed_alive_at_end']}")
+            print(
+                f"  {name:<36} started {s['tracks_started']:4d}  confirmed {s['tracks_confirmed']:4d}  "
+                f"ended under 5 frames {s['confirmed_under_5_frames']:3d} ({100 * s['confirmed_short_share']:.1f} %)"
+                f"  alive at end {s['confirmed_alive_at_end']}"
+            )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,12 @@ def echo_onnx(path: str) -> str:
 
 def summary_ms(samples_s: list[float]) -> dict[str, float]:
     a = np.asarray(samples_s) * 1e3
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "n": int(a.size)}
+    return {
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "n": int(a.size),
+    }
 
 
 def clip_feeds(model: str, backend, frames: int) -> list[dict[str, np.ndarray]]:
@@ -71,7 +76,10 @@ def server_split_ms(client, model: str) -> dict[str, float]:
     stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
     inf = stats["inference_stats"]
     n = max(1, int(inf["success"].get("count", 0)))
-    return {k: int(inf[k].get("ns", 0)) / n / 1e6 for k in ("success", "queue", "compute_input", "compute_infer", "compute_output")}
+    return {
+        k: int(inf[k].get("ns", 0)) / n / 1e6
+        for k in ("success", "queue", "compute_input", "compute_infer", "compute_output")
+    }
 
 
 def main() -> None:
@@ -92,8 +100,9 @@ def main() -> None:
     with TritonServer(a.repo, env) as server:
         client = grpcclient.InferenceServerClient(server.url)
         for model in models:
-            local = open_backend(artifacts[model], providers=["cpu"], intra_op_threads=1, inter_op_threads=1,
-                                 allow_spinning=False)
+            local = open_backend(
+                artifacts[model], providers=["cpu"], intra_op_threads=1, inter_op_threads=1, allow_spinning=False
+            )
             remote = open_backend(f"triton://{server.url}/{model}", timeout_s=60.0)
             feeds = clip_feeds(model, local, a.frames)
             for f in feeds[: a.warmup]:
@@ -111,8 +120,10 @@ def main() -> None:
             in_mb = sum(v.nbytes for v in feeds[0].values()) / 1e6
             report["models"][model] = {
                 "input_size": {k: list(v.shape) for k, v in feeds[0].items()},
-                "request_mb": round(in_mb, 3), "response_mb": round(out_mb, 3),
-                "local_ms": loc, "triton_ms": tri,
+                "request_mb": round(in_mb, 3),
+                "response_mb": round(out_mb, 3),
+                "local_ms": loc,
+                "triton_ms": tri,
                 "overhead_ms": {k: tri[k] - loc[k] for k in ("mean", "p50", "p95")},
                 "server_split_ms": server_split_ms(client, model),
             }
@@ -126,9 +137,13 @@ def main() -> None:
         print(f"  local ORT  mean {loc['mean']:7.2f}  p50 {loc['p50']:7.2f}  p95 {loc['p95']:7.2f} ms")
         print(f"  Triton     mean {tri['mean']:7.2f}  p50 {tri['p50']:7.2f}  p95 {tri['p95']:7.2f} ms")
         print(f"  overhead   mean {d['mean']:+7.2f}  p50 {d['p50']:+7.2f}  p95 {d['p95']:+7.2f} ms")
-        print(f"  server side per request: total {s['success']:.2f} ms = queue {s['queue']:.2f} + input {s['compute_input']:.2f} "
-              f"+ compute {s['compute_infer']:.2f} + output {s['compute_output']:.2f} ms")
-    print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f} on {report['cpus']} CPUs")
+        print(
+            f"  server side per request: total {s['success']:.2f} ms = queue {s['queue']:.2f} + input {s['compute_input']:.2f} "
+            f"+ compute {s['compute_infer']:.2f} + output {s['compute_output']:.2f} ms"
+        )
+    print(
+        f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f} on {report['cpus']} CPUs"
+    )
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(report, fh, indent=2)

@@ -133,7 +133,9 @@ def ensure_env(env: str | None = None, *, quiet: bool = True) -> str:
     cmd = [_env_python(env), "-m", "pip", "install", *(["-q"] if quiet else []), *TRITON_ENV_REQUIREMENTS]
     done = subprocess.run(cmd)
     if done.returncode != 0:
-        raise BackendError(f"installing the Triton server environment failed ({' '.join(cmd)} exited {done.returncode})")
+        raise BackendError(
+            f"installing the Triton server environment failed ({' '.join(cmd)} exited {done.returncode})"
+        )
     with open(os.path.join(env, _STAMP), "w", encoding="utf-8") as fh:
         fh.write("\n".join(TRITON_ENV_REQUIREMENTS) + "\n")
     return env
@@ -152,25 +154,37 @@ class ServerLayout:
 
     def __init__(self, env: str) -> None:
         probe = subprocess.run(
-            [_env_python(env), "-c",
-             "import sys, sysconfig; print(sysconfig.get_paths()['purelib']); print(sysconfig.get_config_var('LIBDIR')); "
-             "print(f'{sys.version_info[0]}.{sys.version_info[1]}')"],
-            capture_output=True, text=True, check=True)
+            [
+                _env_python(env),
+                "-c",
+                "import sys, sysconfig; print(sysconfig.get_paths()['purelib']); print(sysconfig.get_config_var('LIBDIR')); "
+                "print(f'{sys.version_info[0]}.{sys.version_info[1]}')",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         self.site_packages, self.libdir, version = probe.stdout.split()
         dist = os.path.join(self.site_packages, "pytriton", "tritonserver")
         self.binary = os.path.join(dist, "bin", "tritonserver")
         stub = os.path.join(dist, "python_backend_stubs", version, "triton_python_backend_stub")
         for need in (self.binary, stub):
             if not os.path.isfile(need):
-                raise BackendError(f"{need} is missing: the Triton environment {env} is incomplete; delete it and run "
-                                   "'.venv/bin/python bench/triton_server.py setup'")
+                raise BackendError(
+                    f"{need} is missing: the Triton environment {env} is incomplete; delete it and run "
+                    "'.venv/bin/python bench/triton_server.py setup'"
+                )
         self.bin_dir = os.path.join(env, "bin")
         self.bundled_libs = os.path.join(self.site_packages, "nvidia_pytriton.libs")
         self.backends = os.path.join(env, "segstream-backends")
         python_dir = os.path.join(self.backends, "python")
         if not os.path.isfile(os.path.join(python_dir, "triton_python_backend_stub")):
-            shutil.copytree(os.path.join(dist, "backends", "python"), python_dir, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                os.path.join(dist, "backends", "python"),
+                python_dir,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
             shutil.copy2(stub, os.path.join(python_dir, "triton_python_backend_stub"))
 
     def environ(self) -> dict[str, str]:
@@ -178,14 +192,16 @@ class ServerLayout:
         # libpython for the stub, and the wheel's bundled libraries (libcudart...) that the stub,
         # unlike the server binary, does not find through an RPATH.
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (self.libdir, self.bundled_libs, env.get("LD_LIBRARY_PATH", "")) if p)
+            p for p in (self.libdir, self.bundled_libs, env.get("LD_LIBRARY_PATH", "")) if p
+        )
         env["PATH"] = os.pathsep.join((self.bin_dir, env.get("PATH", "")))
         env.pop("PYTHONHOME", None)
         return env
 
 
-def write_python_model_repo(repo_dir: str, artifacts: dict[str, str], *, env: str | None = None,
-                            threads: int = 1, max_queue_delay_us: int = 100) -> str:
+def write_python_model_repo(
+    repo_dir: str, artifacts: dict[str, str], *, env: str | None = None, threads: int = 1, max_queue_delay_us: int = 100
+) -> str:
     """A model repository serving each ONNX artifact through the Python backend.
 
     Args:
@@ -246,10 +262,17 @@ class TritonServer:
             self.layout.binary,
             f"--model-repository={self.model_repo}",
             f"--backend-directory={self.layout.backends}",
-            "--allow-http=false", "--allow-metrics=false", "--allow-gpu-metrics=false", "--allow-cpu-metrics=false",
-            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-            "--model-control-mode=none", "--exit-on-error=true", "--strict-readiness=true",
-            "--pinned-memory-pool-byte-size=0", "--log-verbose=0",
+            "--allow-http=false",
+            "--allow-metrics=false",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=false",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--model-control-mode=none",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--pinned-memory-pool-byte-size=0",
+            "--log-verbose=0",
         ]
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
@@ -260,9 +283,14 @@ class TritonServer:
         self.grpc_port = free_port()
         log = open(self.log_path, "wb")
         try:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            env=self.layout.environ(), start_new_session=True,
-                                            preexec_fn=_die_with_parent)
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.layout.environ(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         finally:
             log.close()
         client = grpcclient.InferenceServerClient(self.url)
@@ -270,8 +298,9 @@ class TritonServer:
         try:
             while True:
                 if self.process.poll() is not None:
-                    raise BackendError(f"tritonserver exited with code {self.process.returncode} while starting: "
-                                       f"{self.log_tail()}")
+                    raise BackendError(
+                        f"tritonserver exited with code {self.process.returncode} while starting: {self.log_tail()}"
+                    )
                 if "error while loading shared libraries" in self.log_tail():
                     # A stub that cannot start leaves its model loading forever: fail now.
                     self.stop()
@@ -330,7 +359,9 @@ def main() -> None:
     models = {os.path.splitext(os.path.basename(p))[0]: p for p in a.artifacts}
     write_python_model_repo(a.repo, models, env=env, threads=a.threads)
     with TritonServer(a.repo, env) as server:
-        print(f"serving {', '.join(f'triton://{server.url}/{m}' for m in models)} (log {server.log_path}); Ctrl-C stops")
+        print(
+            f"serving {', '.join(f'triton://{server.url}/{m}' for m in models)} (log {server.log_path}); Ctrl-C stops"
+        )
         try:
             server.process.wait()
         except KeyboardInterrupt:

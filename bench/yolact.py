@@ -37,8 +37,9 @@ def network_outputs(rng, objects: int, worst_case: bool = False):
     elsewhere; ``worst_case``: noise scores so that nearly every prior is a candidate."""
     from segstream.pipelines.tasks.yolact import decode_boxes, make_priors
 
-    priors = make_priors([(69, 69), (35, 35), (18, 18), (9, 9), (5, 5)], [[24], [48], [96], [192], [384]],
-                         [[1, 0.5, 2]] * 5, 550)
+    priors = make_priors(
+        [(69, 69), (35, 35), (18, 18), (9, 9), (5, 5)], [[24], [48], [96], [192], [384]], [[1, 0.5, 2]] * 5, 550
+    )
     p = len(priors)
     loc = rng.normal(0, 0.3, (p, 4)).astype(np.float32)
     logits = rng.normal(0, 1, (p, 81)).astype(np.float32)
@@ -50,9 +51,12 @@ def network_outputs(rng, objects: int, worst_case: bool = False):
             logits[near, cls] += rng.uniform(4, 10, len(near))
     scores = np.exp(logits - logits.max(1, keepdims=True))
     scores /= scores.sum(1, keepdims=True)
-    return {"boxes": decode_boxes(loc, priors)[None], "scores": scores.astype(np.float32)[None],
-            "coeffs": np.tanh(rng.normal(0, 1, (1, p, 32))).astype(np.float32),
-            "protos": np.maximum(rng.normal(0, 1, (1, 138, 138, 32)), 0).astype(np.float32)}
+    return {
+        "boxes": decode_boxes(loc, priors)[None],
+        "scores": scores.astype(np.float32)[None],
+        "coeffs": np.tanh(rng.normal(0, 1, (1, p, 32))).astype(np.float32),
+        "protos": np.maximum(rng.normal(0, 1, (1, 138, 138, 32)), 0).astype(np.float32),
+    }
 
 
 def main() -> int:
@@ -99,16 +103,21 @@ def main() -> int:
     print(f"preprocess 1280x720 -> 550x550: median {summary['preprocess_1280x720']['median_ms']} ms", flush=True)
     post = YolactPostprocess()
     info = YolactFrameInfo((720, 1280), (550, 550))
-    for label, outs in (("realistic_120_objects", network_outputs(rng, 120)),
-                        ("worst_case_noise_scores", network_outputs(rng, 0, worst_case=True))):
+    for label, outs in (
+        ("realistic_120_objects", network_outputs(rng, 120)),
+        ("worst_case_noise_scores", network_outputs(rng, 0, worst_case=True)),
+    ):
         n = len(post(outs, info))
         r = timed(lambda: post(outs, info), args.iters * 3)
         r["detections"] = n
         boxes_only = YolactPostprocess(masks=False)
         r["nms_only_median_ms"] = timed(lambda: boxes_only(outs, info), args.iters * 3)["median_ms"]
         summary[f"postprocess_1280x720_{label}"] = r
-        print(f"postprocess 1280x720 ({label}, {n} detections): median {r['median_ms']} ms "
-              f"(Fast NMS alone {r['nms_only_median_ms']} ms)", flush=True)
+        print(
+            f"postprocess 1280x720 ({label}, {n} detections): median {r['median_ms']} ms "
+            f"(Fast NMS alone {r['nms_only_median_ms']} ms)",
+            flush=True,
+        )
     print(json.dumps(summary, indent=1))
     return 0
 

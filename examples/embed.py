@@ -19,15 +19,22 @@ max_frames = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 clip, frame_png = os.path.join(out, "clip.mp4"), os.path.join(out, "frame.png")
 
 # The inputs: generated frames straight to a video file (no stages), and its first frame.
-segstream.open_pipeline({"pipeline": {"name": "passthrough"}}, source="synthetic://?width=640&height=360&frames=300",
-                        sinks=[clip], max_frames=max_frames).run(progress=False)
+segstream.open_pipeline(
+    {"pipeline": {"name": "passthrough"}},
+    source="synthetic://?width=640&height=360&frames=300",
+    sinks=[clip],
+    max_frames=max_frames,
+).run(progress=False)
 cv2.imwrite(frame_png, cv2.VideoCapture(clip).read()[1])
 
 # A whole pipeline, as `segstream run` runs it: config file (or dict), source and sinks by URI.
-pipe = segstream.open_pipeline("config.toml", source=clip,
-                               sinks=[os.path.join(out, "overlay.mp4"), os.path.join(out, "results.jsonl")],
-                               max_frames=max_frames)
-report = pipe.run()                      # blocks; returns the run report (frames, fps, latency)
+pipe = segstream.open_pipeline(
+    "config.toml",
+    source=clip,
+    sinks=[os.path.join(out, "overlay.mp4"), os.path.join(out, "results.jsonl")],
+    max_frames=max_frames,
+)
+report = pipe.run()  # blocks; returns the run report (frames, fps, latency)
 print(report.frames, report.fps)
 
 # One model on one image: any exported artifact, its metadata says what it is.

@@ -34,14 +34,18 @@ def main() -> int:
                 sem = rec["results"].get("semantic", {})
                 objs = ", ".join(f"#{i['track_id']} {i['label_name']} {i['score']:.2f}" for i in inst[:6])
                 drivable = sem.get("drivable_share")
-                print(f"frame {rec['frame']}: age {rec['age_ms']:.0f} ms, {len(inst)} objects [{objs}]"
-                      + (f", drivable {100 * drivable:.0f}%" if drivable is not None else ""))
+                print(
+                    f"frame {rec['frame']}: age {rec['age_ms']:.0f} ms, {len(inst)} objects [{objs}]"
+                    + (f", drivable {100 * drivable:.0f}%" if drivable is not None else "")
+                )
                 n += 1
                 if a.count and n >= a.count:
                     break
     except InvalidStatus as exc:
-        print(f"ws_client: the server refused the connection (HTTP {exc.response.status_code}); check --token",
-              file=sys.stderr)
+        print(
+            f"ws_client: the server refused the connection (HTTP {exc.response.status_code}); check --token",
+            file=sys.stderr,
+        )
         return 2
     except (ConnectionClosed, OSError) as exc:
         print(f"ws_client: connection ended: {exc}", file=sys.stderr)

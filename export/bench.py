@@ -56,11 +56,19 @@ def _backend(subject: BenchSubject, backend: str, device: str, precision: str, w
     if backend == "torch":
         from segstream.models.torch_backend import TorchBackend
 
-        return TorchBackend(subject.module, input_names=[subject.input_name], output_names=subject.output_names,
-                            device=device, precision=precision, channels_last=True)
+        return TorchBackend(
+            subject.module,
+            input_names=[subject.input_name],
+            output_names=subject.output_names,
+            device=device,
+            precision=precision,
+            channels_last=True,
+        )
     if precision == "int8" and backend != "tensorrt":
-        raise ConfigError("int8 is measured with --backend tensorrt only (ONNX Runtime int8 on this CPU loses accuracy "
-                          "and gains nothing; see README)")
+        raise ConfigError(
+            "int8 is measured with --backend tensorrt only (ONNX Runtime int8 on this CPU loses accuracy "
+            "and gains nothing; see README)"
+        )
     path = onnx_path or subject.export(os.path.join(workdir, "model.onnx"), subject.size_hw)
     if backend == "onnxruntime":
         from segstream.stream.backends import OnnxRuntimeBackend
@@ -105,8 +113,12 @@ def _time(be, feeds: dict, warmup: int, iters: int) -> list[float]:
 def _figures(times: list[float], **fields) -> dict:
     arr = np.asarray(times)
     p50, p95, p99 = (round(float(v), 3) for v in np.percentile(arr, [50, 95, 99]))
-    return {**fields, "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
-            "throughput_fps": round(1000.0 / float(arr.mean()), 2), "samples_ms": [round(float(t), 3) for t in times]}
+    return {
+        **fields,
+        "latency_ms": {"p50": p50, "p95": p95, "p99": p99},
+        "throughput_fps": round(1000.0 / float(arr.mean()), 2),
+        "samples_ms": [round(float(t), 3) for t in times],
+    }
 
 
 def _random_feeds(name: str, size_hw: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -114,9 +126,19 @@ def _random_feeds(name: str, size_hw: tuple[int, int]) -> dict[str, np.ndarray]:
     return {name: rng.standard_normal((1, 3, size_hw[0], size_hw[1])).astype(np.float32)}
 
 
-def bench_model(*, model: str, weights: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
-                precision: str = "fp32", input_size_hw: tuple[int, int] | None = None, iters: int = 20,
-                warmup: int = 3, subject: BenchSubject | None = None, onnx_path: str | None = None) -> dict:
+def bench_model(
+    *,
+    model: str,
+    weights: str | None = None,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    precision: str = "fp32",
+    input_size_hw: tuple[int, int] | None = None,
+    iters: int = 20,
+    warmup: int = 3,
+    subject: BenchSubject | None = None,
+    onnx_path: str | None = None,
+) -> dict:
     """Latency of one model on one backend.
 
     Args:
@@ -130,8 +152,16 @@ def bench_model(*, model: str, weights: str | None = None, backend: str = "onnxr
     if iters < 1 or warmup < 0:
         raise ConfigError(f"--iters must be >= 1, got {iters}")
     if subject is None and is_artifact(weights):
-        return bench_artifact(weights, model=model, backend=backend, device=device, precision=precision,
-                              input_size_hw=input_size_hw, iters=iters, warmup=warmup)
+        return bench_artifact(
+            weights,
+            model=model,
+            backend=backend,
+            device=device,
+            precision=precision,
+            input_size_hw=input_size_hw,
+            iters=iters,
+            warmup=warmup,
+        )
     subject = subject or subject_for(model, weights, input_size_hw)
     h, w = subject.size_hw
     feeds = _random_feeds(subject.input_name, (h, w))
@@ -141,8 +171,16 @@ def bench_model(*, model: str, weights: str | None = None, backend: str = "onnxr
             times = _time(be, feeds, warmup, iters)
         finally:
             be.close()
-    return _figures(times, model=model, backend=backend, device=device, precision=precision, input_size=[h, w],
-                    iters=iters, runtime_device=getattr(be, "device", device))
+    return _figures(
+        times,
+        model=model,
+        backend=backend,
+        device=device,
+        precision=precision,
+        input_size=[h, w],
+        iters=iters,
+        runtime_device=getattr(be, "device", device),
+    )
 
 
 def _artifact_backend(path: str, backend: str, device: str, precision: str, workdir: str):
@@ -150,8 +188,10 @@ def _artifact_backend(path: str, backend: str, device: str, precision: str, work
     or on one built here from an .onnx at ``precision``."""
     engine = not path.lower().endswith(".onnx")
     if backend == "torch":
-        raise ConfigError(f"{path} is an exported artifact; --backend torch times the torch checkpoint (.pth): "
-                          "pass that, or time the artifact with --backend onnxruntime or tensorrt")
+        raise ConfigError(
+            f"{path} is an exported artifact; --backend torch times the torch checkpoint (.pth): "
+            "pass that, or time the artifact with --backend onnxruntime or tensorrt"
+        )
     if backend == "onnxruntime":
         if engine:
             raise ConfigError(f"{path} is a TensorRT engine; time it with --backend tensorrt")
@@ -186,8 +226,10 @@ def _artifact_input(be, size_hw: tuple[int, int] | None) -> tuple[str, tuple[int
     fixed = tuple(spec.shape[2:]) if all(isinstance(d, int) and d > 0 for d in spec.shape[2:]) else None
     if fixed is not None:
         if size_hw is not None and tuple(size_hw) != fixed:
-            raise ConfigError(f"{be.path} was exported at {fixed[0]}x{fixed[1]}; got --input-size "
-                              f"{size_hw[0]}x{size_hw[1]} (leave it out, or export at that size)")
+            raise ConfigError(
+                f"{be.path} was exported at {fixed[0]}x{fixed[1]}; got --input-size "
+                f"{size_hw[0]}x{size_hw[1]} (leave it out, or export at that size)"
+            )
         return spec.name, fixed
     if size_hw is not None:
         return spec.name, tuple(size_hw)
@@ -200,9 +242,17 @@ def _artifact_input(be, size_hw: tuple[int, int] | None) -> tuple[str, tuple[int
     return spec.name, tuple(int(d) for d in feeds[spec.name].shape[2:])
 
 
-def bench_artifact(path: str, *, model: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
-                   precision: str = "fp32", input_size_hw: tuple[int, int] | None = None, iters: int = 20,
-                   warmup: int = 3) -> dict:
+def bench_artifact(
+    path: str,
+    *,
+    model: str | None = None,
+    backend: str = "onnxruntime",
+    device: str = "cpu",
+    precision: str = "fp32",
+    input_size_hw: tuple[int, int] | None = None,
+    iters: int = 20,
+    warmup: int = 3,
+) -> dict:
     """Latency of an exported artifact on a runtime backend (what a pipeline would run).
 
     Args:
@@ -224,19 +274,37 @@ def bench_artifact(path: str, *, model: str | None = None, backend: str = "onnxr
         try:
             meta = be.metadata
             if model is not None and meta is not None and meta.model != model:
-                raise ModelError(f"{path}: exported from {meta.model!r}, but --model is {model!r}; pass --model {meta.model}")
+                raise ModelError(
+                    f"{path}: exported from {meta.model!r}, but --model is {model!r}; pass --model {meta.model}"
+                )
             name, (h, w) = _artifact_input(be, input_size_hw)
             times = _time(be, _random_feeds(name, (h, w)), warmup, iters)
         finally:
             be.close()
     built_here = backend == "tensorrt" and path.lower().endswith(".onnx")
-    return _figures(times, model=meta.model if meta is not None else model, backend=backend, device=device,
-                    precision=precision if built_here or backend == "onnxruntime" else "as built",
-                    input_size=[h, w], iters=iters, runtime_device=getattr(be, "device", device), artifact=path)
+    return _figures(
+        times,
+        model=meta.model if meta is not None else model,
+        backend=backend,
+        device=device,
+        precision=precision if built_here or backend == "onnxruntime" else "as built",
+        input_size=[h, w],
+        iters=iters,
+        runtime_device=getattr(be, "device", device),
+        artifact=path,
+    )
 
 
-def bench_compare(*, model: str, weights: str | None, backends: list[str], precisions: list[str], device: str,
-                  input_size_hw: tuple[int, int] | None, iters: int) -> list[dict]:
+def bench_compare(
+    *,
+    model: str,
+    weights: str | None,
+    backends: list[str],
+    precisions: list[str],
+    device: str,
+    input_size_hw: tuple[int, int] | None,
+    iters: int,
+) -> list[dict]:
     """Every backend x precision for one model, in one run (one export shared). Combinations
     a backend cannot run are reported with an "error" field instead of figures."""
     subject = subject_for(model, weights, input_size_hw)
@@ -248,11 +316,28 @@ def bench_compare(*, model: str, weights: str | None, backends: list[str], preci
         for backend in backends:
             for precision in precisions:
                 try:
-                    rows.append(bench_model(model=model, backend=backend, device=device, precision=precision,
-                                            iters=iters, subject=subject, onnx_path=onnx_path))
+                    rows.append(
+                        bench_model(
+                            model=model,
+                            backend=backend,
+                            device=device,
+                            precision=precision,
+                            iters=iters,
+                            subject=subject,
+                            onnx_path=onnx_path,
+                        )
+                    )
                 except (BackendError, ConfigError) as exc:
-                    rows.append({"model": model, "backend": backend, "device": device, "precision": precision,
-                                 "input_size": list(subject.size_hw), "error": str(exc)})
+                    rows.append(
+                        {
+                            "model": model,
+                            "backend": backend,
+                            "device": device,
+                            "precision": precision,
+                            "input_size": list(subject.size_hw),
+                            "error": str(exc),
+                        }
+                    )
     return rows
 
 
@@ -271,12 +356,36 @@ def plot_bars(rows: list[dict], path: str, title: str) -> str:
         y = 60 + 60 * i
         bar = int((width - left - 80) * r["latency_ms"]["p50"] / top)
         cv2.rectangle(img, (left, y), (left + max(bar, 1), y + 36), (180, 120, 40), -1)
-        cv2.putText(img, f"{r['backend']} {r['precision']}", (10, y + 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        cv2.putText(img, f"{r['latency_ms']['p50']:.1f} ms", (left + max(bar, 1) + 6, y + 24),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "p50 latency, batch 1", (10, height - bottom // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                (90, 90, 90), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"{r['backend']} {r['precision']}",
+            (10, y + 24),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.55,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            img,
+            f"{r['latency_ms']['p50']:.1f} ms",
+            (left + max(bar, 1) + 6, y + 24),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        img,
+        "p50 latency, batch 1",
+        (10, height - bottom // 2),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.45,
+        (90, 90, 90),
+        1,
+        cv2.LINE_AA,
+    )
     if not cv2.imwrite(path, img):
         raise ConfigError(f"{path}: cannot write the plot")
     return path

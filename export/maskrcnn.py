@@ -17,8 +17,9 @@ from segstream.pipelines.tasks.maskrcnn import INPUT_NAME, OUTPUT_NAMES
 TRACE_SIZE_HW = (320, 448)
 
 
-def export_maskrcnn_onnx(*, loaded, out_path: str, trace_size_hw: tuple[int, int] = TRACE_SIZE_HW,
-                         opset: int = 18) -> str:
+def export_maskrcnn_onnx(
+    *, loaded, out_path: str, trace_size_hw: tuple[int, int] = TRACE_SIZE_HW, opset: int = 18
+) -> str:
     """Exports a ``LoadedMaskRCNN`` to ``out_path``.
 
     Args:
@@ -37,8 +38,20 @@ def export_maskrcnn_onnx(*, loaded, out_path: str, trace_size_hw: tuple[int, int
     graph = MaskRCNNGraph(loaded.model).eval()
     example = torch.zeros(1, 3, *trace_size_hw)
     meta = replace(artifact_metadata(loaded), versions=export_versions())
-    detections = {"boxes": {0: "detections"}, "labels": {0: "detections"}, "scores": {0: "detections"},
-                  "mask_probs": {0: "detections"}}
-    return export_onnx(model=graph, example_input=example, out_path=out_path, metadata=meta,
-                       input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), dynamic_hw=True, opset=opset,
-                       output_dynamic_axes=detections)
+    detections = {
+        "boxes": {0: "detections"},
+        "labels": {0: "detections"},
+        "scores": {0: "detections"},
+        "mask_probs": {0: "detections"},
+    }
+    return export_onnx(
+        model=graph,
+        example_input=example,
+        out_path=out_path,
+        metadata=meta,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_hw=True,
+        opset=opset,
+        output_dynamic_axes=detections,
+    )

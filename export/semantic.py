@@ -19,9 +19,18 @@ from segstream.stream.errors import ConfigError, ModelError
 PARITY_SIZES = ((360, 640), (512, 1024), (720, 1280))
 
 
-def export_semantic(*, model: str, weights: str | None, out_path: str, num_classes: int | None = None,
-                    trace_size_hw: tuple[int, int] = (512, 1024), dynamic_hw: bool = True, opset: int = 18,
-                    output_stride: int | None = None, size_policy=None) -> str:
+def export_semantic(
+    *,
+    model: str,
+    weights: str | None,
+    out_path: str,
+    num_classes: int | None = None,
+    trace_size_hw: tuple[int, int] = (512, 1024),
+    dynamic_hw: bool = True,
+    opset: int = 18,
+    output_stride: int | None = None,
+    size_policy=None,
+) -> str:
     """Exports a semantic model to ONNX.
 
     Args:
@@ -47,18 +56,30 @@ def export_semantic(*, model: str, weights: str | None, out_path: str, num_class
     from segstream.models.semantic.zoo import LogitsAndLabels, artifact_metadata, load_model
 
     loaded = load_model(model, weights, num_classes=num_classes, aux=False, output_stride=output_stride)
-    meta = artifact_metadata(loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw), size_policy=size_policy)
+    meta = artifact_metadata(
+        loaded, input_size_hw=None if dynamic_hw else tuple(trace_size_hw), size_policy=size_policy
+    )
     meta = replace(meta, versions=export_versions())
     pad = loaded.spec.size_policy
     padded = pad.padded_size(trace_size_hw)
     if not dynamic_hw and padded != tuple(trace_size_hw):
-        raise ConfigError(f"{model}: a fixed input size must be a multiple of {pad.pad_multiple}, got "
-                          f"{trace_size_hw[0]}x{trace_size_hw[1]}; use {padded[0]}x{padded[1]} or --dynamic")
+        raise ConfigError(
+            f"{model}: a fixed input size must be a multiple of {pad.pad_multiple}, got "
+            f"{trace_size_hw[0]}x{trace_size_hw[1]}; use {padded[0]}x{padded[1]} or --dynamic"
+        )
     trace_size_hw = padded
     wrapped = LogitsAndLabels(loaded.model).eval()
     example = torch.zeros(1, 3, *trace_size_hw)
-    return export_onnx(model=wrapped, example_input=example, out_path=out_path, metadata=meta,
-                       input_names=["image"], output_names=["logits", "labels"], dynamic_hw=dynamic_hw, opset=opset)
+    return export_onnx(
+        model=wrapped,
+        example_input=example,
+        out_path=out_path,
+        metadata=meta,
+        input_names=["image"],
+        output_names=["logits", "labels"],
+        dynamic_hw=dynamic_hw,
+        opset=opset,
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ Shape = tuple[int, ...]
 
 # ---------------------------------------------------------------- pure helpers (no TensorRT)
 
+
 def onnx_input_shapes(onnx_path: str) -> dict[str, tuple]:
     """Graph inputs of an ONNX file and their shapes, dynamic dims as None.
 
@@ -65,7 +66,9 @@ def _check_profile(name: str, onnx_shape: tuple, triple) -> tuple[Shape, Shape, 
             if want is not None and want != got:
                 raise ConfigError(f"input_shapes['{name}']: axis {axis} is fixed at {want} in the ONNX file, got {got}")
     if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)) or min(lo) < 1:
-        raise ConfigError(f"input_shapes['{name}']: expected 1 <= min <= opt <= max on every axis, got {lo}, {opt}, {hi}")
+        raise ConfigError(
+            f"input_shapes['{name}']: expected 1 <= min <= opt <= max on every axis, got {lo}, {opt}, {hi}"
+        )
     return lo, opt, hi
 
 
@@ -145,7 +148,7 @@ def write_cache(path: str, data: bytes) -> None:
 
 
 def precision_name(*, fp16: bool, int8: bool) -> str:
-    """"fp32", "fp16", "int8" or "int8+fp16": what the engine's side file records."""
+    """ "fp32", "fp16", "int8" or "int8+fp16": what the engine's side file records."""
     if int8:
         return "int8+fp16" if fp16 else "int8"
     return "fp16" if fp16 else "fp32"
@@ -208,7 +211,9 @@ class CalibrationFeeder:
         stride: int = 1,
     ) -> None:
         if max_frames < 1 or batch_size < 1 or stride < 1:
-            raise ConfigError(f"calibration: max_frames, batch_size and stride must be >= 1, got {max_frames}, {batch_size}, {stride}")
+            raise ConfigError(
+                f"calibration: max_frames, batch_size and stride must be >= 1, got {max_frames}, {batch_size}, {stride}"
+            )
         if batch_size > max_frames:
             raise ConfigError(f"calibration: batch_size {batch_size} is larger than max_frames {max_frames}")
         self.source = str(source)
@@ -253,7 +258,13 @@ class CalibrationFeeder:
         first_shape = None
         for i, img in enumerate(self._frames()):
             x = self.preprocess(img)
-            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+            if (
+                not isinstance(x, np.ndarray)
+                or x.dtype != np.float32
+                or x.ndim != 4
+                or x.shape[0] != 1
+                or x.shape[1] != 3
+            ):
                 raise ModelError(
                     f"calibration preprocess must return a (1, 3, H, W) float32 array, got "
                     f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')} for frame {i}"
@@ -271,7 +282,9 @@ class CalibrationFeeder:
                 yield np.ascontiguousarray(np.concatenate(pending, axis=0))
                 pending = []
         if first_shape is None or (self.frames_used < self.batch_size):
-            raise SourceError(f"{self.source}: gave {self.frames_used} frames, fewer than one calibration batch of {self.batch_size}")
+            raise SourceError(
+                f"{self.source}: gave {self.frames_used} frames, fewer than one calibration batch of {self.batch_size}"
+            )
         if pending:
             log.info("calibration: dropped the last %d frames (a partial batch)", len(pending))
 
@@ -280,6 +293,7 @@ class CalibrationFeeder:
 
 
 # ---------------------------------------------------------------- TensorRT parts (GPU machines)
+
 
 def make_entropy_calibrator(
     *, feeder: CalibrationFeeder | None, cache_path: str | None, batch_shape: Shape | None = None
@@ -340,8 +354,13 @@ def make_entropy_calibrator(
             if not self._device_ptr:
                 self._device_ptr = int(cuda_call(cudart, cudart.cudaMalloc(batch.nbytes), "cudaMalloc for calibration"))
                 self._nbytes = batch.nbytes
-            cuda_call(cudart, cudart.cudaMemcpy(self._device_ptr, batch.ctypes.data, batch.nbytes,
-                                                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "calibration copy")
+            cuda_call(
+                cudart,
+                cudart.cudaMemcpy(
+                    self._device_ptr, batch.ctypes.data, batch.nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+                ),
+                "calibration copy",
+            )
             self.batches_fed += 1
             return [self._device_ptr]
 

@@ -41,8 +41,18 @@ PLATFORMS = {
 
 # ONNX TensorProto element types -> Triton data types.
 _ONNX_TO_TRITON = {
-    1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
-    7: "TYPE_INT64", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64",
+    1: "TYPE_FP32",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+    4: "TYPE_UINT16",
+    5: "TYPE_INT16",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    9: "TYPE_BOOL",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    12: "TYPE_UINT32",
+    13: "TYPE_UINT64",
 }
 
 
@@ -87,8 +97,10 @@ def onnx_io(onnx_path: str) -> OnnxIO:
                 continue
             t = v.type.tensor_type
             if t.elem_type not in _ONNX_TO_TRITON:
-                raise ModelError(f"{onnx_path}: tensor {v.name!r} has ONNX element type {t.elem_type}, "
-                                 f"which Triton has no type for (expected one of {sorted(_ONNX_TO_TRITON)})")
+                raise ModelError(
+                    f"{onnx_path}: tensor {v.name!r} has ONNX element type {t.elem_type}, "
+                    f"which Triton has no type for (expected one of {sorted(_ONNX_TO_TRITON)})"
+                )
             dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in t.shape.dim)
             out.append(TensorDecl(v.name, _ONNX_TO_TRITON[t.elem_type], dims))
         return out
@@ -98,8 +110,15 @@ def onnx_io(onnx_path: str) -> OnnxIO:
         if p.key == METADATA_KEY:
             ArtifactMetadata.from_json(p.value, origin=onnx_path)  # refuse to publish broken metadata
             meta = p.value
-    external = sorted({e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
-                       for e in t.external_data if e.key == "location"})
+    external = sorted(
+        {
+            e.value
+            for t in proto.graph.initializer
+            if t.data_location == onnx.TensorProto.EXTERNAL
+            for e in t.external_data
+            if e.key == "location"
+        }
+    )
     return OnnxIO(decls(proto.graph.input), decls(proto.graph.output), meta, tuple(external))
 
 
@@ -126,8 +145,10 @@ def _tensor_block(kind: str, tensors: list[TensorDecl], batched: bool) -> str:
     items = []
     for t in tensors:
         dims = t.dims[1:] if batched else t.dims
-        items.append(f"  {{\n    name: {_pbtxt_string(t.name)}\n    data_type: {t.data_type}\n"
-                     f"    dims: [ {', '.join(str(d) for d in dims)} ]\n  }}")
+        items.append(
+            f"  {{\n    name: {_pbtxt_string(t.name)}\n    data_type: {t.data_type}\n"
+            f"    dims: [ {', '.join(str(d) for d in dims)} ]\n  }}"
+        )
     return f"{kind} [\n" + ",\n".join(items) + "\n]\n"
 
 
@@ -163,8 +184,10 @@ def triton_config_text(
         # Runtime on the CPU.
         text += "instance_group [\n  {\n    kind: KIND_CPU\n    count: 1\n  }\n]\n"
     if metadata_json is not None:
-        text += (f"parameters {{\n  key: {_pbtxt_string(TRITON_METADATA_PARAMETER)}\n"
-                 f"  value {{ string_value: {_pbtxt_string(metadata_json)} }}\n}}\n")
+        text += (
+            f"parameters {{\n  key: {_pbtxt_string(TRITON_METADATA_PARAMETER)}\n"
+            f"  value {{ string_value: {_pbtxt_string(metadata_json)} }}\n}}\n"
+        )
     return text
 
 
@@ -177,8 +200,10 @@ def _engine_source(engine_path: str, source_onnx: str | None) -> tuple[str, dict
         onnx_name = doc.get("engine", {}).get("onnx")
         candidate = os.path.join(os.path.dirname(os.path.abspath(engine_path)), onnx_name) if onnx_name else None
         if candidate is None or not os.path.isfile(candidate):
-            raise ModelError(f"{engine_path}: the ONNX file it was built from ({onnx_name or 'not named in its side file'}) "
-                             "is not beside it; pass source_onnx= so the repository can declare inputs and outputs")
+            raise ModelError(
+                f"{engine_path}: the ONNX file it was built from ({onnx_name or 'not named in its side file'}) "
+                "is not beside it; pass source_onnx= so the repository can declare inputs and outputs"
+            )
         source_onnx = candidate
     return source_onnx, doc
 
@@ -217,8 +242,10 @@ def write_triton_repo(
     if platform is None:
         platform = {".onnx": "onnxruntime_onnx", ".engine": "tensorrt_plan", ".plan": "tensorrt_plan"}.get(suffix)
         if platform is None:
-            raise ConfigError(f"{artifact}: cannot tell the Triton platform from {suffix!r}; "
-                              "expected a .onnx, .engine or .plan file, or pass platform=")
+            raise ConfigError(
+                f"{artifact}: cannot tell the Triton platform from {suffix!r}; "
+                "expected a .onnx, .engine or .plan file, or pass platform="
+            )
     if platform not in PLATFORMS:
         raise ConfigError(f"platform must be one of {sorted(PLATFORMS)}, got {platform!r}")
     is_engine = platform == "tensorrt_plan"
@@ -227,7 +254,9 @@ def write_triton_repo(
     if not os.path.isfile(artifact):
         raise ModelError(f"{artifact}: no such file; export one with 'segstream export'")
     if max_batch_size < 1 or max_queue_delay_us < 0:
-        raise ConfigError(f"max_batch_size must be >= 1 and max_queue_delay_us >= 0, got {max_batch_size} and {max_queue_delay_us}")
+        raise ConfigError(
+            f"max_batch_size must be >= 1 and max_queue_delay_us >= 0, got {max_batch_size} and {max_queue_delay_us}"
+        )
     name = name or os.path.splitext(os.path.basename(artifact))[0]
     if not name or "/" in name or name.startswith("."):
         raise ConfigError(f"model name must be a plain folder name, got {name!r}")
@@ -247,9 +276,15 @@ def write_triton_repo(
         metadata_json = io.metadata_json
     inputs, outputs = io.inputs, io.outputs
     dynamic_batch = bool(inputs) and all(t.dims and t.dims[0] == -1 for t in inputs)
-    text = triton_config_text(name, platform, inputs, outputs, metadata_json,
-                              max_batch_size=max_batch_size if dynamic_batch else 0,
-                              max_queue_delay_us=max_queue_delay_us)
+    text = triton_config_text(
+        name,
+        platform,
+        inputs,
+        outputs,
+        metadata_json,
+        max_batch_size=max_batch_size if dynamic_batch else 0,
+        max_queue_delay_us=max_queue_delay_us,
+    )
 
     model_dir = os.path.join(str(repo_dir), name)
     version_dir = os.path.join(model_dir, str(int(version)))

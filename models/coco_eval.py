@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -62,8 +62,12 @@ def coco_results(inst: Instances, image_id: int, category_ids) -> list[dict]:
     out = []
     for i in range(len(inst)):
         x1, y1, x2, y2 = (float(v) for v in inst.boxes_xyxy[i])
-        item = {"image_id": int(image_id), "category_id": int(category_ids[int(inst.labels[i])]),
-                "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(inst.scores[i])}
+        item = {
+            "image_id": int(image_id),
+            "category_id": int(category_ids[int(inst.labels[i])]),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": float(inst.scores[i]),
+        }
         if inst.masks is not None:
             rle = mask_util.encode(np.asfortranarray(inst.masks[i].astype(np.uint8)))
             rle["counts"] = rle["counts"].decode("ascii")
@@ -114,7 +118,12 @@ def evaluate_coco(predict: Callable[[np.ndarray], Instances], data, progress: bo
             ev.summarize()
         names = {c["id"]: c["name"] for c in data.coco.loadCats(ev.params.catIds)}
         ap50, ap = per_class_ap(ev, names)
-        figures[kind] = {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2]),
-                         "per_class_AP50": ap50, "per_class_AP": ap,
-                         "per_class_AP50_by_area": per_class_ap50_by_area(ev, names)}
+        figures[kind] = {
+            "AP": float(ev.stats[0]),
+            "AP50": float(ev.stats[1]),
+            "AP75": float(ev.stats[2]),
+            "per_class_AP50": ap50,
+            "per_class_AP": ap,
+            "per_class_AP50_by_area": per_class_ap50_by_area(ev, names),
+        }
     return figures

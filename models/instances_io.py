@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -21,16 +21,22 @@ def onnx_backend(model: str, weights: str | None, backend: str, what: str):
     exported from ``--model``); for ``--backend torch``: None, once ``--weights`` is known not to
     be an ONNX file. ``what`` names the family in messages."""
     if not weights:
-        raise ConfigError(f"--weights is required: a {what} .pth checkpoint, or an .onnx file with --backend onnxruntime")
+        raise ConfigError(
+            f"--weights is required: a {what} .pth checkpoint, or an .onnx file with --backend onnxruntime"
+        )
     is_onnx = weights.lower().endswith(".onnx")
     if backend == "onnxruntime":
         if not is_onnx:
-            raise ConfigError(f"--backend onnxruntime needs an .onnx file, got {weights!r}; export one with 'segstream export'")
+            raise ConfigError(
+                f"--backend onnxruntime needs an .onnx file, got {weights!r}; export one with 'segstream export'"
+            )
         from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
 
         be = OnnxRuntimeBackend(weights, providers=("cpu",))
         if be.metadata is not None and be.metadata.model != model:
-            raise ModelError(f"{weights}: exported from {be.metadata.model!r}, but --model is {model!r}; pass --model {be.metadata.model}")
+            raise ModelError(
+                f"{weights}: exported from {be.metadata.model!r}, but --model is {model!r}; pass --model {be.metadata.model}"
+            )
         return be
     if is_onnx:
         raise ConfigError(f"{weights} is an ONNX file; run it with --backend onnxruntime")
@@ -52,8 +58,13 @@ def detections_json(inst, image_name: str) -> list[dict]:
     out = []
     for i in range(len(inst)):
         x1, y1, x2, y2 = (float(v) for v in inst.boxes_xyxy[i])
-        entry = {"image": image_name, "label": int(inst.labels[i]), "label_name": names[i],
-                 "score": round(float(inst.scores[i]), 5), "bbox": [x1, y1, x2 - x1, y2 - y1]}
+        entry = {
+            "image": image_name,
+            "label": int(inst.labels[i]),
+            "label_name": names[i],
+            "score": round(float(inst.scores[i]), 5),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+        }
         if inst.masks is not None:
             rle = mask_util.encode(np.asfortranarray(inst.masks[i].astype(np.uint8)))
             entry["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
@@ -78,8 +89,14 @@ def predict_instances(opts: PredictOptions, make_runner: Callable) -> int:
     if not opts.json_out and not opts.overlay:
         raise ConfigError("nothing to write: give --json OUT.json and/or --overlay DIR")
     images = [(p, _read_image(p)) for p in opts.images]
-    runner = make_runner(opts.model, opts.weights, opts.backend, score_threshold=opts.score_threshold,
-                         max_detections=opts.top_k, mask_threshold=opts.mask_threshold)
+    runner = make_runner(
+        opts.model,
+        opts.weights,
+        opts.backend,
+        score_threshold=opts.score_threshold,
+        max_detections=opts.top_k,
+        mask_threshold=opts.mask_threshold,
+    )
     entries = []
     style = OverlayStyle()
     if opts.overlay:
@@ -109,8 +126,10 @@ def report_coco(opts: EvalOptions, figures: dict) -> int:
         if f.get("per_class_AP50"):
             print("      AP50 " + "  ".join(f"{name} {v * 100:.2f}" for name, v in f["per_class_AP50"].items()))
             for area, row in f.get("per_class_AP50_by_area", {}).items():
-                print(f"      AP50 {area:<6} " + "  ".join(f"{name} {'-' if v is None else f'{v * 100:.2f}'}"
-                                                          for name, v in row.items()))
+                print(
+                    f"      AP50 {area:<6} "
+                    + "  ".join(f"{name} {'-' if v is None else f'{v * 100:.2f}'}" for name, v in row.items())
+                )
     if opts.json_out:
         os.makedirs(os.path.dirname(os.path.abspath(opts.json_out)), exist_ok=True)
         with open(opts.json_out, "w", encoding="utf-8") as fh:

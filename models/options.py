@@ -139,5 +139,10 @@ class VerifyOptions:
 
 
 #: command name -> its parameters' type.
-OPTIONS_BY_COMMAND = {"predict": PredictOptions, "eval": EvalOptions, "train": TrainOptions,
-                      "export": ExportOptions, "verify": VerifyOptions}
+OPTIONS_BY_COMMAND = {
+    "predict": PredictOptions,
+    "eval": EvalOptions,
+    "train": TrainOptions,
+    "export": ExportOptions,
+    "verify": VerifyOptions,
+}

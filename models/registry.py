@@ -15,24 +15,38 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from segstream.pipelines.tasks.families import RuntimeFamily, family_of_model, runtime_family
 from segstream.stream.errors import ConfigError
 
 #: Options of ``segstream predict`` / ``eval`` / ``train`` that only some families take. An option
 #: not listed here applies to every family. A family declares the ones it takes as "<command> <flag>".
-RESTRICTED_OPTIONS = frozenset({
-    "predict --input-size", "eval --input-size",
-    "predict --mask-threshold", "eval --mask-threshold",
-    "train --class-weights", "train --val-labels", "train --scale-range", "train --jitter",
-    "train --warmup-iters", "train --weight-decay",
-    "train --val-annotations",
-    "train --resume", "train --stop-at", "train --val-images", "train --eval-every",
-    "train --aspect-ratios", "train --square-anchors", "train --mask-targets", "train --proto-skip",
-    "train --mask-threshold",
-})
+RESTRICTED_OPTIONS = frozenset(
+    {
+        "predict --input-size",
+        "eval --input-size",
+        "predict --mask-threshold",
+        "eval --mask-threshold",
+        "train --class-weights",
+        "train --val-labels",
+        "train --scale-range",
+        "train --jitter",
+        "train --warmup-iters",
+        "train --weight-decay",
+        "train --val-annotations",
+        "train --resume",
+        "train --stop-at",
+        "train --val-images",
+        "train --eval-every",
+        "train --aspect-ratios",
+        "train --square-anchors",
+        "train --mask-targets",
+        "train --proto-skip",
+        "train --mask-threshold",
+    }
+)
 
 _INSTANCE_EVAL = frozenset({"predict --mask-threshold", "eval --mask-threshold", "train --val-annotations"})
 _RESUMABLE = frozenset({"train --resume", "train --stop-at", "train --val-images", "train --eval-every"})
@@ -60,7 +74,9 @@ class ModelFamily:
     def __post_init__(self) -> None:
         unknown = self.options - RESTRICTED_OPTIONS
         if unknown:
-            raise ValueError(f"family {self.name!r}: unknown options {sorted(unknown)} (known: {sorted(RESTRICTED_OPTIONS)})")
+            raise ValueError(
+                f"family {self.name!r}: unknown options {sorted(unknown)} (known: {sorted(RESTRICTED_OPTIONS)})"
+            )
 
     @property
     def name(self) -> str:
@@ -90,17 +106,32 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily(
         runtime_family("yolact"),
         models=(
-            "yolact_base", "yolact_resnet50", "yolact_darknet53", "yolact_im700", "yolact_mobilenetv3", "yolact_tiny",
+            "yolact_base",
+            "yolact_resnet50",
+            "yolact_darknet53",
+            "yolact_im700",
+            "yolact_mobilenetv3",
+            "yolact_tiny",
             "yolact_edge",  # YolactEdge: YOLACT with a split FPN and per-class standard NMS
-            "yolact_edge_resnet50", "yolact_edge_mobilenetv2",
+            "yolact_edge_resnet50",
+            "yolact_edge_mobilenetv2",
             "yolact_edge_vid",  # YouTube-VIS video models (keyframe path; flow net weights kept)
-            "yolact_edge_vid_resnet50", "yolact_edge_vid_minimal", "yolact_edge_youtubevis",
+            "yolact_edge_vid_resnet50",
+            "yolact_edge_vid_minimal",
+            "yolact_edge_youtubevis",
             "yolact_edge_youtubevis_resnet50",
             "yolact_lite0",  # YOLACT on EfficientNet-Lite0 (the CamVid road instance model)
         ),
         commands="segstream.models.yolact.commands",
-        options=_INSTANCE_EVAL | _RESUMABLE | {"train --aspect-ratios", "train --square-anchors", "train --mask-targets",
-                                               "train --proto-skip", "train --mask-threshold"},
+        options=_INSTANCE_EVAL
+        | _RESUMABLE
+        | {
+            "train --aspect-ratios",
+            "train --square-anchors",
+            "train --mask-targets",
+            "train --proto-skip",
+            "train --mask-threshold",
+        },
         bench_subject="segstream.models.yolact.commands:bench_subject",
     ),
     ModelFamily(
@@ -114,8 +145,14 @@ FAMILIES: tuple[ModelFamily, ...] = (
         runtime_family("semantic"),
         models=(
             # road semantics
-            "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101", "lraspp_mobilenet_v3_large",
-            "fcn_resnet50", "fcn_resnet101", "deeplabv3plus_mobilenet", "deeplabv3plus_resnet50",
+            "deeplabv3_mobilenet_v3_large",
+            "deeplabv3_resnet50",
+            "deeplabv3_resnet101",
+            "lraspp_mobilenet_v3_large",
+            "fcn_resnet50",
+            "fcn_resnet101",
+            "deeplabv3plus_mobilenet",
+            "deeplabv3plus_resnet50",
             "deeplabv3plus_resnet101",
             "deeplabv3_mobilenet",  # VainF's DeepLabV3 on MobileNetV2
             "deeplab_tiny",
@@ -125,8 +162,17 @@ FAMILIES: tuple[ModelFamily, ...] = (
             *(f"fcn{v}_{bb}" for v in ("32s", "16s", "8s") for bb in ("vgg16", "resnet18")),
         ),
         commands="segstream.models.semantic.commands",
-        options=_RESUMABLE | {"predict --input-size", "eval --input-size", "train --class-weights", "train --val-labels",
-                              "train --scale-range", "train --jitter", "train --warmup-iters", "train --weight-decay"},
+        options=_RESUMABLE
+        | {
+            "predict --input-size",
+            "eval --input-size",
+            "train --class-weights",
+            "train --val-labels",
+            "train --scale-range",
+            "train --jitter",
+            "train --warmup-iters",
+            "train --weight-decay",
+        },
         bench_subject="segstream.models.semantic.commands:bench_subject",
     ),
 )
@@ -142,8 +188,10 @@ def _by_model(families: tuple[ModelFamily, ...]) -> dict[str, ModelFamily]:
                 raise ValueError(f"model {m!r} is in both the {out[m].name!r} and the {f.name!r} family")
             claimed = family_of_model(m)
             if claimed is not (f.runtime if f.runtime.model_prefixes else None):
-                raise ValueError(f"model {m!r} of the {f.name!r} family: the runtime would take its artifacts for "
-                                 f"{claimed.name if claimed else 'no family'}'s (model name prefixes)")
+                raise ValueError(
+                    f"model {m!r} of the {f.name!r} family: the runtime would take its artifacts for "
+                    f"{claimed.name if claimed else 'no family'}'s (model name prefixes)"
+                )
             out[m] = f
     return out
 

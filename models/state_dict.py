@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 
-def mismatch_summary(expected: Mapping, state: Mapping, *, ignore_missing: Callable[[str], bool] = lambda k: False) -> str:
-    """"" when ``state`` fits ``expected`` (same keys and shapes), else a one-line summary:
+def mismatch_summary(
+    expected: Mapping, state: Mapping, *, ignore_missing: Callable[[str], bool] = lambda k: False
+) -> str:
+    """ "" when ``state`` fits ``expected`` (same keys and shapes), else a one-line summary:
     "N missing (e.g. a, b, c); N unexpected (e.g. ...); N of other shape (e.g. k (file shape) (expected (shape)))".
 
     Args:
@@ -24,6 +26,7 @@ def mismatch_summary(expected: Mapping, state: Mapping, *, ignore_missing: Calla
         parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
     if wrong:
         k = wrong[0]
-        parts.append(f"{len(wrong)} of other shape (e.g. {k} {tuple(state[k].shape)} "
-                     f"(expected {tuple(expected[k].shape)}))")
+        parts.append(
+            f"{len(wrong)} of other shape (e.g. {k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)}))"
+        )
     return "; ".join(parts)

@@ -61,7 +61,9 @@ class TorchBackend(Backend):
                 "use device='cpu' or install a CUDA build of torch on a machine with an NVIDIA GPU"
             )
         if precision == "fp16" and not device.startswith("cuda"):
-            raise BackendError("precision 'fp16' needs device='cuda' (half-precision kernels are slow or missing on CPU); use 'fp32' on CPU")
+            raise BackendError(
+                "precision 'fp16' needs device='cuda' (half-precision kernels are slow or missing on CPU); use 'fp32' on CPU"
+            )
         if not input_names or not output_names:
             raise BackendError("input_names and output_names must name at least one tensor each")
         self._torch = torch
@@ -83,8 +85,13 @@ class TorchBackend(Backend):
         if precision == "fp16":
             module = module.half()
         self._module = module
-        log.info("torch: %s runs on %s (%s%s)", type(module).__name__, self.device, precision,
-                 ", channels_last" if self.channels_last else "")
+        log.info(
+            "torch: %s runs on %s (%s%s)",
+            type(module).__name__,
+            self.device,
+            precision,
+            ", channels_last" if self.channels_last else "",
+        )
 
     def _to_tensor(self, arr: np.ndarray):
         torch = self._torch

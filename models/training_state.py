@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from segstream.stream.errors import ConfigError
 
 
-def read_resumable(path: str, settings: dict, find_state: Callable[[dict], object], saved_key: str) -> tuple[dict, dict]:
+def read_resumable(
+    path: str, settings: dict, find_state: Callable[[dict], object], saved_key: str
+) -> tuple[dict, dict]:
     """Loads ``path`` (``weights_only``) and returns (the whole file, its training state).
 
     Args:
@@ -26,8 +28,10 @@ def read_resumable(path: str, settings: dict, find_state: Callable[[dict], objec
     obj = torch.load(path, map_location="cpu", weights_only=True)
     state = find_state(obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
-        raise ConfigError(f"--resume {path}: holds no training state (optimiser, iteration); give a .last.pth "
-                          "that 'segstream train' wrote, or start from it with --weights")
+        raise ConfigError(
+            f"--resume {path}: holds no training state (optimiser, iteration); give a .last.pth "
+            "that 'segstream train' wrote, or start from it with --weights"
+        )
     saved = state[saved_key]
     diff = {k: (v, saved.get(k)) for k, v in settings.items() if saved.get(k) != v}
     if diff:

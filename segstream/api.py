@@ -17,7 +17,8 @@ import dataclasses
 import difflib
 import os
 import signal
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ __all__ = ["open_pipeline", "Pipeline", "PipelineReport", "load_runner", "Runner
 
 
 # --------------------------------------------------------------------------- pipelines
+
 
 class PipelineReport(RunReport):
     """The run report of ``segstream run`` (``RunReport``: reason, error, metrics, stuck
@@ -105,8 +107,10 @@ class Pipeline:
                 of the frames written before it). Also: it has run already, or was closed.
         """
         if self._state != "ready":
-            raise SegstreamError(f"this pipeline {'has run' if self._state == 'ran' else 'is closed'}; "
-                                 "a pipeline runs once: call open_pipeline again for another run")
+            raise SegstreamError(
+                f"this pipeline {'has run' if self._state == 'ran' else 'is closed'}; "
+                "a pipeline runs once: call open_pipeline again for another run"
+            )
         self._state = "ran"
         graph = self._graph
         total = None if graph.source.live else graph.source.frame_count
@@ -139,16 +143,21 @@ class Pipeline:
         if self._state != "ran":
             self._state = "closed"
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def open_pipeline(config: str | os.PathLike | dict | AppConfig = "config.toml", *, source: str | None = None,
-                  sinks: Sequence[str] | None = None, max_frames: int | None = None,
-                  overrides: Mapping[str, Any] | None = None) -> Pipeline:
+def open_pipeline(
+    config: str | os.PathLike | dict | AppConfig = "config.toml",
+    *,
+    source: str | None = None,
+    sinks: Sequence[str] | None = None,
+    max_frames: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Pipeline:
     """Builds the pipeline a config describes, as ``segstream run`` does (nothing runs yet).
 
     Models are loaded and every setting is checked here, so errors come before any output.
@@ -231,8 +240,15 @@ def _merge(node: dict, key: str, value: Any) -> None:
 SETTINGS_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "yolact": ("score_threshold", "max_detections", "mask_threshold", "nms_method"),
     "maskrcnn": ("score_threshold", "max_detections", "mask_threshold"),
-    "semantic": ("input_size_hw", "smoothing", "ema_alpha", "hysteresis_frames", "drivable", "drivable_classes",
-                 "keep_probabilities"),
+    "semantic": (
+        "input_size_hw",
+        "smoothing",
+        "ema_alpha",
+        "hysteresis_frames",
+        "drivable",
+        "drivable_classes",
+        "keep_probabilities",
+    ),
 }
 
 # Backend name -> the artifact suffixes it opens (open_backend picks the class by suffix).
@@ -244,8 +260,9 @@ def _family_of(meta: ArtifactMetadata, path: str) -> RuntimeFamily:
     family = family_of_model(meta.model, meta.task)
     if family is None:
         known = [f.name for f in RUNTIME_FAMILIES if f.task == meta.task]
-        raise ModelError(f"{path}: no runner for {meta.task} model {meta.model!r}; "
-                         f"known {meta.task} families: {', '.join(known)}")
+        raise ModelError(
+            f"{path}: no runner for {meta.task} model {meta.model!r}; known {meta.task} families: {', '.join(known)}"
+        )
     return family
 
 
@@ -255,8 +272,9 @@ def _check_settings(family: RuntimeFamily, model: str, settings: Mapping[str, An
     if unknown:
         close = difflib.get_close_matches(unknown[0], accepted, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"load_runner: unknown setting {unknown[0]!r} for {model!r}; {hint}"
-                          f"accepted: {', '.join(accepted)}")
+        raise ConfigError(
+            f"load_runner: unknown setting {unknown[0]!r} for {model!r}; {hint}accepted: {', '.join(accepted)}"
+        )
 
 
 class Runner:
@@ -276,7 +294,7 @@ class Runner:
 
     @property
     def task(self) -> str:
-        """"instances" or "semantic"."""
+        """ "instances" or "semantic"."""
         return self.metadata.task
 
     @property
@@ -301,7 +319,7 @@ class Runner:
         """Releases the model. Safe to call twice."""
         self.backend.close()
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -330,8 +348,9 @@ def _check_image(image) -> None:
         raise ConfigError(f"{want}, got an empty image {found}")
 
 
-def load_runner(artifact: str | os.PathLike, *, backend: str = "onnxruntime", providers: Sequence[str] = ("cpu",),
-                **settings: Any) -> Runner:
+def load_runner(
+    artifact: str | os.PathLike, *, backend: str = "onnxruntime", providers: Sequence[str] = ("cpu",), **settings: Any
+) -> Runner:
     """Opens an exported model and returns the runner its metadata calls for.
 
     Args:
@@ -361,14 +380,18 @@ def load_runner(artifact: str | os.PathLike, *, backend: str = "onnxruntime", pr
         hint = f"pass backend={other!r}" if other else f"expected {' or '.join(suffixes)}"
         raise ConfigError(f"{path}: the {backend} backend does not open {suffix or 'files without a suffix'}; {hint}")
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such model file; give an artifact written by 'segstream export' "
-                          f"({', '.join(sorted(BACKENDS_BY_SUFFIX))})")
+        raise ConfigError(
+            f"{path}: no such model file; give an artifact written by 'segstream export' "
+            f"({', '.join(sorted(BACKENDS_BY_SUFFIX))})"
+        )
     options = {"providers": tuple(providers)} if backend == "onnxruntime" else {}
     opened = open_backend(path, **options)
     try:
         if opened.metadata is None:
-            raise ModelError(f"{path}: the file has no segstream metadata, so nothing says what it is; export it "
-                             "with 'segstream export' (or run it yourself through segstream.stream.backends.open_backend)")
+            raise ModelError(
+                f"{path}: the file has no segstream metadata, so nothing says what it is; export it "
+                "with 'segstream export' (or run it yourself through segstream.stream.backends.open_backend)"
+            )
         family = _family_of(opened.metadata, path)
         _check_settings(family, opened.metadata.model, settings)
         return Runner(family.runner_class()(opened, **settings), opened)

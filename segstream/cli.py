@@ -28,27 +28,51 @@ class _Parser(argparse.ArgumentParser):
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="stream a source through a pipeline to sinks")
     p.add_argument("--config", help="TOML config (default: the built-in defaults, or ./config.toml if present)")
-    p.add_argument("--source", help="source URI: file, folder, glob, /dev/videoN, N, csi://N, rtsp://, http(s)://, gst:..., synthetic://, "
-                   "stack:///series (slices), tiles:///map.tif (a large image as tiles)")
-    p.add_argument("--output", action="append", default=None, help="sink URI; repeat for several (file.mp4, dir/, x.jsonl, display://0, gst:..., null://)")
-    p.add_argument("--pipeline", help="pipeline name (passthrough, edges, dashcam, instances, road, medical, satellite)")
+    p.add_argument(
+        "--source",
+        help="source URI: file, folder, glob, /dev/videoN, N, csi://N, rtsp://, http(s)://, gst:..., synthetic://, "
+        "stack:///series (slices), tiles:///map.tif (a large image as tiles)",
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        default=None,
+        help="sink URI; repeat for several (file.mp4, dir/, x.jsonl, display://0, gst:..., null://)",
+    )
+    p.add_argument(
+        "--pipeline", help="pipeline name (passthrough, edges, dashcam, instances, road, medical, satellite)"
+    )
     p.add_argument("--max-frames", type=int, help="stop after N frames from the source")
     p.add_argument("--metrics-json", help="write the run's metrics to this JSON file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. runtime.queue_size=8")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. runtime.queue_size=8",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _add_model_args(p, *, weights_required: bool) -> None:
     p.add_argument("--model", required=True, help="model name, e.g. yolact_mobilenetv3, deeplabv3_mobilenet_v3_large")
-    p.add_argument("--weights", required=weights_required, help="checkpoint (.pth) or, with --backend onnxruntime, an .onnx file")
+    p.add_argument(
+        "--weights", required=weights_required, help="checkpoint (.pth) or, with --backend onnxruntime, an .onnx file"
+    )
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    p.add_argument("--input-size", help="semantic: resize images to HxW for the model (default: the artifact's "
-                   "size policy; give the same size to compare torch with an export)")
+    p.add_argument(
+        "--input-size",
+        help="semantic: resize images to HxW for the model (default: the artifact's "
+        "size policy; give the same size to compare torch with an export)",
+    )
 
 
 def _add_mask_threshold(p) -> None:
-    p.add_argument("--mask-threshold", type=float, help="instances: mask probability threshold "
-                   "(default: the model's, 0.5 for the released ones)")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        help="instances: mask probability threshold (default: the model's, 0.5 for the released ones)",
+    )
 
 
 def _add_predict(sub) -> None:
@@ -70,8 +94,12 @@ def _add_eval(sub) -> None:
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
-    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid", "binary"], default="plain",
-                   help="semantic: label layout (binary: 0 background, any other value foreground)")
+    p.add_argument(
+        "--layout",
+        choices=["plain", "cityscapes", "camvid", "binary"],
+        default="plain",
+        help="semantic: label layout (binary: 0 background, any other value foreground)",
+    )
     p.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
 
 
@@ -82,8 +110,12 @@ def _add_train(sub) -> None:
     p.add_argument("--annotations", help="instances: COCO annotation JSON")
     p.add_argument("--images", help="image folder")
     p.add_argument("--labels", help="semantic: label PNG folder")
-    p.add_argument("--layout", choices=["plain", "cityscapes", "camvid", "binary"], default="plain",
-                   help="semantic: label layout (binary: 0 background, any other value foreground)")
+    p.add_argument(
+        "--layout",
+        choices=["plain", "cityscapes", "camvid", "binary"],
+        default="plain",
+        help="semantic: label layout (binary: 0 background, any other value foreground)",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--iters", type=int, help="stop after this many iterations")
     p.add_argument("--batch-size", type=int, default=4)
@@ -91,46 +123,89 @@ def _add_train(sub) -> None:
     p.add_argument("--input-size", help="HxW training input size")
     p.add_argument("--num-classes", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
-                   help="instances: sgd (the published recipe) or adam (tiny models from scratch); semantic: sgd")
+    p.add_argument(
+        "--optimizer",
+        choices=["sgd", "adam"],
+        default="sgd",
+        help="instances: sgd (the published recipe) or adam (tiny models from scratch); semantic: sgd",
+    )
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every N iterations")
-    p.add_argument("--aspect-ratios", help="instances (YOLACT): anchor aspect ratios w/h, comma-separated "
-                   "(default: the --weights checkpoint's, else the configuration's 1,0.5,2); recorded in the checkpoint")
-    p.add_argument("--square-anchors", choices=["on", "off"],
-                   help="instances (YOLACT): 'on' (the released models) makes every anchor square whatever its "
-                        "ratio; 'off' gives ratio-shaped anchors (tall ones for pedestrians); recorded in the checkpoint")
-    p.add_argument("--mask-targets", choices=["hard", "soft"],
-                   help="instances (YOLACT): mask-loss targets at prototype size, 'hard' (official: bilinear, "
-                        "> 0.5) or 'soft' (each cell's covered fraction; better for objects a few cells wide); "
-                        "default: the --weights checkpoint's, else hard")
-    p.add_argument("--proto-skip", choices=["on", "off"],
-                   help="instances (YOLACT): 'on' adds a 3x3 conv of the stride-4 backbone features to the "
-                        "prototypes (sharper masks of small objects; not in the published models, starts at zero "
-                        "so fine-tuning begins from the same outputs); default: the --weights checkpoint's, else off")
-    p.add_argument("--mask-threshold", type=float,
-                   help="instances (YOLACT): mask probability threshold recorded in the checkpoint and its "
-                        "exports (default: the --weights checkpoint's, else 0.5)")
-    p.add_argument("--class-weights", choices=["none", "balanced", "balanced-sqrt"], default="none",
-                   help="semantic: 'balanced' weights each class's loss by median frequency / its frequency; "
-                        "'balanced-sqrt' by the square root of that (milder)")
-    p.add_argument("--val-images", help="validation image folder, scored every --eval-every iterations "
-                   "(the best checkpoint is kept in --out)")
+    p.add_argument(
+        "--aspect-ratios",
+        help="instances (YOLACT): anchor aspect ratios w/h, comma-separated "
+        "(default: the --weights checkpoint's, else the configuration's 1,0.5,2); recorded in the checkpoint",
+    )
+    p.add_argument(
+        "--square-anchors",
+        choices=["on", "off"],
+        help="instances (YOLACT): 'on' (the released models) makes every anchor square whatever its "
+        "ratio; 'off' gives ratio-shaped anchors (tall ones for pedestrians); recorded in the checkpoint",
+    )
+    p.add_argument(
+        "--mask-targets",
+        choices=["hard", "soft"],
+        help="instances (YOLACT): mask-loss targets at prototype size, 'hard' (official: bilinear, "
+        "> 0.5) or 'soft' (each cell's covered fraction; better for objects a few cells wide); "
+        "default: the --weights checkpoint's, else hard",
+    )
+    p.add_argument(
+        "--proto-skip",
+        choices=["on", "off"],
+        help="instances (YOLACT): 'on' adds a 3x3 conv of the stride-4 backbone features to the "
+        "prototypes (sharper masks of small objects; not in the published models, starts at zero "
+        "so fine-tuning begins from the same outputs); default: the --weights checkpoint's, else off",
+    )
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        help="instances (YOLACT): mask probability threshold recorded in the checkpoint and its "
+        "exports (default: the --weights checkpoint's, else 0.5)",
+    )
+    p.add_argument(
+        "--class-weights",
+        choices=["none", "balanced", "balanced-sqrt"],
+        default="none",
+        help="semantic: 'balanced' weights each class's loss by median frequency / its frequency; "
+        "'balanced-sqrt' by the square root of that (milder)",
+    )
+    p.add_argument(
+        "--val-images",
+        help="validation image folder, scored every --eval-every iterations (the best checkpoint is kept in --out)",
+    )
     p.add_argument("--val-labels", help="semantic: validation label folder (same --layout)")
-    p.add_argument("--val-annotations", help="instances: validation COCO JSON (images in --val-images); mask AP50 "
-                   "per class every --eval-every iterations, the best checkpoint kept in --out")
+    p.add_argument(
+        "--val-annotations",
+        help="instances: validation COCO JSON (images in --val-images); mask AP50 "
+        "per class every --eval-every iterations, the best checkpoint kept in --out",
+    )
     p.add_argument("--eval-every", type=int, default=0, help="validate every N iterations (and at the end)")
-    p.add_argument("--resume", help="continue from the <out>.last.pth an earlier run with the same settings wrote "
-                   "(optimiser, schedule and data order carry on exactly)")
-    p.add_argument("--stop-at", type=int, help="stop at this iteration and write <out>.last.pth (the schedule still "
-                   "runs to --iters): resume later with --resume")
+    p.add_argument(
+        "--resume",
+        help="continue from the <out>.last.pth an earlier run with the same settings wrote "
+        "(optimiser, schedule and data order carry on exactly)",
+    )
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        help="stop at this iteration and write <out>.last.pth (the schedule still "
+        "runs to --iters): resume later with --resume",
+    )
     p.add_argument("--warmup-iters", type=int, default=0, help="semantic: linear learning-rate warm-up steps")
     p.add_argument("--scale-range", help="semantic: random rescale range LOW,HIGH before cropping (default 0.75,1.25)")
-    p.add_argument("--jitter", choices=["basic", "color"], default="basic",
-                   help="semantic: photometric augmentation: brightness/contrast, or also saturation and hue")
+    p.add_argument(
+        "--jitter",
+        choices=["basic", "color"],
+        default="basic",
+        help="semantic: photometric augmentation: brightness/contrast, or also saturation and hue",
+    )
     p.add_argument("--weight-decay", type=float, help="semantic: SGD weight decay (default 1e-4)")
-    p.add_argument("--backbone-init", choices=["imagenet", "none"], default="imagenet",
-                   help="semantic: ImageNet weights for a backbone that has them installed (EfficientNet-Lite0) "
-                        "when no --weights are given")
+    p.add_argument(
+        "--backbone-init",
+        choices=["imagenet", "none"],
+        default="imagenet",
+        help="semantic: ImageNet weights for a backbone that has them installed (EfficientNet-Lite0) "
+        "when no --weights are given",
+    )
     p.add_argument("--threads", type=int, help="torch threads while training (1 is fastest on a busy 2-core machine)")
     p.add_argument("--out", required=True, help="checkpoint path to write")
 
@@ -172,8 +247,11 @@ def _add_bench(sub) -> None:
     pp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pm = bsub.add_parser("model", help="model-only latency")
     pm.add_argument("--model", required=True)
-    pm.add_argument("--weights", help="torch checkpoint (.pth; random weights if omitted), exported for each backend "
-                    "here; or an exported artifact (.onnx, .engine) to time as it is")
+    pm.add_argument(
+        "--weights",
+        help="torch checkpoint (.pth; random weights if omitted), exported for each backend "
+        "here; or an exported artifact (.onnx, .engine) to time as it is",
+    )
     pm.add_argument("--backend", choices=["torch", "onnxruntime", "tensorrt"], default="onnxruntime")
     pm.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     pm.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32")
@@ -194,17 +272,28 @@ def _add_bench(sub) -> None:
 
 
 #: ``generate`` defaults by kind: count, width, height.
-_GENERATE_DEFAULTS = {"images": (100, 1280, 720), "video": (100, 1280, 720), "slices": (40, 256, 256),
-                      "tiles": (1, 3000, 2000)}
+_GENERATE_DEFAULTS = {
+    "images": (100, 1280, 720),
+    "video": (100, 1280, 720),
+    "slices": (40, 256, 256),
+    "tiles": (1, 3000, 2000),
+}
 
 
 def _add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="generate synthetic road scenes with ground truth (images or a video clip), "
-                       "or measurement data with known areas and volumes (slices, tiles)")
+    p = sub.add_parser(
+        "generate",
+        help="generate synthetic road scenes with ground truth (images or a video clip), "
+        "or measurement data with known areas and volumes (slices, tiles)",
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--kind", choices=list(_GENERATE_DEFAULTS), default="images",
-                   help="images/video: road scenes; slices: a phantom slice stack for the medical pipeline; tiles: "
-                        "a large map for the satellite pipeline (both with ground_truth.json and a reference model)")
+    p.add_argument(
+        "--kind",
+        choices=list(_GENERATE_DEFAULTS),
+        default="images",
+        help="images/video: road scenes; slices: a phantom slice stack for the medical pipeline; tiles: "
+        "a large map for the satellite pipeline (both with ground_truth.json and a reference model)",
+    )
     p.add_argument("--count", type=int, help="images, frames of the clip, or slices (default 100; slices 40)")
     p.add_argument("--width", type=int, help="pixels (default 1280; slices 256, tiles 3000)")
     p.add_argument("--height", type=int, help="pixels (default 720; slices 256, tiles 2000)")
@@ -221,10 +310,15 @@ def _add_demo(sub) -> None:
 def _add_convert(sub) -> None:
     p = sub.add_parser("convert", help="convert a dataset's labels into a format the trainers read")
     csub = p.add_subparsers(dest="convert_kind", required=True, parser_class=_Parser)
-    pc = csub.add_parser("camvid-instances", help="COCO instances (car, person, cyclist) from CamVid class-id labels: "
-                         "each 8-connected component of Car, Pedestrian or Bicyclist pixels is one instance")
+    pc = csub.add_parser(
+        "camvid-instances",
+        help="COCO instances (car, person, cyclist) from CamVid class-id labels: "
+        "each 8-connected component of Car, Pedestrian or Bicyclist pixels is one instance",
+    )
     pc.add_argument("--images", required=True, help="CamVid image folder (the JSON names images by basename)")
-    pc.add_argument("--labels", required=True, help="class-id label PNG folder, one per image with its name (e.g. trainannot/)")
+    pc.add_argument(
+        "--labels", required=True, help="class-id label PNG folder, one per image with its name (e.g. trainannot/)"
+    )
     pc.add_argument("--out", required=True, help="COCO JSON file to write")
     pc.add_argument("--min-area", type=int, default=50, help="smallest component kept, pixels")
 
@@ -234,8 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_run, _add_predict, _add_eval, _add_export, _add_verify, _add_bench, _add_train, _add_generate,
-                _add_demo, _add_convert):
+    for add in (
+        _add_run,
+        _add_predict,
+        _add_eval,
+        _add_export,
+        _add_verify,
+        _add_bench,
+        _add_train,
+        _add_generate,
+        _add_demo,
+        _add_convert,
+    ):
         add(sub)
     return parser
 
@@ -265,8 +369,9 @@ def _check_family_options(cmd: str, args: argparse.Namespace, family) -> None:
     model = args.model
     if cmd in ("predict", "eval"):
         if args.input_size and not family.accepts(f"{cmd} --input-size"):
-            raise ConfigError(f"--input-size is for semantic models; {model} runs at the size it was exported "
-                              "or configured with")
+            raise ConfigError(
+                f"--input-size is for semantic models; {model} runs at the size it was exported or configured with"
+            )
         if args.mask_threshold is not None:
             if not family.accepts(f"{cmd} --mask-threshold"):
                 raise ConfigError(f"--mask-threshold is for instance models (YOLACT, Mask R-CNN), not {model}")
@@ -276,38 +381,72 @@ def _check_family_options(cmd: str, args: argparse.Namespace, family) -> None:
         return
     if args.class_weights != "none" and not family.accepts("train --class-weights"):
         raise ConfigError(f"--class-weights is for semantic models, not {model}")
-    semantic_only = [flag for flag in _given(args, {"--val-labels": args.val_labels, "--scale-range": args.scale_range,
-                                                    "--jitter": args.jitter != "basic" or None,
-                                                    "--warmup-iters": args.warmup_iters or None,
-                                                    "--weight-decay": args.weight_decay})
-                     if not family.accepts(f"train {flag}")]
+    semantic_only = [
+        flag
+        for flag in _given(
+            args,
+            {
+                "--val-labels": args.val_labels,
+                "--scale-range": args.scale_range,
+                "--jitter": args.jitter != "basic" or None,
+                "--warmup-iters": args.warmup_iters or None,
+                "--weight-decay": args.weight_decay,
+            },
+        )
+        if not family.accepts(f"train {flag}")
+    ]
     if semantic_only:
         raise ConfigError(f"{'/'.join(semantic_only)}: semantic training only, not {model}")
     if args.val_annotations and not family.accepts("train --val-annotations"):
-        raise ConfigError(f"--val-annotations is for instance models; {model} validates on "
-                          "--val-images and --val-labels")
-    resumable = _given(args, {"--resume": args.resume or None, "--stop-at": args.stop_at or None,
-                              "--val-images": args.val_images or None, "--eval-every": args.eval_every or None})
+        raise ConfigError(
+            f"--val-annotations is for instance models; {model} validates on --val-images and --val-labels"
+        )
+    resumable = _given(
+        args,
+        {
+            "--resume": args.resume or None,
+            "--stop-at": args.stop_at or None,
+            "--val-images": args.val_images or None,
+            "--eval-every": args.eval_every or None,
+        },
+    )
     if any(not family.accepts(f"train {flag}") for flag in resumable):
         raise ConfigError(f"--resume/--stop-at/validation are for semantic and YOLACT training, not {model}")
-    yolact_only = [flag for flag in _given(args, {"--aspect-ratios": args.aspect_ratios,
-                                                  "--square-anchors": args.square_anchors,
-                                                  "--mask-targets": args.mask_targets, "--proto-skip": args.proto_skip,
-                                                  "--mask-threshold": args.mask_threshold})
-                   if not family.accepts(f"train {flag}")]
+    yolact_only = [
+        flag
+        for flag in _given(
+            args,
+            {
+                "--aspect-ratios": args.aspect_ratios,
+                "--square-anchors": args.square_anchors,
+                "--mask-targets": args.mask_targets,
+                "--proto-skip": args.proto_skip,
+                "--mask-threshold": args.mask_threshold,
+            },
+        )
+        if not family.accepts(f"train {flag}")
+    ]
     if yolact_only:
-        raise ConfigError(f"{'/'.join(yolact_only)} {'is' if len(yolact_only) == 1 else 'are'} for YOLACT models, "
-                          f"not {model}")
+        raise ConfigError(
+            f"{'/'.join(yolact_only)} {'is' if len(yolact_only) == 1 else 'are'} for YOLACT models, not {model}"
+        )
 
 
 def _run_options(args: argparse.Namespace):
     """``run`` and ``bench pipeline``'s arguments as the app's typed options."""
     from segstream.pipelines.apps.app import RunOptions
 
-    return RunOptions(config=args.config, overrides=tuple(args.set or ()), source=args.source,
-                      outputs=tuple(getattr(args, "output", None) or ()), pipeline=args.pipeline,
-                      max_frames=args.max_frames, quiet=getattr(args, "quiet", False),
-                      metrics_json=getattr(args, "metrics_json", None), debug=args.debug)
+    return RunOptions(
+        config=args.config,
+        overrides=tuple(args.set or ()),
+        source=args.source,
+        outputs=tuple(getattr(args, "output", None) or ()),
+        pipeline=args.pipeline,
+        max_frames=args.max_frames,
+        quiet=getattr(args, "quiet", False),
+        metrics_json=getattr(args, "metrics_json", None),
+        debug=args.debug,
+    )
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -323,27 +462,50 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "bench" and args.bench_kind == "model":
         from segstream.export.bench_cli import bench_model_command
 
-        return bench_model_command(model=args.model, weights=args.weights, backend=args.backend, device=args.device,
-                                   precision=args.precision, input_size=args.input_size, iters=args.iters,
-                                   json_out=args.json_out, plot=args.plot)
+        return bench_model_command(
+            model=args.model,
+            weights=args.weights,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+            input_size=args.input_size,
+            iters=args.iters,
+            json_out=args.json_out,
+            plot=args.plot,
+        )
     if cmd == "bench" and args.bench_kind == "compare":
         from segstream.export.bench_cli import bench_compare_command
 
-        return bench_compare_command(model=args.model, weights=args.weights, backends=args.backends,
-                                     precisions=args.precisions, device=args.device, input_size=args.input_size,
-                                     iters=args.iters, json_out=args.json_out, plot=args.plot)
+        return bench_compare_command(
+            model=args.model,
+            weights=args.weights,
+            backends=args.backends,
+            precisions=args.precisions,
+            device=args.device,
+            input_size=args.input_size,
+            iters=args.iters,
+            json_out=args.json_out,
+            plot=args.plot,
+        )
     if cmd == "bench":
         from segstream.pipelines.apps.app import BenchPipelineOptions, bench_command
 
-        return bench_command(BenchPipelineOptions(run=_run_options(args), stages=args.stages, json_out=args.json_out,
-                                                  plot=args.plot))
+        return bench_command(
+            BenchPipelineOptions(run=_run_options(args), stages=args.stages, json_out=args.json_out, plot=args.plot)
+        )
     if cmd == "generate":
         from segstream.models.synthetic.commands import GenerateOptions, generate, generate_measured
 
         count, width, height = _GENERATE_DEFAULTS[args.kind]
-        opts = GenerateOptions(out=args.out, kind=args.kind, count=count if args.count is None else args.count,
-                               width=width if args.width is None else args.width,
-                               height=height if args.height is None else args.height, seed=args.seed, fps=args.fps)
+        opts = GenerateOptions(
+            out=args.out,
+            kind=args.kind,
+            count=count if args.count is None else args.count,
+            width=width if args.width is None else args.width,
+            height=height if args.height is None else args.height,
+            seed=args.seed,
+            fps=args.fps,
+        )
         if opts.count < 1 or opts.width < 16 or opts.height < 16 or opts.fps <= 0:
             raise ConfigError("generate: --count must be >= 1, --width/--height >= 16 and --fps > 0")
         if opts.kind in ("slices", "tiles"):
@@ -361,8 +523,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = convert_camvid_instances(args.images, args.labels, min_area=args.min_area)
         result.write_json(args.out)
         per_class = ", ".join(f"{name} {n}" for name, n in result.counts.items())
-        print(f"convert: wrote {args.out}: {len(result.coco['images'])} images, "
-              f"{len(result.coco['annotations'])} instances ({per_class})")
+        print(
+            f"convert: wrote {args.out}: {len(result.coco['images'])} images, "
+            f"{len(result.coco['annotations'])} instances ({per_class})"
+        )
         return EXIT_OK
     if cmd in ("predict", "eval", "train", "export", "verify"):
         from segstream.models.options import OPTIONS_BY_COMMAND

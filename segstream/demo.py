@@ -93,12 +93,24 @@ class GroundTruthSink(Sink):
                 if cat is None or inst.masks is None:
                     continue
                 x1, y1, x2, y2 = (float(v) for v in inst.boxes_xyxy[i])
-                self.detections.append({"image_id": image_id, "category_id": cat, "score": float(inst.scores[i]),
-                                        "bbox": [x1, y1, x2 - x1, y2 - y1], "segmentation": rle_encode(inst.masks[i])})
+                self.detections.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": cat,
+                        "score": float(inst.scores[i]),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "segmentation": rle_encode(inst.masks[i]),
+                    }
+                )
             gts = [a for a in self.gt_by_image.get(image_id, []) if not a.get("iscrowd")]
             if inst.track_ids is not None and gts:
-                gt_boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                                     for a in gts], np.float32)
+                gt_boxes = np.array(
+                    [
+                        [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                        for a in gts
+                    ],
+                    np.float32,
+                )
                 self.switches.update(np.array([a["track_id"] for a in gts]), gt_boxes, inst.track_ids, inst.boxes_xyxy)
         sem = frame.results.get("semantic")
         if isinstance(sem, SemanticMap):
@@ -110,19 +122,21 @@ class GroundTruthSink(Sink):
         ap50, ap = self._coco_ap()
         sem = self.confusion.summary(class_names)
         return Accuracy(
-            mask_ap50=ap50, mask_ap=ap,
+            mask_ap50=ap50,
+            mask_ap=ap,
             miou=round(sem["miou"], 4) if sem["pixels"] else 0.0,
             class_iou={k: round(v, 4) for k, v in sem["per_class_iou"].items()},
             pixel_accuracy=round(sem["pixel_accuracy"], 4) if sem["pixels"] else 0.0,
-            id_switches=self.switches.switches, id_matches=self.switches.matches,
+            id_switches=self.switches.switches,
+            id_matches=self.switches.matches,
         )
 
     def _coco_ap(self) -> tuple[dict[str, float], dict[str, float]]:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-
         import contextlib
         import io
+
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
 
         if not self.detections:
             return ({c: 0.0 for c in self.category_id}, {c: 0.0 for c in self.category_id})
@@ -140,9 +154,17 @@ class GroundTruthSink(Sink):
         return per_class_ap(ev, {c: n for n, c in self.category_id.items()})
 
 
-def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: int = 2024,
-             instances_artifact: str = INSTANCES_ARTIFACT, semantic_artifact: str = SEMANTIC_ARTIFACT,
-             live: bool = True, overrides: tuple[str, ...] = ()) -> dict:
+def run_demo(
+    out: str,
+    frames: int,
+    width: int = 1280,
+    height: int = 720,
+    seed: int = 2024,
+    instances_artifact: str = INSTANCES_ARTIFACT,
+    semantic_artifact: str = SEMANTIC_ARTIFACT,
+    live: bool = True,
+    overrides: tuple[str, ...] = (),
+) -> dict:
     """Generates a clip, runs the dashcam pipeline on it, scores it. Returns the summary.
 
     Args:
@@ -153,19 +175,29 @@ def run_demo(out: str, frames: int, width: int = 1280, height: int = 720, seed: 
     """
     for path in (instances_artifact, semantic_artifact):
         if not os.path.isfile(path):
-            raise ConfigError(f"{path} is missing: the embedded models ship with the repository "
-                              "(see README, 'Embedded models', for the commands that rebuild them)")
+            raise ConfigError(
+                f"{path} is missing: the embedded models ship with the repository "
+                "(see README, 'Embedded models', for the commands that rebuild them)"
+            )
     clip_dir = os.path.join(out, "clip")
     make_clip(clip_dir, frames, width, height, seed)
-    return score_clip(clip_dir, out, frames=frames, instances_artifact=instances_artifact,
-                      semantic_artifact=semantic_artifact, live=live, overrides=overrides)
+    return score_clip(
+        clip_dir,
+        out,
+        frames=frames,
+        instances_artifact=instances_artifact,
+        semantic_artifact=semantic_artifact,
+        live=live,
+        overrides=overrides,
+    )
 
 
 DEMO_FPS = 15.0
 
 
-def make_clip(clip_dir: str, frames: int, width: int = 1280, height: int = 720, seed: int = 2024,
-              fps: float = DEMO_FPS) -> str:
+def make_clip(
+    clip_dir: str, frames: int, width: int = 1280, height: int = 720, seed: int = 2024, fps: float = DEMO_FPS
+) -> str:
     """Writes a generated road clip with per-frame ground truth into ``clip_dir``."""
     import itertools
 
@@ -177,9 +209,18 @@ def make_clip(clip_dir: str, frames: int, width: int = 1280, height: int = 720, 
     return clip_dir
 
 
-def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_artifact: str = INSTANCES_ARTIFACT,
-               semantic_artifact: str = SEMANTIC_ARTIFACT, live: bool = True, overrides: tuple[str, ...] = (),
-               fps: float = DEMO_FPS, progress: bool = True) -> dict:
+def score_clip(
+    clip_dir: str,
+    out: str,
+    *,
+    frames: int | None = None,
+    instances_artifact: str = INSTANCES_ARTIFACT,
+    semantic_artifact: str = SEMANTIC_ARTIFACT,
+    live: bool = True,
+    overrides: tuple[str, ...] = (),
+    fps: float = DEMO_FPS,
+    progress: bool = True,
+) -> dict:
     """Runs the dashcam pipeline on a generated clip and scores it against its ground truth.
 
     Writes ``overlay.mp4``, ``results.jsonl``, ``metrics.json`` and ``accuracy.json`` into ``out``
@@ -208,10 +249,19 @@ def score_clip(clip_dir: str, out: str, *, frames: int | None = None, instances_
     acc = gt.accuracy(CITYSCAPES_CLASSES)
     m = report.metrics
     extra = m.get("extra", {})
-    summary = {"frames": m["frames_out"], "frames_in": m["frames_in"], "frames_dropped": m["frames_dropped"],
-               "live": live, "source_fps": fps, "fps": m["fps"], "latency_ms": m["latency_ms"],
-               "schedule": extra.get("schedule"), "carry": extra.get("carry"), "tracks": extra.get("track"),
-               "accuracy": acc.__dict__}
+    summary = {
+        "frames": m["frames_out"],
+        "frames_in": m["frames_in"],
+        "frames_dropped": m["frames_dropped"],
+        "live": live,
+        "source_fps": fps,
+        "fps": m["fps"],
+        "latency_ms": m["latency_ms"],
+        "schedule": extra.get("schedule"),
+        "carry": extra.get("carry"),
+        "tracks": extra.get("track"),
+        "accuracy": acc.__dict__,
+    }
     write_json(os.path.join(out, "accuracy.json"), summary)
     return summary
 
@@ -221,20 +271,31 @@ def demo_command(*, out: str, frames: int) -> int:
     summary = run_demo(out, frames)
     acc = summary["accuracy"]
     mode = f"played live at {summary['source_fps']:g} fps" if summary["live"] else "as a file"
-    print(f"demo: clip {mode}: {summary['frames']} of {summary['frames_in']} frames out "
-          f"({summary['frames_dropped']} dropped), {summary['fps']:.1f} fps, latency p50 "
-          f"{summary['latency_ms']['p50']:.0f} ms p95 {summary['latency_ms']['p95']:.0f} ms (what the HUD's age shows)")
+    print(
+        f"demo: clip {mode}: {summary['frames']} of {summary['frames_in']} frames out "
+        f"({summary['frames_dropped']} dropped), {summary['fps']:.1f} fps, latency p50 "
+        f"{summary['latency_ms']['p50']:.0f} ms p95 {summary['latency_ms']['p95']:.0f} ms (what the HUD's age shows)"
+    )
     if summary.get("carry"):
         c, sched = summary["carry"], summary.get("schedule") or {}
-        print("demo: fresh / carried results: " + ", ".join(
-            f"{k} {c['fresh'][k]} / {c['carried'][k]} (oldest {c['max_age_frames'][k]} frames)" for k in c["fresh"])
-            + (f"; cadence {sched.get('every')}" if sched else ""))
+        print(
+            "demo: fresh / carried results: "
+            + ", ".join(
+                f"{k} {c['fresh'][k]} / {c['carried'][k]} (oldest {c['max_age_frames'][k]} frames)" for k in c["fresh"]
+            )
+            + (f"; cadence {sched.get('every')}" if sched else "")
+        )
     if summary.get("tracks"):
         t = summary["tracks"]
-        print(f"demo: tracks started {t['tracks_started']}, confirmed {t['tracks_confirmed']}, "
-              f"ended under 5 frames {t['confirmed_under_5_frames']}")
-    print("demo: mask AP50 " + ", ".join(f"{k} {v:.3f}" for k, v in acc["mask_ap50"].items())
-          + f"; mIoU {acc['miou']:.3f}; pixel accuracy {acc['pixel_accuracy']:.3f}; "
-          f"ID switches {acc['id_switches']} in {acc['id_matches']} matches")
+        print(
+            f"demo: tracks started {t['tracks_started']}, confirmed {t['tracks_confirmed']}, "
+            f"ended under 5 frames {t['confirmed_under_5_frames']}"
+        )
+    print(
+        "demo: mask AP50 "
+        + ", ".join(f"{k} {v:.3f}" for k, v in acc["mask_ap50"].items())
+        + f"; mIoU {acc['miou']:.3f}; pixel accuracy {acc['pixel_accuracy']:.3f}; "
+        f"ID switches {acc['id_switches']} in {acc['id_matches']} matches"
+    )
     print(f"demo: wrote {out}/overlay.mp4, results.jsonl, metrics.json, accuracy.json and the clip in {out}/clip/")
     return 0

@@ -38,8 +38,9 @@ def _type_name(tp) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin in (list, tuple):
         return "a list"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            type(None): "none"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "none"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 def _coerce(value: Any, tp, where: str, origin_file: str) -> Any:
@@ -132,7 +133,7 @@ def apply_override(data: dict, assignment: str) -> None:
 
 
 def parse_size_hw(text: str | None, what: str = "--input-size") -> tuple[int, int] | None:
-    """"HxW" -> (H, W) pixels; None or "" stays None. Both sides must be >= 16."""
+    """ "HxW" -> (H, W) pixels; None or "" stays None. Both sides must be >= 16."""
     if not text:
         return None
     try:

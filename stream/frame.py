@@ -67,7 +67,7 @@ class Frame:
         now = time.monotonic_ns() if now_ns is None else now_ns
         return (now - self.capture_ns) / 1e6
 
-    def branch_copy(self) -> "Frame":
+    def branch_copy(self) -> Frame:
         """A shallow copy for a parallel branch: same image, own results and timings."""
         return Frame(
             source_id=self.source_id,

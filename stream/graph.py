@@ -24,8 +24,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from segstream.stream.errors import SegstreamError, SinkError, SourceError, StageError, WatchdogError
 from segstream.stream.frame import EndOfStream, Frame
@@ -168,7 +169,7 @@ class _Token:
 class _Node:
     """Common state of everything that runs in a thread."""
 
-    def __init__(self, name: str, graph: "Graph") -> None:
+    def __init__(self, name: str, graph: Graph) -> None:
         self.name = name
         self.graph = graph
         self.outlet: Outlet | None = None
@@ -194,11 +195,12 @@ class _Node:
                 target()
             except BaseException as exc:  # a bug in the runtime itself: fail the run loudly
                 self.graph._fail(StageError(self.name, None, None, exc), exc)
+
         return run
 
 
 class _SourceNode(_Node):
-    def __init__(self, source, graph: "Graph") -> None:
+    def __init__(self, source, graph: Graph) -> None:
         super().__init__("source", graph)
         self.source = source
 
@@ -263,7 +265,7 @@ class _SourceNode(_Node):
 class _StageNode(_Node):
     """Runs one stage in ``stage.workers`` threads with output order restored by ticket."""
 
-    def __init__(self, stage: Stage, inq: BoundedQueue, graph: "Graph") -> None:
+    def __init__(self, stage: Stage, inq: BoundedQueue, graph: Graph) -> None:
         super().__init__(stage.name, graph)
         self.stage = stage
         self.inq = inq
@@ -350,7 +352,7 @@ class _StageNode(_Node):
 class _JoinNode(_Node):
     """Merges the branches' copies of each frame by (source id, seq), in order."""
 
-    def __init__(self, name: str, branch_names: list[str], inq: BoundedQueue, graph: "Graph") -> None:
+    def __init__(self, name: str, branch_names: list[str], inq: BoundedQueue, graph: Graph) -> None:
         super().__init__(name, graph)
         self.branch_names = branch_names
         self.inq = inq
@@ -375,8 +377,12 @@ class _JoinNode(_Node):
                 key = item.key
                 if item.seq <= self.emitted_upto.get(item.source_id, -1):
                     g.metrics.count("join_late")  # its frame already left without it
-                    log.warning("join '%s': branch '%s' delivered frame %d after its timeout",
-                                self.name, self.branch_names[tag], item.seq)
+                    log.warning(
+                        "join '%s': branch '%s' delivered frame %d after its timeout",
+                        self.name,
+                        self.branch_names[tag],
+                        item.seq,
+                    )
                 else:
                     if key not in self.pending:
                         self.pending[key] = (time.monotonic(), {})
@@ -396,8 +402,13 @@ class _JoinNode(_Node):
                 if not complete:
                     missing = [self.branch_names[i] for i in range(n) if i not in parts]
                     g.metrics.count("join_timeouts")
-                    log.warning("join '%s': frame %d left without %s after %.2f s",
-                                self.name, key[1], ", ".join(missing), time.monotonic() - t0)
+                    log.warning(
+                        "join '%s': frame %d left without %s after %.2f s",
+                        self.name,
+                        key[1],
+                        ", ".join(missing),
+                        time.monotonic() - t0,
+                    )
                 self.order.pop(0)
                 del self.pending[key]
                 self.emitted_upto[key[0]] = key[1]
@@ -424,7 +435,7 @@ class _JoinNode(_Node):
 
 
 class _SinkNode(_Node):
-    def __init__(self, sinks: list, inq: BoundedQueue, graph: "Graph") -> None:
+    def __init__(self, sinks: list, inq: BoundedQueue, graph: Graph) -> None:
         super().__init__("sink", graph)
         self.sinks = list(sinks)
         self.inq = inq
@@ -452,8 +463,13 @@ class _SinkNode(_Node):
                         sink.write(item)
                     except Exception as exc:
                         self.failed.add(i)
-                        err = exc if isinstance(exc, SinkError) else SinkError(
-                            f"sink '{sink.name}' failed on frame {item.seq}: {type(exc).__name__}: {exc}")
+                        err = (
+                            exc
+                            if isinstance(exc, SinkError)
+                            else SinkError(
+                                f"sink '{sink.name}' failed on frame {item.seq}: {type(exc).__name__}: {exc}"
+                            )
+                        )
                         g._fail(err, exc)
                 self.busy_since.pop(me, None)
                 g.metrics.add_stage_time("sink", (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3)
@@ -484,8 +500,14 @@ class Graph:
         max_frames: stop after this many frames from the source.
     """
 
-    def __init__(self, source, steps: Sequence[Stage | Parallel], sinks: Sequence, settings: GraphSettings | None = None,
-                 max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        source,
+        steps: Sequence[Stage | Parallel],
+        sinks: Sequence,
+        settings: GraphSettings | None = None,
+        max_frames: int | None = None,
+    ) -> None:
         self.source = source
         self.steps = list(steps)
         self.sinks = list(sinks)
@@ -685,9 +707,12 @@ class Graph:
                 continue
             for t0, seq in list(node.busy_since.values()):
                 if now - t0 > limit:
-                    self._fail(WatchdogError(
-                        f"stage '{node.name}' has held frame {seq} for {now - t0:.1f} s (watchdog {limit:g} s); "
-                        "the run was stopped"))
+                    self._fail(
+                        WatchdogError(
+                            f"stage '{node.name}' has held frame {seq} for {now - t0:.1f} s (watchdog {limit:g} s); "
+                            "the run was stopped"
+                        )
+                    )
                     node.dead = True
                     self._discarding.set()
                     self._abort.set()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from segstream.stream.errors import SegstreamError
 
-_INSTALL = ("GStreamer's Python bindings are missing: install the Debian packages "
-            "(gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-libav gir1.2-gstreamer-1.0 "
-            "gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev) and "
-            "pip install 'pygobject<3.51' (see README)")
+_INSTALL = (
+    "GStreamer's Python bindings are missing: install the Debian packages "
+    "(gstreamer1.0-plugins-{base,good,bad,ugly} gstreamer1.0-libav gir1.2-gstreamer-1.0 "
+    "gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev) and "
+    "pip install 'pygobject<3.51' (see README)"
+)
 
 
 def gst_available() -> bool:

@@ -115,8 +115,11 @@ class Metrics:
         """The ``--metrics-json`` document."""
         with self._lock:
             stages = {
-                name: {"count": st.count, **{f"{k}_ms": v for k, v in percentiles_ms(st.samples).items()},
-                       "cpu_mean_ms": round(st.cpu_ms / st.count, 3) if st.count else 0.0}
+                name: {
+                    "count": st.count,
+                    **{f"{k}_ms": v for k, v in percentiles_ms(st.samples).items()},
+                    "cpu_mean_ms": round(st.cpu_ms / st.count, 3) if st.count else 0.0,
+                }
                 for name, st in self.stages.items()
             }
             doc = {

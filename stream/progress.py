@@ -40,8 +40,10 @@ class ProgressReporter:
     def line(self) -> str:
         m = self.graph.metrics
         lat = m.report()["latency_ms"]
-        text = (f"{m.frames_out} out, {m.frames_dropped} dropped, {m.fps():.1f} fps, "
-                f"latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms")
+        text = (
+            f"{m.frames_out} out, {m.frames_dropped} dropped, {m.fps():.1f} fps, "
+            f"latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms"
+        )
         if self.total:
             done = min(1.0, m.frames_out / self.total)
             width = 24

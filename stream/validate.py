@@ -36,8 +36,12 @@ class Range:
             raise TypeError("Range: give at most one lower (ge/gt) and one upper (le/lt) bound")
 
     def holds(self, v: float) -> bool:
-        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
-                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+        return (
+            (self.ge is None or v >= self.ge)
+            and (self.gt is None or v > self.gt)
+            and (self.le is None or v <= self.le)
+            and (self.lt is None or v < self.lt)
+        )
 
     def describe(self, integer: bool) -> str:
         """'>= 0', '> 0', 'in [0, 1]', 'in (0, 1]', or for integers with both bounds 'in 1..64'."""
@@ -56,7 +60,7 @@ def _num(v: float | None) -> str:
 
 
 def choices_text(choices: tuple) -> str:
-    """"'a', 'b' or 'c'" (strings quoted, as a config file spells them)."""
+    """ "'a', 'b' or 'c'" (strings quoted, as a config file spells them)."""
     names = [repr(c) if isinstance(c, str) else str(c) for c in choices]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 

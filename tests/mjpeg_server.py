@@ -57,7 +57,9 @@ class MjpegServer:
                         data = jpg.tobytes()
                         self.wfile.write(
                             f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                            + data + b"\r\n")
+                            + data
+                            + b"\r\n"
+                        )
                         owner.frames_sent += 1
                         i += 1
                         time.sleep(1.0 / owner.fps)

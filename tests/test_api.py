@@ -39,7 +39,7 @@ def scene(size_hw=(240, 320)) -> np.ndarray:
     h, w = size_hw
     img = np.zeros((h, w, 3), np.uint8)
     img[: h // 2] = (200, 160, 120)
-    img[h // 2:] = (90, 90, 90)
+    img[h // 2 :] = (90, 90, 90)
     cv2.rectangle(img, (w // 8, h // 2 - h // 10), (w // 8 + w // 4, h // 2 + h // 6), (40, 40, 40), -1)
     cv2.rectangle(img, (2 * w // 3, h // 3), (2 * w // 3 + w // 16, h // 2 + h // 8), (30, 30, 200), -1)
     return img
@@ -56,10 +56,17 @@ def quiet(**extra) -> dict:
 
 # --------------------------------------------------------------------------- the example
 
+
 def test_the_embedding_example_runs_as_written(tmp_path):
     frames = 12
-    out = subprocess.run([sys.executable, os.path.join("examples", "embed.py"), str(tmp_path), str(frames)],
-                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, os.path.join("examples", "embed.py"), str(tmp_path), str(frames)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     count, fps = lines[-2].split()
@@ -98,8 +105,14 @@ def test_the_api_loads_no_torch_and_the_namespace_stays_cheap():
 
 
 def test_the_package_exposes_the_api_lazily():
-    assert set(segstream.__all__) == {"__version__", "open_pipeline", "Pipeline", "PipelineReport", "load_runner",
-                                      "Runner"}
+    assert set(segstream.__all__) == {
+        "__version__",
+        "open_pipeline",
+        "Pipeline",
+        "PipelineReport",
+        "load_runner",
+        "Runner",
+    }
     from segstream import api
 
     for name in segstream.__all__[1:]:
@@ -111,11 +124,15 @@ def test_the_package_exposes_the_api_lazily():
 
 # --------------------------------------------------------------------------- load_runner
 
-@pytest.mark.parametrize("artifact, task_runner, result_type", [
-    (YOLACT, YolactRunner, Instances),
-    (DEEPLAB_TINY, SemanticRunner, SemanticMap),
-    (DEEPLAB_CAMVID, SemanticRunner, SemanticMap),
-])
+
+@pytest.mark.parametrize(
+    "artifact, task_runner, result_type",
+    [
+        (YOLACT, YolactRunner, Instances),
+        (DEEPLAB_TINY, SemanticRunner, SemanticMap),
+        (DEEPLAB_CAMVID, SemanticRunner, SemanticMap),
+    ],
+)
 def test_load_runner_returns_what_the_artifact_is(artifact, task_runner, result_type):
     image = scene()
     with segstream.load_runner(artifact) as runner:
@@ -164,18 +181,29 @@ def test_the_settings_load_runner_accepts_are_the_runners_own():
 
 
 def _meta(model: str, task: str = "instances", **extra) -> str:
-    return ArtifactMetadata(model=model, task=task, class_names=("a", "b"), input_size_hw=(64, 64),
-                            mean=(0, 0, 0), std=(1, 1, 1), extra=extra).to_json()
+    return ArtifactMetadata(
+        model=model,
+        task=task,
+        class_names=("a", "b"),
+        input_size_hw=(64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        extra=extra,
+    ).to_json()
 
 
 def test_load_runner_reads_a_mask_rcnn_artifact_with_the_mask_rcnn_runner(tmp_path):
     from tests.pipelines.test_yolact import constant_artifact
 
-    outputs = {"boxes": np.array([[8, 8, 40, 30], [0, 0, 10, 10]], np.float32),
-               "labels": np.array([2, 1], np.float32), "scores": np.array([0.9, 0.2], np.float32),
-               "mask_probs": np.ones((2, 14, 14), np.float32)}
-    path = constant_artifact(str(tmp_path / "m.onnx"), outputs,
-                             _meta("maskrcnn_tiny", resize={"min_size": 64, "max_size": 64}))
+    outputs = {
+        "boxes": np.array([[8, 8, 40, 30], [0, 0, 10, 10]], np.float32),
+        "labels": np.array([2, 1], np.float32),
+        "scores": np.array([0.9, 0.2], np.float32),
+        "mask_probs": np.ones((2, 14, 14), np.float32),
+    }
+    path = constant_artifact(
+        str(tmp_path / "m.onnx"), outputs, _meta("maskrcnn_tiny", resize={"min_size": 64, "max_size": 64})
+    )
     runner = segstream.load_runner(path, score_threshold=0.5)
     assert isinstance(runner.runner, MaskRCNNRunner)
     inst = runner(np.zeros((64, 64, 3), np.uint8))
@@ -188,18 +216,29 @@ def _plain_onnx(path) -> str:
     return _onnx_double(path)
 
 
-@pytest.mark.parametrize("make, kwargs, error, message", [
-    (lambda d: str(d / "missing.onnx"), {}, ConfigError, "missing.onnx: no such model file"),
-    (lambda d: _plain_onnx(d / "plain.onnx"), {}, ModelError, "plain.onnx: the file has no segstream metadata"),
-    (lambda d: (d / "junk.onnx").write_bytes(b"not a model") and str(d / "junk.onnx"), {}, ModelError,
-     "ONNX Runtime cannot load it"),
-    (lambda d: str(d / "model.engine"), {}, ConfigError, "does not open .engine; pass backend='tensorrt'"),
-    (lambda d: str(d / "model.pth"), {}, ConfigError, "does not open .pth; expected .onnx"),
-    (lambda d: YOLACT, {"backend": "onnxrt"}, ConfigError, "unknown backend 'onnxrt'; did you mean 'onnxruntime'?"),
-    (lambda d: YOLACT, {"score_treshold": 0.5}, ConfigError,
-     "unknown setting 'score_treshold' for 'yolact_tiny'; did you mean 'score_threshold'?"),
-    (lambda d: DEEPLAB_TINY, {"score_threshold": 0.5}, ConfigError, "accepted: input_size_hw, smoothing"),
-])
+@pytest.mark.parametrize(
+    "make, kwargs, error, message",
+    [
+        (lambda d: str(d / "missing.onnx"), {}, ConfigError, "missing.onnx: no such model file"),
+        (lambda d: _plain_onnx(d / "plain.onnx"), {}, ModelError, "plain.onnx: the file has no segstream metadata"),
+        (
+            lambda d: (d / "junk.onnx").write_bytes(b"not a model") and str(d / "junk.onnx"),
+            {},
+            ModelError,
+            "ONNX Runtime cannot load it",
+        ),
+        (lambda d: str(d / "model.engine"), {}, ConfigError, "does not open .engine; pass backend='tensorrt'"),
+        (lambda d: str(d / "model.pth"), {}, ConfigError, "does not open .pth; expected .onnx"),
+        (lambda d: YOLACT, {"backend": "onnxrt"}, ConfigError, "unknown backend 'onnxrt'; did you mean 'onnxruntime'?"),
+        (
+            lambda d: YOLACT,
+            {"score_treshold": 0.5},
+            ConfigError,
+            "unknown setting 'score_treshold' for 'yolact_tiny'; did you mean 'score_threshold'?",
+        ),
+        (lambda d: DEEPLAB_TINY, {"score_threshold": 0.5}, ConfigError, "accepted: input_size_hw, smoothing"),
+    ],
+)
 def test_load_runner_errors_are_one_line(tmp_path, make, kwargs, error, message):
     with pytest.raises(error) as info:
         segstream.load_runner(make(tmp_path), **kwargs)
@@ -210,20 +249,24 @@ def test_load_runner_refuses_an_instance_model_it_has_no_runner_for(tmp_path):
     from tests.pipelines.test_yolact import constant_artifact
 
     path = constant_artifact(str(tmp_path / "s.onnx"), {"boxes": np.zeros((1, 1, 4), np.float32)}, _meta("solo_r50"))
-    with pytest.raises(ModelError, match="no runner for instances model 'solo_r50'; known instances families: "
-                                         "yolact, maskrcnn"):
+    with pytest.raises(
+        ModelError, match="no runner for instances model 'solo_r50'; known instances families: yolact, maskrcnn"
+    ):
         segstream.load_runner(path)
 
 
-@pytest.mark.parametrize("image, message", [
-    (None, "got None (cv2.imread returns None for a file it cannot read)"),
-    ([[0, 0, 0]], "got list"),
-    (np.zeros((24, 32), np.uint8), "got a grey image (24, 32) uint8; convert it with cv2.cvtColor"),
-    (np.zeros((24, 32, 4), np.uint8), "got 4 channels (24, 32, 4) uint8; convert it with"),
-    (np.zeros((24, 32, 3), np.float32), "got (24, 32, 3) float32; scale it to 0-255"),
-    (np.zeros((3, 24, 32), np.uint8), "got (3, 24, 32) uint8"),
-    (np.zeros((0, 32, 3), np.uint8), "got an empty image (0, 32, 3) uint8"),
-])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (None, "got None (cv2.imread returns None for a file it cannot read)"),
+        ([[0, 0, 0]], "got list"),
+        (np.zeros((24, 32), np.uint8), "got a grey image (24, 32) uint8; convert it with cv2.cvtColor"),
+        (np.zeros((24, 32, 4), np.uint8), "got 4 channels (24, 32, 4) uint8; convert it with"),
+        (np.zeros((24, 32, 3), np.float32), "got (24, 32, 3) float32; scale it to 0-255"),
+        (np.zeros((3, 24, 32), np.uint8), "got (3, 24, 32) uint8"),
+        (np.zeros((0, 32, 3), np.uint8), "got an empty image (0, 32, 3) uint8"),
+    ],
+)
 def test_a_wrong_image_is_refused_with_what_was_found(image, message):
     runner = segstream.load_runner(DEEPLAB_TINY)
     with pytest.raises(ConfigError) as info:
@@ -233,11 +276,13 @@ def test_a_wrong_image_is_refused_with_what_was_found(image, message):
 
 # --------------------------------------------------------------------------- open_pipeline
 
+
 def test_open_pipeline_from_a_dict(tmp_path):
     config = {"pipeline": {"name": "edges"}, "source": {"uri": "synthetic://?width=96&height=64&frames=50"}}
     kept = json.dumps(config)
-    with segstream.open_pipeline(config, sinks=[str(tmp_path / "e.mp4"), str(tmp_path / "e.jsonl")],
-                                 max_frames=7, overrides=quiet()) as pipe:
+    with segstream.open_pipeline(
+        config, sinks=[str(tmp_path / "e.mp4"), str(tmp_path / "e.jsonl")], max_frames=7, overrides=quiet()
+    ) as pipe:
         assert pipe.config.pipeline.name == "edges" and pipe.config.output.uris[0].endswith("e.mp4")
         report = pipe.run()
     assert json.dumps(config) == kept  # the caller's dict is not modified
@@ -252,33 +297,42 @@ def test_open_pipeline_from_a_dict(tmp_path):
 
 def test_open_pipeline_applies_overrides_over_a_file_and_an_app_config(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[pipeline]\nname = "edges"\n[runtime]\njoin_timeout_s = 2.5\nprogress = false\n'
-                    '[output]\nuris = ["null://"]\n')
-    pipe = segstream.open_pipeline(path, source="synthetic://?width=64&height=48&frames=4",
-                                   overrides={"runtime": {"queue_size": 8}, "pipeline.edges_low": 10})
+    path.write_text(
+        '[pipeline]\nname = "edges"\n[runtime]\njoin_timeout_s = 2.5\nprogress = false\n[output]\nuris = ["null://"]\n'
+    )
+    pipe = segstream.open_pipeline(
+        path,
+        source="synthetic://?width=64&height=48&frames=4",
+        overrides={"runtime": {"queue_size": 8}, "pipeline.edges_low": 10},
+    )
     c = pipe.config
     assert (c.runtime.queue_size, c.runtime.join_timeout_s, c.pipeline.edges_low) == (8, 2.5, 10)  # tables merge
     assert c.source.uri == "synthetic://?width=64&height=48&frames=4" and c.output.uris == ["null://"]
     assert pipe.run().frames == 4
     mine = AppConfig()
-    pipe = segstream.open_pipeline(mine, overrides=quiet(**{"pipeline.name": "passthrough", "source.uri":
-                                                            "synthetic://?width=64&height=48&frames=3"}))
+    pipe = segstream.open_pipeline(
+        mine,
+        overrides=quiet(**{"pipeline.name": "passthrough", "source.uri": "synthetic://?width=64&height=48&frames=3"}),
+    )
     assert mine.pipeline.name == "edges" and pipe.config.pipeline.name == "passthrough"  # not modified
     assert pipe.run().frames == 3
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"config": "no/such.toml"}, "no/such.toml: no such config file"),
-    ({"config": 42}, "config must be a TOML path, a dict or an AppConfig, got int"),
-    ({"config": {"pipline": {}}}, "config dict: unknown key 'pipline'; did you mean 'pipeline'?"),
-    ({"overrides": {"runtime.queue_sise": 8}}, "unknown key 'runtime.queue_sise'; did you mean 'queue_size'?"),
-    ({"overrides": {"runtime.queue_size": 0}}, "with overrides: [runtime] runtime.queue_size must be in 1..1024"),
-    ({"overrides": {"runtime.queue_size.x": 1}}, "'runtime.queue_size.x': queue_size is not a section"),
-    ({"overrides": {"pipeline.name": "dashcan"}}, "unknown pipeline 'dashcan'; did you mean 'dashcam'?"),
-    ({"sinks": "out.mp4"}, "sinks must be a list of URIs, e.g. ['out/overlay.mp4'], got 'out.mp4'"),
-    ({"max_frames": 0}, "max_frames must be an integer >= 1 (or None), got 0"),
-    ({"source": ""}, "empty source"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"config": "no/such.toml"}, "no/such.toml: no such config file"),
+        ({"config": 42}, "config must be a TOML path, a dict or an AppConfig, got int"),
+        ({"config": {"pipline": {}}}, "config dict: unknown key 'pipline'; did you mean 'pipeline'?"),
+        ({"overrides": {"runtime.queue_sise": 8}}, "unknown key 'runtime.queue_sise'; did you mean 'queue_size'?"),
+        ({"overrides": {"runtime.queue_size": 0}}, "with overrides: [runtime] runtime.queue_size must be in 1..1024"),
+        ({"overrides": {"runtime.queue_size.x": 1}}, "'runtime.queue_size.x': queue_size is not a section"),
+        ({"overrides": {"pipeline.name": "dashcan"}}, "unknown pipeline 'dashcan'; did you mean 'dashcam'?"),
+        ({"sinks": "out.mp4"}, "sinks must be a list of URIs, e.g. ['out/overlay.mp4'], got 'out.mp4'"),
+        ({"max_frames": 0}, "max_frames must be an integer >= 1 (or None), got 0"),
+        ({"source": ""}, "empty source"),
+    ],
+)
 def test_open_pipeline_errors_are_config_errors(kwargs, message):
     kwargs = {"config": {"pipeline": {"name": "edges"}}, **kwargs}
     with pytest.raises(ConfigError) as info:
@@ -304,8 +358,12 @@ def test_a_pipeline_runs_once_and_close_releases_one_that_never_ran(tmp_path):
 
 def test_stop_from_another_thread_drains_and_finalises(tmp_path):
     video = tmp_path / "s.mp4"
-    pipe = segstream.open_pipeline({"pipeline": {"name": "edges"}}, source="synthetic://?width=96&height=64&frames=0",
-                                   sinks=[str(video)], overrides=quiet())
+    pipe = segstream.open_pipeline(
+        {"pipeline": {"name": "edges"}},
+        source="synthetic://?width=96&height=64&frames=0",
+        sinks=[str(video)],
+        overrides=quiet(),
+    )
     timer = threading.Timer(1.0, pipe.stop)
     timer.start()
     report = pipe.run()  # an endless source: only stop() ends it
@@ -317,12 +375,17 @@ def test_stop_from_another_thread_drains_and_finalises(tmp_path):
 def test_a_failed_run_raises_its_error_and_keeps_the_report(tmp_path):
     blocker = tmp_path / "f"
     blocker.write_text("x")
-    pipe = segstream.open_pipeline({"pipeline": {"name": "edges"}}, source="synthetic://?frames=3",
-                                   sinks=[str(blocker / "o.mp4")], overrides=quiet())
+    pipe = segstream.open_pipeline(
+        {"pipeline": {"name": "edges"}},
+        source="synthetic://?frames=3",
+        sinks=[str(blocker / "o.mp4")],
+        overrides=quiet(),
+    )
     with pytest.raises(SinkError, match="cannot create the folder for the video"):
         pipe.run()
-    missing = segstream.open_pipeline({"pipeline": {"name": "edges"}}, source=str(tmp_path / "nothing.mp4"),
-                                      sinks=["null://"], overrides=quiet())
+    missing = segstream.open_pipeline(
+        {"pipeline": {"name": "edges"}}, source=str(tmp_path / "nothing.mp4"), sinks=["null://"], overrides=quiet()
+    )
     with pytest.raises(SegstreamError) as info:
         missing.run()
     assert "nothing.mp4" in str(info.value)
@@ -340,8 +403,9 @@ def test_sigint_drains_the_pipeline_then_raises_keyboard_interrupt(tmp_path):
         "except KeyboardInterrupt:\n"
         "    print('interrupted after', pipe.report.frames, 'frames', pipe.report.reason)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (results.exists() and len(results.read_text().splitlines()) >= 3):
         time.sleep(0.1)

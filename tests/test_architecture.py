@@ -29,8 +29,13 @@ RUNTIME_ROOMS = ("stream", "pipelines")
 FORBIDDEN = ("torch", "torchvision")
 
 # Folder at the repository root -> the package it installs as (pyproject.toml, package-dir).
-ROOMS = {"segstream": "segstream", "stream": "segstream.stream", "pipelines": "segstream.pipelines",
-         "models": "segstream.models", "export": "segstream.export"}
+ROOMS = {
+    "segstream": "segstream",
+    "stream": "segstream.stream",
+    "pipelines": "segstream.pipelines",
+    "models": "segstream.models",
+    "export": "segstream.export",
+}
 
 # layer -> the layers it may import. "root" is the package `segstream` itself (namespace and public
 # API, may import anything); "torch" is torch/torchvision; other third-party imports are not layers.
@@ -110,7 +115,8 @@ def _resolve(source: str, is_package: bool, node: ast.ImportFrom) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(source: str, path: str, modules: dict[str, str]) -> list[Import]:
@@ -129,14 +135,14 @@ def imports_of(source: str, path: str, modules: dict[str, str]) -> list[Import]:
             plain = []
             for alias in node.names:
                 if f"{base}.{alias.name}" in modules:
-                    found.append(Import(rel, node.lineno, source, f"{base}.{alias.name}", (), module_scope,
-                                        type_checking))
+                    found.append(
+                        Import(rel, node.lineno, source, f"{base}.{alias.name}", (), module_scope, type_checking)
+                    )
                 else:
                     plain.append(alias.name)
             if plain:
                 found.append(Import(rel, node.lineno, source, base, tuple(plain), module_scope, type_checking))
-        inner_scope = module_scope and not isinstance(
-            node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        inner_scope = module_scope and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             for child in node.body:
                 visit(child, inner_scope, True)
@@ -184,8 +190,9 @@ def import_cycles(imports: list[Import], *, lazy: bool) -> dict[frozenset[str], 
     for imp in imports:
         if not (imp.module_scope or lazy) or imp.type_checking or layer_of(imp.target) in (None, "torch"):
             continue
-        if imp.target == imp.source or (imp.target == "segstream" and imp.names
-                                        and set(imp.names) <= ROOT_NAMES_FOR_EVERYONE):
+        if imp.target == imp.source or (
+            imp.target == "segstream" and imp.names and set(imp.names) <= ROOT_NAMES_FOR_EVERYONE
+        ):
             continue
         edges.setdefault(imp.source, {}).setdefault(imp.target, imp)
     # Tarjan's strongly connected components, iteratively.
@@ -229,8 +236,12 @@ def import_cycles(imports: list[Import], *, lazy: bool) -> dict[frozenset[str], 
     reports = {}
     for component in sorted(components):
         inside = set(component)
-        lines = [f"  {imp.where()} {src} -> {dst}{'' if imp.module_scope else ' (lazy)'}" for src in component
-                 for dst, imp in sorted(edges.get(src, {}).items()) if dst in inside]
+        lines = [
+            f"  {imp.where()} {src} -> {dst}{'' if imp.module_scope else ' (lazy)'}"
+            for src in component
+            for dst, imp in sorted(edges.get(src, {}).items())
+            if dst in inside
+        ]
         reports[frozenset(component)] = "cycle between " + ", ".join(component) + ":\n" + "\n".join(lines)
     return reports
 
@@ -263,6 +274,7 @@ def test_no_import_cycles_with_lazy_imports():
 
 # The checker itself, on small made-up trees: it must catch what it claims to catch.
 
+
 def _check(tmp_path, files: dict[str, str]) -> list[Import]:
     modules = {}
     for name, text in files.items():
@@ -273,14 +285,17 @@ def _check(tmp_path, files: dict[str, str]) -> list[Import]:
 
 
 def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path):
-    imports = _check(tmp_path, {
-        "segstream.stream.graph": "def f():\n    from segstream.pipelines.apps import app\n",
-        "segstream.pipelines.tasks.masks": "from ..apps.app import run\nimport torch\n",
-        "segstream.pipelines.apps.app": "run = 1\n",
-        "segstream.models.zoo": "from segstream import __version__\nfrom segstream import cli\n",
-        "segstream.cli": "",
-        "segstream.export.onnx": "from segstream import __version__, main\n",
-    })
+    imports = _check(
+        tmp_path,
+        {
+            "segstream.stream.graph": "def f():\n    from segstream.pipelines.apps import app\n",
+            "segstream.pipelines.tasks.masks": "from ..apps.app import run\nimport torch\n",
+            "segstream.pipelines.apps.app": "run = 1\n",
+            "segstream.models.zoo": "from segstream import __version__\nfrom segstream import cli\n",
+            "segstream.cli": "",
+            "segstream.export.onnx": "from segstream import __version__, main\n",
+        },
+    )
     offenders = [o.split(" ", 1)[1] for o in upward_imports(imports)]
     assert offenders == [
         "[stream] imports segstream.pipelines.apps.app [apps]",
@@ -294,22 +309,27 @@ def test_the_checker_sees_lazy_relative_and_from_imports(tmp_path):
 
 
 def test_the_checker_finds_cycles_at_module_scope_and_through_lazy_imports(tmp_path):
-    imports = _check(tmp_path, {
-        "segstream.pipelines.apps.app": "from segstream.pipelines.apps.registry import REGISTRY\n",
-        "segstream.pipelines.apps.registry": "from segstream.pipelines.apps import medical\nREGISTRY = {}\n",
-        "segstream.pipelines.apps.medical": "if True:\n    from segstream.pipelines.apps.app import write_json\n",
-        "segstream.stream.a": "import segstream.stream.b\n",
-        "segstream.stream.b": "def f():\n    import segstream.stream.a\n",
-        "segstream.stream.c": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import segstream.stream.d\n",
-        "segstream.stream.d": "import segstream.stream.c\n",
-        "segstream": "__version__ = '0'\ndef __getattr__(name):\n    from segstream import api\n",
-        "segstream.api": "from segstream.export import onnx\n",
-        "segstream.export.onnx": "def f():\n    from segstream import __version__\n",
-    })
+    imports = _check(
+        tmp_path,
+        {
+            "segstream.pipelines.apps.app": "from segstream.pipelines.apps.registry import REGISTRY\n",
+            "segstream.pipelines.apps.registry": "from segstream.pipelines.apps import medical\nREGISTRY = {}\n",
+            "segstream.pipelines.apps.medical": "if True:\n    from segstream.pipelines.apps.app import write_json\n",
+            "segstream.stream.a": "import segstream.stream.b\n",
+            "segstream.stream.b": "def f():\n    import segstream.stream.a\n",
+            "segstream.stream.c": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import segstream.stream.d\n",
+            "segstream.stream.d": "import segstream.stream.c\n",
+            "segstream": "__version__ = '0'\ndef __getattr__(name):\n    from segstream import api\n",
+            "segstream.api": "from segstream.export import onnx\n",
+            "segstream.export.onnx": "def f():\n    from segstream import __version__\n",
+        },
+    )
     cycles = list(import_cycles(imports, lazy=False).values())
     assert len(cycles) == 1
-    assert cycles[0].startswith("cycle between segstream.pipelines.apps.app, segstream.pipelines.apps.medical, "
-                                "segstream.pipelines.apps.registry:")
+    assert cycles[0].startswith(
+        "cycle between segstream.pipelines.apps.app, segstream.pipelines.apps.medical, "
+        "segstream.pipelines.apps.registry:"
+    )
     assert "segstream_pipelines_apps_medical.py:2 segstream.pipelines.apps.medical -> " in cycles[0]
     with_lazy = list(import_cycles(imports, lazy=True).values())
     assert len(with_lazy) == 2 and with_lazy[0] == cycles[0]

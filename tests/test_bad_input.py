@@ -59,18 +59,31 @@ def _src_not_image(d):
     return str(d / "imgs")
 
 
-@pytest.mark.parametrize("make_source, code, message", [
-    (_src_missing, 1, "missing.mp4: no such file; check the path"),
-    (_src_empty_dir, 1, "the folder has no images"),
-    (_src_not_video, 1, "not a video OpenCV/FFmpeg can decode"),
-    (_src_camera, 1, "camera 63 cannot be opened"),
-    (_src_unreachable, 1, "cannot connect within"),
-    (_src_not_image, 1, "b.png: not an image OpenCV can read"),
-])
+@pytest.mark.parametrize(
+    "make_source, code, message",
+    [
+        (_src_missing, 1, "missing.mp4: no such file; check the path"),
+        (_src_empty_dir, 1, "the folder has no images"),
+        (_src_not_video, 1, "not a video OpenCV/FFmpeg can decode"),
+        (_src_camera, 1, "camera 63 cannot be opened"),
+        (_src_unreachable, 1, "cannot connect within"),
+        (_src_not_image, 1, "b.png: not an image OpenCV can read"),
+    ],
+)
 def test_bad_sources(tmp_path, make_source, code, message):
     jsonl = tmp_path / "r.jsonl"
-    out, took = _run("run", "--source", make_source(tmp_path), "--pipeline", "edges", "--output", str(jsonl),
-                     "--quiet", "--set", "network.open_timeout_s=2")
+    out, took = _run(
+        "run",
+        "--source",
+        make_source(tmp_path),
+        "--pipeline",
+        "edges",
+        "--output",
+        str(jsonl),
+        "--quiet",
+        "--set",
+        "network.open_timeout_s=2",
+    )
     assert out.returncode == code, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr and "pw123" not in out.stderr
@@ -98,8 +111,18 @@ def test_truncated_video_processes_frames_before_the_damage(tmp_path):
     (tmp_path / "cut.avi").write_bytes(data[: len(data) * 2 // 3])
     video = tmp_path / "o.avi"
     metrics = tmp_path / "m.json"
-    out, _ = _run("run", "--source", str(tmp_path / "cut.avi"), "--pipeline", "edges", "--output", str(video),
-                  "--metrics-json", str(metrics), "--quiet")
+    out, _ = _run(
+        "run",
+        "--source",
+        str(tmp_path / "cut.avi"),
+        "--pipeline",
+        "edges",
+        "--output",
+        str(video),
+        "--metrics-json",
+        str(metrics),
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(metrics.read_text())
     assert 10 < doc["frames_out"] < 40
@@ -143,24 +166,52 @@ def _onnx_double(path, metadata: str | None = None):
     return str(path)
 
 
-_YOLACT_META = json.dumps({"model": "yolact_tiny", "task": "instances", "class_names": ["person", "car"],
-                           "input_size_hw": [8, 8], "mean": [0, 0, 0], "std": [1, 1, 1]})
+_YOLACT_META = json.dumps(
+    {
+        "model": "yolact_tiny",
+        "task": "instances",
+        "class_names": ["person", "car"],
+        "input_size_hw": [8, 8],
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+    }
+)
 
 
-@pytest.mark.parametrize("make, extra, code, message", [
-    (lambda d: (d / "junk.onnx").write_bytes(b"not a model") and str(d / "junk.onnx"), [], 1,
-     "ONNX Runtime cannot load it"),
-    (lambda d: _onnx_double(d / "plain.onnx"), [], 1, "expected a YOLACT instance artifact, found no metadata"),
-    (lambda d: _onnx_double(d / "io.onnx", _YOLACT_META), [], 1, "expected inputs ['image']"),
-    (lambda d: _onnx_double(d / "meta.onnx", "{not json"), [], 1, "metadata is not valid JSON"),
-    (lambda d: _onnx_double(d / "p.onnx", _YOLACT_META), ["--set", "backend.providers=['cuda']",
-                                                         "--set", "backend.allow_fallback=false"], 1,
-     "onnxruntime-gpu"),
-])
+@pytest.mark.parametrize(
+    "make, extra, code, message",
+    [
+        (
+            lambda d: (d / "junk.onnx").write_bytes(b"not a model") and str(d / "junk.onnx"),
+            [],
+            1,
+            "ONNX Runtime cannot load it",
+        ),
+        (lambda d: _onnx_double(d / "plain.onnx"), [], 1, "expected a YOLACT instance artifact, found no metadata"),
+        (lambda d: _onnx_double(d / "io.onnx", _YOLACT_META), [], 1, "expected inputs ['image']"),
+        (lambda d: _onnx_double(d / "meta.onnx", "{not json"), [], 1, "metadata is not valid JSON"),
+        (
+            lambda d: _onnx_double(d / "p.onnx", _YOLACT_META),
+            ["--set", "backend.providers=['cuda']", "--set", "backend.allow_fallback=false"],
+            1,
+            "onnxruntime-gpu",
+        ),
+    ],
+)
 def test_bad_model_artifacts(tmp_path, make, extra, code, message):
     path = make(tmp_path)
-    out, took = _run("run", "--pipeline", "instances", "--source", "synthetic://?frames=3",
-                     "--set", f"instances.artifact='{path}'", "--output", "null://", *extra)
+    out, took = _run(
+        "run",
+        "--pipeline",
+        "instances",
+        "--source",
+        "synthetic://?frames=3",
+        "--set",
+        f"instances.artifact='{path}'",
+        "--output",
+        "null://",
+        *extra,
+    )
     assert out.returncode == code, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr and took < 60
@@ -177,7 +228,7 @@ def _pickled_object(path):
 
 
 def _other_model_checkpoint(path):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from segstream.models.semantic.zoo import load_model, save_checkpoint
 
     save_checkpoint(str(path), load_model("deeplab_tiny", None))
@@ -190,19 +241,23 @@ def _truncated(path):
     return str(path)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: _other_model_checkpoint(d / "deeplab.pth"), "it is not a YOLACT checkpoint"),
-    (lambda d: _truncated(d / "cut.pth"), "the file is damaged or truncated"),
-    (lambda d: (d / "notes.pth").write_text("hello") and str(d / "notes.pth"), "notes.pth"),
-    (lambda d: _pickled_object(d / "evil.pth"), "evil.pth"),
-    (lambda d: str(d / "missing.pth"), "missing.pth"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: _other_model_checkpoint(d / "deeplab.pth"), "it is not a YOLACT checkpoint"),
+        (lambda d: _truncated(d / "cut.pth"), "the file is damaged or truncated"),
+        (lambda d: (d / "notes.pth").write_text("hello") and str(d / "notes.pth"), "notes.pth"),
+        (lambda d: _pickled_object(d / "evil.pth"), "evil.pth"),
+        (lambda d: str(d / "missing.pth"), "missing.pth"),
+    ],
+)
 def test_bad_checkpoints_through_predict(tmp_path, make, message):
     image = tmp_path / "a.jpg"
     cv2.imwrite(str(image), np.full((64, 96, 3), 120, np.uint8))
     weights = make(tmp_path)
-    out, took = _run("predict", "--model", "yolact_tiny", "--weights", weights, "--json", str(tmp_path / "o.json"),
-                     str(image))
+    out, took = _run(
+        "predict", "--model", "yolact_tiny", "--weights", weights, "--json", str(tmp_path / "o.json"), str(image)
+    )
     assert out.returncode in (1, 2), out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("segstream: error:")]
     assert len(errors) == 1 and message in errors[0], out.stderr
@@ -225,7 +280,16 @@ def test_runtime_never_builds_a_shell():
                 for node in ast.walk(tree):
                     if isinstance(node, ast.Call):
                         name = ast.unparse(node.func)
-                        if name in ("os.system", "os.popen", "subprocess.run", "subprocess.Popen", "subprocess.call",
-                                    "subprocess.check_output", "subprocess.check_call", "eval", "exec"):
+                        if name in (
+                            "os.system",
+                            "os.popen",
+                            "subprocess.run",
+                            "subprocess.Popen",
+                            "subprocess.call",
+                            "subprocess.check_output",
+                            "subprocess.check_call",
+                            "eval",
+                            "exec",
+                        ):
                             offenders.append(f"{path}:{node.lineno} {name}")
     assert not offenders, offenders

@@ -21,8 +21,19 @@ def _run(*args, cwd=ROOT, timeout=120):
 
 def test_run_writes_video_jsonl_and_metrics(tmp_path):
     video, jsonl, metrics = tmp_path / "o.mp4", tmp_path / "r.jsonl", tmp_path / "m.json"
-    out = _run("run", "--source", "synthetic://?width=160&height=120&frames=24", "--pipeline", "edges",
-               "--output", str(video), "--output", str(jsonl), "--metrics-json", str(metrics))
+    out = _run(
+        "run",
+        "--source",
+        "synthetic://?width=160&height=120&frames=24",
+        "--pipeline",
+        "edges",
+        "--output",
+        str(video),
+        "--output",
+        str(jsonl),
+        "--metrics-json",
+        str(metrics),
+    )
     assert out.returncode == 0, out.stderr
     assert count_video_frames(str(video)) == 24
     lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
@@ -41,9 +52,24 @@ def test_run_writes_video_jsonl_and_metrics(tmp_path):
 def test_signal_stops_within_two_seconds_and_output_is_playable(tmp_path, sig):
     video, metrics = tmp_path / "o.avi", tmp_path / "m.json"
     proc = subprocess.Popen(
-        segstream_cmd("run", "--source", "synthetic://?width=320&height=240&fps=30&frames=0&live=1",
-                      "--pipeline", "edges", "--output", str(video), "--metrics-json", str(metrics), "--quiet"),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        segstream_cmd(
+            "run",
+            "--source",
+            "synthetic://?width=320&height=240&fps=30&frames=0&live=1",
+            "--pipeline",
+            "edges",
+            "--output",
+            str(video),
+            "--metrics-json",
+            str(metrics),
+            "--quiet",
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     # Wait until frames are flowing (the file exists and grows), then signal.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not video.exists() or video.stat().st_size < 20000):
@@ -70,16 +96,19 @@ def _write(tmp_path, text):
     return str(p)
 
 
-@pytest.mark.parametrize("toml, message", [
-    ("[runtime]\nqueue_sise = 3\n", "unknown key 'runtime.queue_sise'; did you mean 'queue_size'?"),
-    ("[runtme]\nqueue_size = 3\n", "unknown key 'runtme'; did you mean 'runtime'?"),
-    ("[runtime]\nqueue_size = 'big'\n", "runtime.queue_size must be an integer, got 'big'"),
-    ("[runtime]\nqueue_size = 0\n", "runtime.queue_size must be in 1..1024, got 0"),
-    ("[source]\npolicy = 'sometimes'\n", "source.policy must be 'auto', 'block' or 'latest'"),
-    ("[runtime\nqueue_size = 3\n", "TOML syntax error"),
-    ("[pipeline]\nname = 'edgez'\n", "unknown pipeline 'edgez'; did you mean 'edges'?"),
-    ("[network]\nbackoff_initial_s = 5\nbackoff_max_s = 1\n", "backoff_max_s must be >= network.backoff_initial_s"),
-])
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[runtime]\nqueue_sise = 3\n", "unknown key 'runtime.queue_sise'; did you mean 'queue_size'?"),
+        ("[runtme]\nqueue_size = 3\n", "unknown key 'runtme'; did you mean 'runtime'?"),
+        ("[runtime]\nqueue_size = 'big'\n", "runtime.queue_size must be an integer, got 'big'"),
+        ("[runtime]\nqueue_size = 0\n", "runtime.queue_size must be in 1..1024, got 0"),
+        ("[source]\npolicy = 'sometimes'\n", "source.policy must be 'auto', 'block' or 'latest'"),
+        ("[runtime\nqueue_size = 3\n", "TOML syntax error"),
+        ("[pipeline]\nname = 'edgez'\n", "unknown pipeline 'edgez'; did you mean 'edges'?"),
+        ("[network]\nbackoff_initial_s = 5\nbackoff_max_s = 1\n", "backoff_max_s must be >= network.backoff_initial_s"),
+    ],
+)
 def test_config_errors_are_one_line_with_exit_code_2(tmp_path, toml, message):
     out = _run("run", "--config", _write(tmp_path, toml), "--max-frames", "1", "--output", "null://")
     assert out.returncode == 2, out.stderr
@@ -94,15 +123,26 @@ def test_toml_syntax_error_names_the_line(tmp_path):
     assert out.returncode == 2 and "line 3" in out.stderr
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["run", "--source", "/nonexistent/clip.mp4", "--output", "null://"], 1, "/nonexistent/clip.mp4: no such file"),
-    (["run", "--source", "synthetic://?frames=2", "--output", "/proc/forbidden/out.mp4"], 1, "cannot create the folder"),
-    (["run", "--source", "synthetic://?frames=2", "--output", "out.xyz"], 2, "unknown output type '.xyz'"),
-    (["run", "--max-frames", "0"], 2, "--max-frames must be >= 1"),
-    (["run", "--set", "runtime.queue_size"], 2, "expected KEY=VALUE"),
-    (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
-    (["predict", "--model", "yolact_mobilenet", "--weights", "x.pth", "a.jpg"], 2, "unknown model 'yolact_mobilenet'; did you mean 'yolact_mobilenetv3'?"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["run", "--source", "/nonexistent/clip.mp4", "--output", "null://"], 1, "/nonexistent/clip.mp4: no such file"),
+        (
+            ["run", "--source", "synthetic://?frames=2", "--output", "/proc/forbidden/out.mp4"],
+            1,
+            "cannot create the folder",
+        ),
+        (["run", "--source", "synthetic://?frames=2", "--output", "out.xyz"], 2, "unknown output type '.xyz'"),
+        (["run", "--max-frames", "0"], 2, "--max-frames must be >= 1"),
+        (["run", "--set", "runtime.queue_size"], 2, "expected KEY=VALUE"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (
+            ["predict", "--model", "yolact_mobilenet", "--weights", "x.pth", "a.jpg"],
+            2,
+            "unknown model 'yolact_mobilenet'; did you mean 'yolact_mobilenetv3'?",
+        ),
+    ],
+)
 def test_bad_input_exit_codes(args, code, message):
     out = _run(*args)
     assert out.returncode == code, out.stderr
@@ -117,8 +157,18 @@ def test_debug_shows_the_traceback():
 
 def test_set_overrides_config_values(tmp_path):
     metrics = tmp_path / "m.json"
-    out = _run("run", "--source", "synthetic://?width=64&height=48&frames=5", "--set", "pipeline.name='passthrough'",
-               "--output", "null://", "--metrics-json", str(metrics), "--quiet")
+    out = _run(
+        "run",
+        "--source",
+        "synthetic://?width=64&height=48&frames=5",
+        "--set",
+        "pipeline.name='passthrough'",
+        "--output",
+        "null://",
+        "--metrics-json",
+        str(metrics),
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     assert set(json.loads(metrics.read_text())["stages"]) == {"sink"}
 

@@ -14,8 +14,13 @@ except ModuleNotFoundError:  # Python 3.10
 
 from tests.conftest import ROOT
 
-ROOMS = {"segstream": "segstream", "stream": "segstream.stream", "pipelines": "segstream.pipelines",
-         "models": "segstream.models", "export": "segstream.export"}
+ROOMS = {
+    "segstream": "segstream",
+    "stream": "segstream.stream",
+    "pipelines": "segstream.pipelines",
+    "models": "segstream.models",
+    "export": "segstream.export",
+}
 
 
 def _setuptools():
@@ -50,14 +55,19 @@ def test_no_source_imports_a_bare_room():
                         names = [a.name for a in node.names]
                     elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                         names = [node.module]
-                    offenders += [f"{os.path.relpath(path, ROOT)}:{node.lineno} imports {n}"
-                                  for n in names if n.split(".")[0] in ("stream", "pipelines", "models", "export")]
+                    offenders += [
+                        f"{os.path.relpath(path, ROOT)}:{node.lineno} imports {n}"
+                        for n in names
+                        if n.split(".")[0] in ("stream", "pipelines", "models", "export")
+                    ]
     assert not offenders, "import these through segstream.*:\n" + "\n".join(offenders)
 
 
 def test_the_installed_namespace_resolves_outside_the_repository(tmp_path):
-    code = ("import importlib.util as u, segstream.stream.frame, segstream.pipelines, segstream.export\n"
-            "print(u.find_spec('models') is None and u.find_spec('stream') is None)\n")
+    code = (
+        "import importlib.util as u, segstream.stream.frame, segstream.pipelines, segstream.export\n"
+        "print(u.find_spec('models') is None and u.find_spec('stream') is None)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"

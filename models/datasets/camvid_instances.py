@@ -97,15 +97,20 @@ def label_instances(label: np.ndarray, min_area: int = DEFAULT_MIN_AREA) -> list
     out = []
     for class_id, category_id in CAMVID_CLASS_TO_CATEGORY_ID.items():
         n, components, stats, _ = cv2.connectedComponentsWithStats(
-            (label == class_id).view(np.uint8), connectivity=CONNECTIVITY, ltype=cv2.CV_32S)
+            (label == class_id).view(np.uint8), connectivity=CONNECTIVITY, ltype=cv2.CV_32S
+        )
         for k in range(1, n):  # 0 is everything else
             area = int(stats[k, cv2.CC_STAT_AREA])
             if area < min_area:
                 continue
-            x, y, w, h = (int(stats[k, s]) for s in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
-                                                     cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
-            out.append(LabelInstance(category_id=category_id, mask=(components == k).view(np.uint8),
-                                     bbox_xywh=(x, y, w, h), area=area))
+            x, y, w, h = (
+                int(stats[k, s]) for s in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT)
+            )
+            out.append(
+                LabelInstance(
+                    category_id=category_id, mask=(components == k).view(np.uint8), bbox_xywh=(x, y, w, h), area=area
+                )
+            )
     return out
 
 
@@ -133,10 +138,15 @@ def convert_camvid_instances(images_dir: str, labels_dir: str, min_area: int = D
     for what, flag, folder in (("image", "--images", images_dir), ("label", "--labels", labels_dir)):
         if not folder or not os.path.isdir(folder):
             raise ConfigError(f"{what} folder {folder!r} not found; give {flag} DIR")
-    names = sorted(f for f in os.listdir(images_dir)
-                   if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(images_dir, f)))
+    names = sorted(
+        f
+        for f in os.listdir(images_dir)
+        if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(images_dir, f))
+    )
     if not names:
-        raise ConfigError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}); give --images DIR of CamVid frames")
+        raise ConfigError(
+            f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}); give --images DIR of CamVid frames"
+        )
     images, annotations = [], []
     counts = {c["id"]: 0 for c in CATEGORIES}
     for image_id, name in enumerate(names, start=1):
@@ -149,26 +159,34 @@ def convert_camvid_instances(images_dir: str, labels_dir: str, min_area: int = D
         if image is None:
             raise ConfigError(f"{image_path}: cannot read the image")
         if image.shape[:2] != label.shape:
-            raise ConfigError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image {name} is "
-                              f"{image.shape[1]}x{image.shape[0]} (WxH); labels must match their images")
+            raise ConfigError(
+                f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image {name} is "
+                f"{image.shape[1]}x{image.shape[0]} (WxH); labels must match their images"
+            )
         h, w = label.shape
         images.append({"id": image_id, "file_name": name, "width": w, "height": h})
         for inst in label_instances(label, min_area):
             rle = mask_util.encode(np.asfortranarray(inst.mask))
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": inst.category_id,
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                "area": inst.area,
-                "bbox": [float(v) for v in inst.bbox_xywh],
-                "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": inst.category_id,
+                    "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                    "area": inst.area,
+                    "bbox": [float(v) for v in inst.bbox_xywh],
+                    "iscrowd": 0,
+                }
+            )
             counts[inst.category_id] += 1
     coco = {
-        "info": {"description": f"CamVid instances: {CONNECTIVITY}-connected components of Car, Pedestrian and "
-                                f"Bicyclist pixels, at least {min_area} pixels each (touching objects of one class "
-                                "are one instance)", "min_area": min_area, "connectivity": CONNECTIVITY},
+        "info": {
+            "description": f"CamVid instances: {CONNECTIVITY}-connected components of Car, Pedestrian and "
+            f"Bicyclist pixels, at least {min_area} pixels each (touching objects of one class "
+            "are one instance)",
+            "min_area": min_area,
+            "connectivity": CONNECTIVITY,
+        },
         "images": images,
         "annotations": annotations,
         "categories": [dict(c) for c in CATEGORIES],
@@ -188,11 +206,15 @@ def _read_label(path: str) -> np.ndarray:
         raise ConfigError(f"{path}: cannot read the label image")
     if label.ndim != 2 or label.dtype != np.uint8:
         channels = 1 if label.ndim == 2 else label.shape[2]
-        raise ConfigError(f"{path}: expected a single-channel 8-bit label of CamVid class ids, found {channels} "
-                          f"channel(s) of {label.dtype}; give the class-id PNGs (SegNet's *annot/ folders), "
-                          "not colour labels")
+        raise ConfigError(
+            f"{path}: expected a single-channel 8-bit label of CamVid class ids, found {channels} "
+            f"channel(s) of {label.dtype}; give the class-id PNGs (SegNet's *annot/ folders), "
+            "not colour labels"
+        )
     top = int(label.max())
     if top > CAMVID_MAX_ID:
-        raise ConfigError(f"{path}: expected CamVid class ids 0..{CAMVID_MAX_ID}, found {top}; "
-                          "give the class-id PNGs (SegNet's *annot/ folders)")
+        raise ConfigError(
+            f"{path}: expected CamVid class ids 0..{CAMVID_MAX_ID}, found {top}; "
+            "give the class-id PNGs (SegNet's *annot/ folders)"
+        )
     return label

@@ -46,14 +46,16 @@ def dataset_labels(model_names: tuple[str, ...], dataset_names: tuple[str, ...],
     if len(model_names) == len(dataset_names):
         return np.arange(len(model_names), dtype=np.int64)
     lacking = [n for n in dataset_names if n not in model_names]
-    raise ConfigError(f"{annotations}: categories {lacking[:3]} are not among the model's {len(model_names)} classes; "
-                      "evaluate on a dataset with the model's classes")
+    raise ConfigError(
+        f"{annotations}: categories {lacking[:3]} are not among the model's {len(model_names)} classes; "
+        "evaluate on a dataset with the model's classes"
+    )
 
 
 def evaluate(opts: EvalOptions) -> int:
     """Box and mask AP, AP50, AP75 on a COCO-format dataset (pycocotools), as for YOLACT."""
-    from segstream.models.yolact.data import CocoInstances
     from segstream.models.coco_eval import evaluate_coco
+    from segstream.models.yolact.data import CocoInstances
 
     if not opts.annotations or not opts.images:
         raise ConfigError("eval needs --annotations FILE.json and --images DIR (a COCO-format dataset)")
@@ -72,8 +74,10 @@ def evaluate(opts: EvalOptions) -> int:
 
 
 def train(opts: TrainOptions) -> int:
-    raise ConfigError(f"training {opts.model} is not wired in segstream; fine-tune with torchvision's detection "
-                      "references and load the resulting state dict with --weights")
+    raise ConfigError(
+        f"training {opts.model} is not wired in segstream; fine-tune with torchvision's detection "
+        "references and load the resulting state dict with --weights"
+    )
 
 
 def _loaded(model: str, weights: str | None, num_classes: int | None):
@@ -92,8 +96,10 @@ def export(opts: ExportOptions) -> int:
     if opts.format != "onnx":
         raise ConfigError(f"--format {opts.format}: Mask R-CNN exports to ONNX only for now (run it with ONNX Runtime)")
     if opts.input_size:
-        raise ConfigError("Mask R-CNN exports with dynamic height and width and resizes frames by its own min/max "
-                          "size rule (written into the artifact); drop --input-size")
+        raise ConfigError(
+            "Mask R-CNN exports with dynamic height and width and resizes frames by its own min/max "
+            "size rule (written into the artifact); drop --input-size"
+        )
     loaded = _loaded(opts.model, opts.weights, opts.num_classes)
     export_maskrcnn_onnx(loaded=loaded, out_path=opts.out, opset=opts.opset)
     print(f"wrote {opts.out}")
@@ -110,7 +116,9 @@ def verify(opts: VerifyOptions) -> int:
 
     meta = read_metadata(opts.artifact)
     if meta.model != opts.model:
-        raise ModelError(f"{opts.artifact}: exported from {meta.model!r}, not {opts.model!r}; pass --model {meta.model}")
+        raise ModelError(
+            f"{opts.artifact}: exported from {meta.model!r}, not {opts.model!r}; pass --model {meta.model}"
+        )
     loaded = _loaded(opts.model, opts.weights, None if opts.weights else len(meta.class_names))
     size = parse_size_hw(opts.input_size) or (480, 640)
     report = verify_artifact(opts.artifact, loaded, sample_image(size))
@@ -139,5 +147,10 @@ def bench_subject(model: str, weights: str | None, size_hw: tuple[int, int] | No
         # detections reach the mask head, the cost a trained model pays on a busy frame.
         settings["box_score_thresh"] = 0.0
     loaded = load_maskrcnn(weights, model, **settings)
-    return BenchSubject(MaskRCNNGraph(loaded.model).eval(), INPUT_NAME, list(OUTPUT_NAMES), size,
-                        lambda path, sz: export_maskrcnn_onnx(loaded=loaded, out_path=path, trace_size_hw=sz))
+    return BenchSubject(
+        MaskRCNNGraph(loaded.model).eval(),
+        INPUT_NAME,
+        list(OUTPUT_NAMES),
+        size,
+        lambda path, sz: export_maskrcnn_onnx(loaded=loaded, out_path=path, trace_size_hw=sz),
+    )

@@ -14,8 +14,13 @@ def torch_backend(loaded):
     from segstream.models.maskrcnn.zoo import MaskRCNNGraph, artifact_metadata
     from segstream.models.torch_backend import TorchBackend
 
-    return TorchBackend(MaskRCNNGraph(loaded.model), input_names=["image"], output_names=list(OUTPUT_NAMES),
-                        metadata=artifact_metadata(loaded), channels_last=False)
+    return TorchBackend(
+        MaskRCNNGraph(loaded.model),
+        input_names=["image"],
+        output_names=list(OUTPUT_NAMES),
+        metadata=artifact_metadata(loaded),
+        channels_last=False,
+    )
 
 
 def verify_artifact(path: str, loaded, image_bgr: np.ndarray | None = None, tolerance: float = 1e-4) -> VerifyReport:

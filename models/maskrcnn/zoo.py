@@ -52,10 +52,16 @@ def _tiny_backbone():
     def conv(cin, cout):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
-    body = nn.Sequential(OrderedDict(stem=conv(3, 8), layer1=conv(8, 8), layer2=conv(8, 16), layer3=conv(16, 24),
-                                     layer4=conv(24, 32)))
-    return BackboneWithFPN(body, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}, [8, 16, 24, 32], 16,
-                           extra_blocks=LastLevelMaxPool())
+    body = nn.Sequential(
+        OrderedDict(stem=conv(3, 8), layer1=conv(8, 8), layer2=conv(8, 16), layer3=conv(16, 24), layer4=conv(24, 32))
+    )
+    return BackboneWithFPN(
+        body,
+        {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        [8, 16, 24, 32],
+        16,
+        extra_blocks=LastLevelMaxPool(),
+    )
 
 
 def _build_tiny(num_classes: int, **kwargs) -> nn.Module:
@@ -66,13 +72,25 @@ def _build_tiny(num_classes: int, **kwargs) -> nn.Module:
 
     backbone = _tiny_backbone()
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 5)
-    settings = dict(min_size=128, max_size=224, rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=100,
-                    rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100, box_batch_size_per_image=64)
+    settings = dict(
+        min_size=128,
+        max_size=224,
+        rpn_pre_nms_top_n_test=200,
+        rpn_post_nms_top_n_test=100,
+        rpn_pre_nms_top_n_train=200,
+        rpn_post_nms_top_n_train=100,
+        box_batch_size_per_image=64,
+    )
     settings.update(kwargs)
-    return MaskRCNN(backbone, rpn_anchor_generator=anchors,
-                    box_head=TwoMLPHead(16 * 7 * 7, 64), box_predictor=FastRCNNPredictor(64, num_classes),
-                    mask_head=MaskRCNNHeads(16, (16, 16), 1), mask_predictor=MaskRCNNPredictor(16, 16, num_classes),
-                    **settings)
+    return MaskRCNN(
+        backbone,
+        rpn_anchor_generator=anchors,
+        box_head=TwoMLPHead(16 * 7 * 7, 64),
+        box_predictor=FastRCNNPredictor(64, num_classes),
+        mask_head=MaskRCNNHeads(16, (16, 16), 1),
+        mask_predictor=MaskRCNNPredictor(16, 16, num_classes),
+        **settings,
+    )
 
 
 def _torchvision_builder(name: str):
@@ -134,7 +152,9 @@ def _read_state(path: str) -> tuple[dict, dict]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip, pickle and torch errors all mean "not a loadable checkpoint"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {_LAYOUT}") from None
+        raise ModelError(
+            f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {_LAYOUT}"
+        ) from None
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a {_LAYOUT}")
     info = obj.get("segstream") if isinstance(obj.get("segstream"), dict) else {}
@@ -145,7 +165,7 @@ def _read_state(path: str) -> tuple[dict, dict]:
     if not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise ModelError(f"{path}: no state dict of tensors in it, expected a {_LAYOUT}")
     if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj, info
 
 
@@ -165,17 +185,22 @@ def load_maskrcnn(path: str | None, name: str, *, num_classes: int | None = None
     """
     state, info = ({}, {}) if path is None else _read_state(path)
     if info.get("model") not in (None, name):
-        raise ModelError(f"{path}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}")
+        raise ModelError(
+            f"{path}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}"
+        )
     file_classes = None
     if state:
         w = state.get(_CLASSIFIER_KEY)
         if w is None or w.dim() != 2:
-            raise ModelError(f"{path}: no {_CLASSIFIER_KEY} in it (first keys: {', '.join(list(state)[:3])}); "
-                             f"expected a {_LAYOUT} of {name}")
+            raise ModelError(
+                f"{path}: no {_CLASSIFIER_KEY} in it (first keys: {', '.join(list(state)[:3])}); "
+                f"expected a {_LAYOUT} of {name}"
+            )
         file_classes = int(w.shape[0])
         if num_classes is not None and num_classes != file_classes:
-            raise ModelError(f"{path}: has {file_classes} classes (with background), {num_classes} asked for; "
-                             "drop --num-classes")
+            raise ModelError(
+                f"{path}: has {file_classes} classes (with background), {num_classes} asked for; drop --num-classes"
+            )
     classes = file_classes or num_classes or 91
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -197,8 +222,13 @@ def save_maskrcnn(loaded: LoadedMaskRCNN, path: str) -> str:
     """Writes ``{"model_state": ..., "segstream": {"model", "class_names"}}`` (tensors, strings
     only: loadable with ``weights_only=True``)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save({"model_state": loaded.model.state_dict(),
-                "segstream": {"model": loaded.name, "class_names": list(loaded.class_names)}}, path)
+    torch.save(
+        {
+            "model_state": loaded.model.state_dict(),
+            "segstream": {"model": loaded.name, "class_names": list(loaded.class_names)},
+        },
+        path,
+    )
     return path
 
 
@@ -240,13 +270,27 @@ def artifact_metadata(loaded: LoadedMaskRCNN, versions: dict | None = None):
     t = loaded.model.transform
     rh = loaded.model.roi_heads
     return ArtifactMetadata(
-        model=loaded.name, task="instances", class_names=tuple(loaded.class_names), input_size_hw=None,
-        mean=IMAGENET_MEAN_255, std=IMAGENET_STD_255, color_order="RGB",
-        extra={"resize": {"min_size": int(t.min_size[-1]), "max_size": int(t.max_size),
-                          "size_divisible": int(t.size_divisible)},
-               "input_name": INPUT_NAME, "output_names": list(OUTPUT_NAMES),
-               "mask_size": 28, "mask_threshold": 0.5, "labels": "1-based (0 is background)",
-               "box_score_thresh": float(rh.score_thresh), "box_nms_thresh": float(rh.nms_thresh),
-               "detections_per_img": int(rh.detections_per_img)},
+        model=loaded.name,
+        task="instances",
+        class_names=tuple(loaded.class_names),
+        input_size_hw=None,
+        mean=IMAGENET_MEAN_255,
+        std=IMAGENET_STD_255,
+        color_order="RGB",
+        extra={
+            "resize": {
+                "min_size": int(t.min_size[-1]),
+                "max_size": int(t.max_size),
+                "size_divisible": int(t.size_divisible),
+            },
+            "input_name": INPUT_NAME,
+            "output_names": list(OUTPUT_NAMES),
+            "mask_size": 28,
+            "mask_threshold": 0.5,
+            "labels": "1-based (0 is background)",
+            "box_score_thresh": float(rh.score_thresh),
+            "box_nms_thresh": float(rh.nms_thresh),
+            "detections_per_img": int(rh.detections_per_img),
+        },
         versions=dict(versions or {"torch": torch.__version__}),
     )

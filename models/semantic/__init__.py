@@ -11,8 +11,13 @@ import importlib
 # Loaded on first use, so importing a torch-free part of this package (``data``, ``metrics``)
 # does not pay for torch and the model zoo.
 _EXPORTS = {
-    "DeepLabV3Plus": "deeplabv3plus", "DeepLabV3PlusConfig": "deeplabv3plus",
-    "SPECS": "zoo", "LoadedModel": "zoo", "LogitsOnly": "zoo", "build_model": "zoo", "load_model": "zoo",
+    "DeepLabV3Plus": "deeplabv3plus",
+    "DeepLabV3PlusConfig": "deeplabv3plus",
+    "SPECS": "zoo",
+    "LoadedModel": "zoo",
+    "LogitsOnly": "zoo",
+    "build_model": "zoo",
+    "load_model": "zoo",
     "save_checkpoint": "zoo",
 }
 

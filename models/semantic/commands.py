@@ -26,8 +26,10 @@ def make_runner(model: str, weights: str | None, backend: str, **overrides) -> S
         from segstream.stream.backends.factory import open_backend
 
         if not weights or not weights.endswith((".onnx", ".engine", ".plan")):
-            raise ConfigError(f"--backend onnxruntime needs an exported .onnx in --weights, got {weights!r}; "
-                              "run 'segstream export' first")
+            raise ConfigError(
+                f"--backend onnxruntime needs an exported .onnx in --weights, got {weights!r}; "
+                "run 'segstream export' first"
+            )
         artifact = open_backend(weights)
         if artifact.metadata is not None and artifact.metadata.model != model:
             raise ModelError(f"{weights}: exported from {artifact.metadata.model!r}, not {model!r}")
@@ -38,8 +40,13 @@ def make_runner(model: str, weights: str | None, backend: str, **overrides) -> S
     if weights and weights.endswith(".onnx"):
         raise ConfigError(f"{weights} is an ONNX file; add --backend onnxruntime or pass a .pth checkpoint")
     loaded = load_model(model, weights, aux=False)
-    network = TorchBackend(LogitsOnly(loaded.model), input_names=["image"], output_names=["logits"],
-                           metadata=artifact_metadata(loaded), channels_last=False)
+    network = TorchBackend(
+        LogitsOnly(loaded.model),
+        input_names=["image"],
+        output_names=["logits"],
+        metadata=artifact_metadata(loaded),
+        channels_last=False,
+    )
     return SemanticRunner(network, **overrides)
 
 
@@ -47,7 +54,9 @@ def predict(opts: PredictOptions) -> int:
     """Writes ``<mask-dir>/<stem>.png`` (uint8 class ids, image size) and, with ``--overlay``,
     ``<overlay>/<stem>.jpg`` per image."""
     if not opts.mask_dir and not opts.overlay:
-        raise ConfigError("predict for a semantic model writes masks or overlays: give --mask-dir DIR and/or --overlay DIR")
+        raise ConfigError(
+            "predict for a semantic model writes masks or overlays: give --mask-dir DIR and/or --overlay DIR"
+        )
     from segstream.models.semantic.data import read_image
 
     runner = make_runner(opts.model, opts.weights, opts.backend, input_size_hw=parse_hw(opts.input_size))
@@ -75,10 +84,18 @@ def predict(opts: PredictOptions) -> int:
 
 def evaluate(opts: EvalOptions) -> int:
     """mIoU, mean Dice, per-class IoU and Dice, pixel accuracy on ``--images`` / ``--labels`` in ``--layout``."""
-    from segstream.models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_image, read_label
+    from segstream.models.semantic.data import (
+        CAMVID_CLASSES,
+        camvid_prediction_lut,
+        find_samples,
+        read_image,
+        read_label,
+    )
     from segstream.models.semantic.metrics import ConfusionMatrix
 
-    runner = make_runner(opts.model, opts.weights, opts.backend, drivable=False, input_size_hw=parse_hw(opts.input_size))
+    runner = make_runner(
+        opts.model, opts.weights, opts.backend, drivable=False, input_size_hw=parse_hw(opts.input_size)
+    )
     names = runner.settings.class_names
     # CamVid: the standard 11-class figures, the model's classes mapped to CamVid's (data.py).
     pred_lut = camvid_prediction_lut(names) if opts.layout == "camvid" else None
@@ -96,8 +113,10 @@ def evaluate(opts: EvalOptions) -> int:
     sys.stderr.write("\n")
     runner.close()
     doc = {"model": opts.model, "images": len(samples), "layout": opts.layout, **cm.summary(names)}
-    print(f"mIoU {doc['miou']:.4f}  mean Dice {doc['mean_dice']:.4f}  pixel accuracy {doc['pixel_accuracy']:.4f}  "
-          f"({len(samples)} images)")
+    print(
+        f"mIoU {doc['miou']:.4f}  mean Dice {doc['mean_dice']:.4f}  pixel accuracy {doc['pixel_accuracy']:.4f}  "
+        f"({len(samples)} images)"
+    )
     print(f"  {'class':14s} {'IoU':>7s} {'Dice':>7s}")
     for name, v in doc["per_class_iou"].items():
         print(f"  {name:14s} {v:7.4f} {doc['per_class_dice'][name]:7.4f}")
@@ -109,28 +128,51 @@ def evaluate(opts: EvalOptions) -> int:
 
 
 def train(opts: TrainOptions) -> int:
-    from segstream.models.semantic.train import TrainConfig, train as run_training
+    from segstream.models.semantic.train import TrainConfig
+    from segstream.models.semantic.train import train as run_training
 
     if not opts.images or not opts.labels:
         raise ConfigError("semantic training needs --images and --labels folders")
     if opts.optimizer != "sgd":
         raise ConfigError("semantic training uses SGD with the poly schedule; drop --optimizer")
     cfg = TrainConfig(
-        model=opts.model, images=opts.images, labels=opts.labels, out=opts.out,
-        layout=opts.layout, weights=opts.weights, num_classes=opts.num_classes,
-        input_size_hw=parse_hw(opts.input_size) or (512, 1024), iters=opts.iters, epochs=opts.epochs,
-        batch_size=opts.batch_size, lr=opts.lr or 0.01, seed=opts.seed, save_every=opts.checkpoint_every,
-        class_weights=opts.class_weights, val_images=opts.val_images, val_labels=opts.val_labels,
-        eval_every=opts.eval_every, resume=opts.resume, warmup_iters=opts.warmup_iters, jitter=opts.jitter,
+        model=opts.model,
+        images=opts.images,
+        labels=opts.labels,
+        out=opts.out,
+        layout=opts.layout,
+        weights=opts.weights,
+        num_classes=opts.num_classes,
+        input_size_hw=parse_hw(opts.input_size) or (512, 1024),
+        iters=opts.iters,
+        epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        lr=opts.lr or 0.01,
+        seed=opts.seed,
+        save_every=opts.checkpoint_every,
+        class_weights=opts.class_weights,
+        val_images=opts.val_images,
+        val_labels=opts.val_labels,
+        eval_every=opts.eval_every,
+        resume=opts.resume,
+        warmup_iters=opts.warmup_iters,
+        jitter=opts.jitter,
         scale_range=_parse_range(opts.scale_range) or (0.75, 1.25),
         weight_decay=1e-4 if opts.weight_decay is None else opts.weight_decay,
-        backbone_init=opts.backbone_init, threads=opts.threads,
+        backbone_init=opts.backbone_init,
+        threads=opts.threads,
         stop_at=opts.stop_at,
     )
     report = run_training(cfg)
-    best = "" if report.best_miou is None else f"; best validation mIoU {report.best_miou:.4f} at iteration {report.best_iter}"
-    print(f"trained to iteration {report.iters} in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
-          f"{report.last_loss:.3f}{best}; checkpoint {report.checkpoint}")
+    best = (
+        ""
+        if report.best_miou is None
+        else f"; best validation mIoU {report.best_miou:.4f} at iteration {report.best_iter}"
+    )
+    print(
+        f"trained to iteration {report.iters} in {report.seconds:.0f} s, loss {report.first_loss:.3f} -> "
+        f"{report.last_loss:.3f}{best}; checkpoint {report.checkpoint}"
+    )
     return 0
 
 
@@ -162,9 +204,16 @@ def export(opts: ExportOptions) -> int:
         raise ConfigError("--fp16/--int8 apply to --format tensorrt; ONNX is exported in fp32")
     # --dynamic with --input-size: any size runs, frames are resized to that size by default.
     policy = SizePolicy(kind="fixed", size_hw=size) if opts.dynamic and size else None
-    export_semantic(model=opts.model, weights=opts.weights, out_path=onnx_path, num_classes=opts.num_classes,
-                    trace_size_hw=size or (512, 1024), dynamic_hw=bool(opts.dynamic), opset=opts.opset,
-                    size_policy=policy)
+    export_semantic(
+        model=opts.model,
+        weights=opts.weights,
+        out_path=onnx_path,
+        num_classes=opts.num_classes,
+        trace_size_hw=size or (512, 1024),
+        dynamic_hw=bool(opts.dynamic),
+        opset=opts.opset,
+        size_policy=policy,
+    )
     print(f"wrote {onnx_path}")
     if opts.format == "tensorrt":
         from segstream.export.tensorrt import build_engine
@@ -183,8 +232,13 @@ def verify(opts: VerifyOptions) -> int:
     meta = read_metadata(opts.artifact)
     if meta.model != opts.model:
         raise ModelError(f"{opts.artifact}: exported from {meta.model!r}, not {opts.model!r}")
-    loaded = load_model(opts.model, opts.weights, num_classes=len(meta.class_names), aux=False,
-                        output_stride=(meta.extra or {}).get("output_stride"))
+    loaded = load_model(
+        opts.model,
+        opts.weights,
+        num_classes=len(meta.class_names),
+        aux=False,
+        output_stride=(meta.extra or {}).get("output_stride"),
+    )
     size = parse_hw(opts.input_size)
     sizes = [size] if size else ([tuple(meta.input_size_hw)] if meta.input_size_hw else list(PARITY_SIZES))
     # U-Net: the runtime pads frames to a multiple of 2**depth, so the graph is checked at such sizes.
@@ -194,8 +248,10 @@ def verify(opts: VerifyOptions) -> int:
     for r in results:
         ok = r.ok()
         bad += not ok
-        print(f"{r.size_hw[0]}x{r.size_hw[1]}: relative error {r.relative_error:.2e}, argmax agreement "
-              f"{r.argmax_agreement:.5%} {'ok' if ok else 'FAIL'}")
+        print(
+            f"{r.size_hw[0]}x{r.size_hw[1]}: relative error {r.relative_error:.2e}, argmax agreement "
+            f"{r.argmax_agreement:.5%} {'ok' if ok else 'FAIL'}"
+        )
     if bad:
         raise ModelError(f"{opts.artifact}: {bad} of {len(results)} sizes outside 1e-4 relative / 99.9 % agreement")
     return 0
@@ -210,6 +266,12 @@ def bench_subject(model: str, weights: str | None, size_hw: tuple[int, int] | No
 
     loaded = load_model(model, weights, aux=False)
     size = size_hw or loaded.spec.size_policy.padded_size((360, 640))  # U-Net: a multiple of 2**depth
-    return BenchSubject(LogitsOnly(loaded.model).eval(), "image", ["logits"], size,
-                        lambda path, sz: export_semantic(model=model, weights=weights, out_path=path,
-                                                         trace_size_hw=sz, dynamic_hw=False))
+    return BenchSubject(
+        LogitsOnly(loaded.model).eval(),
+        "image",
+        ["logits"],
+        size,
+        lambda path, sz: export_semantic(
+            model=model, weights=weights, out_path=path, trace_size_hw=sz, dynamic_hw=False
+        ),
+    )

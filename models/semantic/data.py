@@ -29,15 +29,45 @@ from segstream.stream.errors import ConfigError, ModelError
 LAYOUTS = ("plain", "cityscapes", "camvid", "binary")
 
 #: SegNet CamVid classes (ids 0..10; 11 is void).
-CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian",
-                  "bicyclist")
+CAMVID_CLASSES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
 #: CamVid id -> Cityscapes train id, for evaluating Cityscapes models on CamVid.
 CAMVID_TO_CITYSCAPES = {0: 10, 1: 2, 2: 5, 3: 0, 4: 1, 5: 8, 6: 7, 7: 4, 8: 13, 9: 11, 10: 12}
 #: Cityscapes train id -> the nearest CamVid class, for the standard 11-class CamVid scores of a
 #: Cityscapes-class model: wall -> building, traffic light -> sign symbol, terrain -> tree,
 #: rider, motorcycle, bicycle -> bicyclist, truck, bus, train -> car.
-CITYSCAPES_TO_CAMVID = {0: 3, 1: 4, 2: 1, 3: 1, 4: 7, 5: 2, 6: 6, 7: 6, 8: 5, 9: 5, 10: 0, 11: 9, 12: 10, 13: 8, 14: 8,
-                        15: 8, 16: 8, 17: 10, 18: 10}
+CITYSCAPES_TO_CAMVID = {
+    0: 3,
+    1: 4,
+    2: 1,
+    3: 1,
+    4: 7,
+    5: 2,
+    6: 6,
+    7: 6,
+    8: 5,
+    9: 5,
+    10: 0,
+    11: 9,
+    12: 10,
+    13: 8,
+    14: 8,
+    15: 8,
+    16: 8,
+    17: 10,
+    18: 10,
+}
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -69,8 +99,10 @@ def label_lut(layout: str, num_classes: int, *, label_ids: bool = False) -> np.n
         return _identity(num_classes)
     if layout == "binary":
         if num_classes != 2:
-            raise ConfigError(f"layout 'binary' needs a 2-class model (a *_binary model or --num-classes 2), "
-                              f"got {num_classes} classes")
+            raise ConfigError(
+                f"layout 'binary' needs a 2-class model (a *_binary model or --num-classes 2), "
+                f"got {num_classes} classes"
+            )
         lut = np.ones(256, np.uint8)
         lut[0] = 0
         return lut
@@ -103,7 +135,9 @@ def find_samples(images_dir: str, labels_dir: str, layout: str, num_classes: int
             raise ConfigError(f"{what} folder {d!r} does not exist; pass --images and --labels folders")
     if layout == "cityscapes":
         images = sorted(glob.glob(os.path.join(images_dir, "**", "*_leftImg8bit.png"), recursive=True))
-        labels = {os.path.basename(p): p for p in glob.glob(os.path.join(labels_dir, "**", "*_gtFine_*.png"), recursive=True)}
+        labels = {
+            os.path.basename(p): p for p in glob.glob(os.path.join(labels_dir, "**", "*_gtFine_*.png"), recursive=True)
+        }
         samples = []
         for img in images:
             prefix = os.path.basename(img)[: -len("_leftImg8bit.png")]
@@ -121,7 +155,11 @@ def find_samples(images_dir: str, labels_dir: str, layout: str, num_classes: int
             lab = os.path.join(labels_dir, stem + ".png")
             if not os.path.isfile(lab):
                 colour = os.path.join(labels_dir, stem + "_L.png")
-                hint = " (colour-coded _L.png labels are not read: convert them to class ids)" if os.path.isfile(colour) else ""
+                hint = (
+                    " (colour-coded _L.png labels are not read: convert them to class ids)"
+                    if os.path.isfile(colour)
+                    else ""
+                )
                 raise ConfigError(f"{img}: no label {lab}{hint}")
             samples.append(Sample(img, lab, lut))
     if not samples:
@@ -143,5 +181,7 @@ def read_label(sample: Sample) -> np.ndarray:
     if lab is None:
         raise ModelError(f"{sample.label_path}: cannot be read as a label PNG")
     if lab.ndim != 2 or lab.dtype != np.uint8:
-        raise ModelError(f"{sample.label_path}: expected a single-channel 8-bit PNG of class ids, got shape {lab.shape} {lab.dtype}")
+        raise ModelError(
+            f"{sample.label_path}: expected a single-channel 8-bit PNG of class ids, got shape {lab.shape} {lab.dtype}"
+        )
     return sample.lut[lab]

@@ -36,11 +36,11 @@ ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 @dataclass(frozen=True)
 class DeepLabLiteConfig:
     """Attributes:
-        num_classes: output channels (19: Cityscapes train ids).
-        output_stride: 16 or 8.
-        aspp_channels: width of every ASPP branch and of its projection.
-        low_level_out: channels the stride-4 feature is projected to.
-        decoder_channels: width of the decoder's two separable 3x3 convs.
+    num_classes: output channels (19: Cityscapes train ids).
+    output_stride: 16 or 8.
+    aspp_channels: width of every ASPP branch and of its projection.
+    low_level_out: channels the stride-4 feature is projected to.
+    decoder_channels: width of the decoder's two separable 3x3 convs.
     """
 
     num_classes: int = 19
@@ -66,8 +66,11 @@ class SeparableConvBNReLU(nn.Sequential):
     def __init__(self, cin: int, cout: int, dilation: int = 1) -> None:
         super().__init__(
             nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin, bias=False),
-            nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-            nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -86,10 +89,12 @@ class ImagePooling(nn.Module):
 class SeparableASPP(nn.Module):
     def __init__(self, cin: int, rates: tuple[int, int, int], cout: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([_conv_bn_relu(cin, cout), *(SeparableConvBNReLU(cin, cout, r) for r in rates),
-                                    ImagePooling(cin, cout)])
-        self.project = nn.Sequential(nn.Conv2d(5 * cout, cout, 1, bias=False), nn.BatchNorm2d(cout),
-                                     nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.convs = nn.ModuleList(
+            [_conv_bn_relu(cin, cout), *(SeparableConvBNReLU(cin, cout, r) for r in rates), ImagePooling(cin, cout)]
+        )
+        self.project = nn.Sequential(
+            nn.Conv2d(5 * cout, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Dropout(0.1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([branch(x) for branch in self.convs], dim=1))
@@ -100,8 +105,10 @@ class LiteDecoder(nn.Module):
         super().__init__()
         self.aspp = SeparableASPP(in_channels, ASPP_RATES[cfg.output_stride], cfg.aspp_channels)
         self.project = _conv_bn_relu(low_level_channels, cfg.low_level_out)
-        self.fuse = nn.Sequential(SeparableConvBNReLU(cfg.aspp_channels + cfg.low_level_out, cfg.decoder_channels),
-                                  SeparableConvBNReLU(cfg.decoder_channels, cfg.decoder_channels))
+        self.fuse = nn.Sequential(
+            SeparableConvBNReLU(cfg.aspp_channels + cfg.low_level_out, cfg.decoder_channels),
+            SeparableConvBNReLU(cfg.decoder_channels, cfg.decoder_channels),
+        )
         self.classifier = nn.Conv2d(cfg.decoder_channels, cfg.num_classes, 1)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -124,6 +131,6 @@ class DeepLabV3PlusLite(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         logits = self.classifier(self.backbone(x))
         return OrderedDict(out=F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False))

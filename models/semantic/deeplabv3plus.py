@@ -52,16 +52,16 @@ ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 @dataclass(frozen=True)
 class DeepLabV3PlusConfig:
     """Attributes:
-        backbone: "mobilenetv2", "resnet50" or "resnet101".
-        num_classes: output channels (19 for Cityscapes train ids).
-        output_stride: 16 (VainF's released checkpoints) or 8 (finer, ~3x the compute).
-        width_mult: MobileNetV2 width multiplier (1.0 for the published layout).
-        aspp_channels: channels of every ASPP branch and of the decoder (256 published).
-        low_level_out: channels the low-level feature is projected to (48 published).
-        head: "v3plus" (VainF's DeepLabHeadV3Plus, decoder at stride 4) or "v3" (its
-            DeepLabHead: ASPP, 3x3 conv, 1x1 conv at the output stride).
-        separable: the head's convolutions with a kernel above 1 are depthwise + pointwise
-            (VainF's ``convert_to_separable_conv``; none of its released files use it).
+    backbone: "mobilenetv2", "resnet50" or "resnet101".
+    num_classes: output channels (19 for Cityscapes train ids).
+    output_stride: 16 (VainF's released checkpoints) or 8 (finer, ~3x the compute).
+    width_mult: MobileNetV2 width multiplier (1.0 for the published layout).
+    aspp_channels: channels of every ASPP branch and of the decoder (256 published).
+    low_level_out: channels the low-level feature is projected to (48 published).
+    head: "v3plus" (VainF's DeepLabHeadV3Plus, decoder at stride 4) or "v3" (its
+        DeepLabHead: ASPP, 3x3 conv, 1x1 conv at the output stride).
+    separable: the head's convolutions with a kernel above 1 are depthwise + pointwise
+        (VainF's ``convert_to_separable_conv``; none of its released files use it).
     """
 
     backbone: str = "mobilenetv2"
@@ -141,7 +141,15 @@ class InvertedResidual(nn.Module):
 
 
 #: t (expansion), c (channels), n (repeats), s (first stride): MobileNetV2's table.
-_MOBILENETV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_MOBILENETV2_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2Backbone(nn.Module):
@@ -211,7 +219,11 @@ class ResNetBackbone(nn.Module):
 
 def _conv_bn_relu(cin: int, cout: int, kernel_size: int = 1, dilation: int = 1) -> list[nn.Module]:
     pad = 0 if kernel_size == 1 else dilation
-    return [nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class ASPPPooling(nn.Sequential):
@@ -245,8 +257,15 @@ class DeepLabV3PlusHead(nn.Module):
     """Decoder: ASPP(out) upsampled to the low-level size, concatenated with the projected
     low-level feature, 3x3 conv, 1x1 conv to the classes. Output at stride 4."""
 
-    def __init__(self, in_channels: int, low_level_channels: int, num_classes: int, rates, aspp_channels: int = 256,
-                 low_level_out: int = 48) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        low_level_channels: int,
+        num_classes: int,
+        rates,
+        aspp_channels: int = 256,
+        low_level_out: int = 48,
+    ) -> None:
         super().__init__()
         self.project = nn.Sequential(*_conv_bn_relu(low_level_channels, low_level_out))
         self.aspp = ASPP(in_channels, rates, aspp_channels)
@@ -325,8 +344,12 @@ class DeepLabV3Plus(nn.Module):
         rates = ASPP_RATES[config.output_stride]
         if config.head == "v3plus":
             self.classifier = DeepLabV3PlusHead(
-                self.backbone.out_channels, self.backbone.low_level_channels, config.num_classes,
-                rates, config.aspp_channels, config.low_level_out,
+                self.backbone.out_channels,
+                self.backbone.low_level_channels,
+                config.num_classes,
+                rates,
+                config.aspp_channels,
+                config.low_level_out,
             )
         else:
             self.classifier = DeepLabV3Head(self.backbone.out_channels, config.num_classes, rates, config.aspp_channels)
@@ -344,7 +367,7 @@ class DeepLabV3Plus(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         size = x.shape[-2:]
         logits = self.classifier(self.backbone(x))
         return OrderedDict(out=F.interpolate(logits, size=size, mode="bilinear", align_corners=False))

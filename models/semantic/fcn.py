@@ -33,9 +33,9 @@ VARIANTS = ("32s", "16s", "8s")
 @dataclass(frozen=True)
 class FCNConfig:
     """Attributes:
-        backbone: "vgg16" (the paper's) or "resnet18" (light, for the CPU).
-        variant: "32s", "16s" or "8s": which skips are fused.
-        num_classes: output channels.
+    backbone: "vgg16" (the paper's) or "resnet18" (light, for the CPU).
+    variant: "32s", "16s" or "8s": which skips are fused.
+    num_classes: output channels.
     """
 
     backbone: str = "vgg16"
@@ -64,8 +64,9 @@ def bilinear_kernel(channels: int, size: int) -> torch.Tensor:
 
 
 def _upsampling(channels: int, stride: int, padded: bool, learned: bool) -> nn.ConvTranspose2d:
-    up = nn.ConvTranspose2d(channels, channels, kernel_size=2 * stride, stride=stride,
-                            padding=stride // 2 if padded else 0, bias=False)
+    up = nn.ConvTranspose2d(
+        channels, channels, kernel_size=2 * stride, stride=stride, padding=stride // 2 if padded else 0, bias=False
+    )
     with torch.no_grad():
         up.weight.copy_(bilinear_kernel(channels, 2 * stride))
     up.weight.requires_grad_(learned)
@@ -73,7 +74,7 @@ def _upsampling(channels: int, stride: int, padded: bool, learned: bool) -> nn.C
 
 
 def _crop(x: torch.Tensor, offset: int, size_hw) -> torch.Tensor:
-    return x[:, :, offset:offset + size_hw[0], offset:offset + size_hw[1]]
+    return x[:, :, offset : offset + size_hw[0], offset : offset + size_hw[1]]
 
 
 class VGG16Taps(nn.Module):

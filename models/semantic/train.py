@@ -27,39 +27,39 @@ from segstream.stream.errors import ConfigError
 @dataclass(frozen=True)
 class TrainConfig:
     """Attributes:
-        model: registry name. images / labels / layout: the data (see data.py).
-        out: checkpoint path written at the end: the best checkpoint on the validation data
-            when there is some, else the last. ``<out>.last.pth`` holds the resumable state
-            (model, optimiser, iteration, best score), written every ``save_every`` iterations,
-            at every evaluation and at the end.
-        weights: start from this checkpoint (other class counts: all but the classifier).
-        num_classes: classes (default: the checkpoint's, else 19).
-        input_size_hw: (H, W) crop size.
-        iters: optimiser steps; None: ``epochs`` passes over the data.
-        epochs / batch_size / lr / momentum / weight_decay: optimiser settings.
-        scale_range: random rescale range before cropping; (1, 1) disables it.
-        aux_weight: weight of the aux head's loss where the model has one.
-        seed: seeds the sampler, the augmentation and torch. The batch of iteration ``i`` and
-            its augmentation depend only on (seed, i), so a resumed run sees the same data.
-        progress: print a progress line to stderr.
-        threads: torch intra-op threads while training (None: leave torch's setting); on a
-            busy 2-core machine 1 thread is several times faster than 2.
-        class_weights: "none", or "balanced": median-frequency balancing (each class's loss
-            weighted by the median class frequency over its own, from the training labels,
-            clipped to [0.1, 10]) so that thin classes (poles, signs, people) count; or
-            "balanced-sqrt": the square root of those weights, a milder push that trades
-            less precision on the common classes for the recall of the rare ones.
-        jitter: photometric augmentation: "basic" (brightness/contrast) or "color" (also
-            saturation and hue, for real footage).
-        warmup_iters: linear learning-rate warm-up before the poly schedule.
-        backbone_init: "imagenet" loads the ImageNet backbone of models that have one
-            (EfficientNet-Lite0) when no ``weights`` are given; "none" leaves it random.
-        val_images / val_labels: validation data in ``layout``; evaluated every ``eval_every``
-            iterations and at the end (CamVid: the 11-class mIoU), the best kept in ``out``.
-        resume: a ``.last.pth`` written by an earlier run of the same configuration: training
-            continues from its iteration with its optimiser state, exactly as if not stopped.
-        stop_at: stop at this iteration (the schedule still runs to ``iters``) and write the
-            resumable state: a long run spread over several sittings.
+    model: registry name. images / labels / layout: the data (see data.py).
+    out: checkpoint path written at the end: the best checkpoint on the validation data
+        when there is some, else the last. ``<out>.last.pth`` holds the resumable state
+        (model, optimiser, iteration, best score), written every ``save_every`` iterations,
+        at every evaluation and at the end.
+    weights: start from this checkpoint (other class counts: all but the classifier).
+    num_classes: classes (default: the checkpoint's, else 19).
+    input_size_hw: (H, W) crop size.
+    iters: optimiser steps; None: ``epochs`` passes over the data.
+    epochs / batch_size / lr / momentum / weight_decay: optimiser settings.
+    scale_range: random rescale range before cropping; (1, 1) disables it.
+    aux_weight: weight of the aux head's loss where the model has one.
+    seed: seeds the sampler, the augmentation and torch. The batch of iteration ``i`` and
+        its augmentation depend only on (seed, i), so a resumed run sees the same data.
+    progress: print a progress line to stderr.
+    threads: torch intra-op threads while training (None: leave torch's setting); on a
+        busy 2-core machine 1 thread is several times faster than 2.
+    class_weights: "none", or "balanced": median-frequency balancing (each class's loss
+        weighted by the median class frequency over its own, from the training labels,
+        clipped to [0.1, 10]) so that thin classes (poles, signs, people) count; or
+        "balanced-sqrt": the square root of those weights, a milder push that trades
+        less precision on the common classes for the recall of the rare ones.
+    jitter: photometric augmentation: "basic" (brightness/contrast) or "color" (also
+        saturation and hue, for real footage).
+    warmup_iters: linear learning-rate warm-up before the poly schedule.
+    backbone_init: "imagenet" loads the ImageNet backbone of models that have one
+        (EfficientNet-Lite0) when no ``weights`` are given; "none" leaves it random.
+    val_images / val_labels: validation data in ``layout``; evaluated every ``eval_every``
+        iterations and at the end (CamVid: the 11-class mIoU), the best kept in ``out``.
+    resume: a ``.last.pth`` written by an earlier run of the same configuration: training
+        continues from its iteration with its optimiser state, exactly as if not stopped.
+    stop_at: stop at this iteration (the schedule still runs to ``iters``) and write the
+        resumable state: a long run spread over several sittings.
     """
 
     model: str
@@ -102,7 +102,9 @@ class TrainConfig:
         if min(self.input_size_hw) < 16:
             raise ConfigError(f"input size must be at least 16x16, got {self.input_size_hw}")
         if self.class_weights not in ("none", "balanced", "balanced-sqrt"):
-            raise ConfigError(f"class weights must be 'none', 'balanced' or 'balanced-sqrt', got {self.class_weights!r}")
+            raise ConfigError(
+                f"class weights must be 'none', 'balanced' or 'balanced-sqrt', got {self.class_weights!r}"
+            )
         if self.jitter not in ("basic", "color"):
             raise ConfigError(f"jitter must be 'basic' or 'color', got {self.jitter!r}")
         if self.backbone_init not in ("imagenet", "none"):
@@ -116,11 +118,23 @@ class TrainConfig:
 
     def resumable(self) -> dict:
         """The settings a resumed run must share with the run it continues."""
-        return {"model": self.model, "layout": self.layout, "num_classes": self.num_classes,
-                "input_size_hw": list(self.input_size_hw), "iters": self.iters, "epochs": self.epochs,
-                "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
-                "weight_decay": self.weight_decay, "scale_range": list(self.scale_range), "seed": self.seed,
-                "class_weights": self.class_weights, "jitter": self.jitter, "warmup_iters": self.warmup_iters}
+        return {
+            "model": self.model,
+            "layout": self.layout,
+            "num_classes": self.num_classes,
+            "input_size_hw": list(self.input_size_hw),
+            "iters": self.iters,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "scale_range": list(self.scale_range),
+            "seed": self.seed,
+            "class_weights": self.class_weights,
+            "jitter": self.jitter,
+            "warmup_iters": self.warmup_iters,
+        }
 
 
 def last_path(out: str) -> str:
@@ -129,8 +143,14 @@ def last_path(out: str) -> str:
     return root + ".last.pth"
 
 
-def augment(image_bgr: np.ndarray, label: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator,
-            scale_range=(0.75, 1.25), jitter: str = "basic") -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    image_bgr: np.ndarray,
+    label: np.ndarray,
+    size_hw: tuple[int, int],
+    rng: np.random.Generator,
+    scale_range=(0.75, 1.25),
+    jitter: str = "basic",
+) -> tuple[np.ndarray, np.ndarray]:
     """Random scale, crop to ``size_hw`` (padding: image 0, label 255), flip, photometric jitter.
 
     Args:
@@ -155,7 +175,7 @@ def augment(image_bgr: np.ndarray, label: np.ndarray, size_hw: tuple[int, int], 
         label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
     h, w = label.shape
     y, x = int(rng.integers(0, h - th + 1)), int(rng.integers(0, w - tw + 1))
-    image_bgr, label = image_bgr[y:y + th, x:x + tw], label[y:y + th, x:x + tw]
+    image_bgr, label = image_bgr[y : y + th, x : x + tw], label[y : y + th, x : x + tw]
     if rng.random() < 0.5:
         image_bgr, label = image_bgr[:, ::-1], label[:, ::-1]
     alpha, beta = float(rng.uniform(0.8, 1.2)), float(rng.uniform(-20, 20))
@@ -182,8 +202,17 @@ class BatchSampler:
     iteration ``i`` is augmented with ``default_rng([seed, i, j])``. A resumed run therefore
     sees exactly the batches the uninterrupted run would have seen."""
 
-    def __init__(self, samples: list[Sample], size_hw: tuple[int, int], seed: int, scale_range, batch_size: int,
-                 jitter: str = "basic", mean=IMAGENET_MEAN_255, std=IMAGENET_STD_255) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        size_hw: tuple[int, int],
+        seed: int,
+        scale_range,
+        batch_size: int,
+        jitter: str = "basic",
+        mean=IMAGENET_MEAN_255,
+        std=IMAGENET_STD_255,
+    ) -> None:
         self.samples, self.size_hw, self.seed, self.scale_range = samples, size_hw, seed, scale_range
         self.batch_size, self.jitter, self.mean, self.std = batch_size, jitter, mean, std
         self._orders: dict[int, np.ndarray] = {}
@@ -204,7 +233,9 @@ class BatchSampler:
         for j, i in enumerate(self.indices(it)):
             s = self.samples[i]
             rng = np.random.default_rng([self.seed, it, j])
-            img, lab = augment(read_image(s.image_path), read_label(s), self.size_hw, rng, self.scale_range, self.jitter)
+            img, lab = augment(
+                read_image(s.image_path), read_label(s), self.size_hw, rng, self.scale_range, self.jitter
+            )
             xs.append(to_tensor(img, self.mean, self.std))
             ys.append(torch.from_numpy(lab.astype(np.int64)))
         return torch.stack(xs), torch.stack(ys)
@@ -226,14 +257,16 @@ def balanced_class_weights(samples: list[Sample], num_classes: int, clip=(0.1, 1
     return np.clip(weights, *clip).astype(np.float32)
 
 
-def segmentation_loss(outputs: dict, target: torch.Tensor, aux_weight: float,
-                      class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def segmentation_loss(
+    outputs: dict, target: torch.Tensor, aux_weight: float, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy (ignore 255, optional per-class weights) on ``out``, plus ``aux_weight`` x
     that of ``aux`` if present."""
     loss = F.cross_entropy(outputs["out"], target, weight=class_weights, ignore_index=IGNORE_INDEX)
     if "aux" in outputs and aux_weight > 0:
-        loss = loss + aux_weight * F.cross_entropy(outputs["aux"], target, weight=class_weights,
-                                                   ignore_index=IGNORE_INDEX)
+        loss = loss + aux_weight * F.cross_entropy(
+            outputs["aux"], target, weight=class_weights, ignore_index=IGNORE_INDEX
+        )
     return loss
 
 
@@ -306,13 +339,25 @@ def train(cfg: TrainConfig) -> TrainReport:
 
 def _save_state(path: str, loaded, opt, it: int, cfg: TrainConfig, best: dict, history: list) -> None:
     """The resumable state, written to a temporary file and renamed (a crash leaves the old one)."""
-    info = {"model": loaded.spec.name, "num_classes": loaded.num_classes, "class_names": list(loaded.class_names),
-            "iters": it}
+    info = {
+        "model": loaded.spec.name,
+        "num_classes": loaded.num_classes,
+        "class_names": list(loaded.class_names),
+        "iters": it,
+    }
     if loaded.output_stride is not None:
         info["output_stride"] = int(loaded.output_stride)
-    state = {"model_state": loaded.model.state_dict(), "segstream": info,
-             "train_state": {"optimizer": opt.state_dict(), "iter": it, "config": cfg.resumable(),
-                             "best": dict(best), "history": list(history)}}
+    state = {
+        "model_state": loaded.model.state_dict(),
+        "segstream": info,
+        "train_state": {
+            "optimizer": opt.state_dict(),
+            "iter": it,
+            "config": cfg.resumable(),
+            "best": dict(best),
+            "history": list(history),
+        },
+    }
     tmp = path + ".tmp"
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -326,7 +371,6 @@ def _read_resume(path: str, cfg: TrainConfig) -> dict:
 
 
 def _train(cfg: TrainConfig) -> TrainReport:
-    from segstream.models.semantic.data import find_samples
 
     torch.manual_seed(cfg.seed)
     resumed = _read_resume(cfg.resume, cfg) if cfg.resume else None
@@ -339,8 +383,16 @@ def _train(cfg: TrainConfig) -> TrainReport:
         load_imagenet_weights(loaded.model.backbone)
     samples = find_samples(cfg.images, cfg.labels, cfg.layout, loaded.num_classes)
     val = find_samples(cfg.val_images, cfg.val_labels, cfg.layout, loaded.num_classes) if cfg.val_images else []
-    sampler = BatchSampler(samples, cfg.input_size_hw, cfg.seed, cfg.scale_range, cfg.batch_size, cfg.jitter,
-                           loaded.spec.mean, loaded.spec.std)
+    sampler = BatchSampler(
+        samples,
+        cfg.input_size_hw,
+        cfg.seed,
+        cfg.scale_range,
+        cfg.batch_size,
+        cfg.jitter,
+        loaded.spec.mean,
+        loaded.spec.std,
+    )
     per_epoch = max(1, len(samples) // cfg.batch_size)
     total = cfg.iters or cfg.epochs * per_epoch
     weights = None
@@ -364,8 +416,13 @@ def _train(cfg: TrainConfig) -> TrainReport:
 
     def evaluate_and_keep() -> None:
         summary = evaluate_model(model, val, loaded, cfg.layout)
-        history.append({"iter": it, "miou": round(summary["miou"], 5),
-                        "per_class_iou": {k: round(v, 4) for k, v in summary["per_class_iou"].items()}})
+        history.append(
+            {
+                "iter": it,
+                "miou": round(summary["miou"], 5),
+                "per_class_iou": {k: round(v, 4) for k, v in summary["per_class_iou"].items()},
+            }
+        )
         if best["miou"] is None or summary["miou"] > best["miou"]:
             best.update(miou=float(summary["miou"]), iter=it)
             save_checkpoint(cfg.out, loaded, extra={"iters": it, "val_miou": round(summary["miou"], 5)})
@@ -410,6 +467,8 @@ def _progress(it: int, total: int, loss: float, lr: float, elapsed: float, done_
     done = int(width * it / total)
     eta = elapsed / max(1, done_here) * (total - it)
     shown_best = "" if best is None else f" best mIoU {best:.4f}"
-    sys.stderr.write(f"\rtrain [{'#' * done}{'.' * (width - done)}] {it}/{total} loss {loss:.4f} lr {lr:.2e} "
-                     f"eta {eta / 60:.0f} min{shown_best}")
+    sys.stderr.write(
+        f"\rtrain [{'#' * done}{'.' * (width - done)}] {it}/{total} loss {loss:.4f} lr {lr:.2e} "
+        f"eta {eta / 60:.0f} min{shown_best}"
+    )
     sys.stderr.flush()

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from segstream.models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
 from segstream.models.semantic.deeplab_lite import DeepLabLiteConfig, DeepLabV3PlusLite
+from segstream.models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
 from segstream.models.semantic.efficientnet_lite import LITE_MEAN_255, LITE_STD_255
 from segstream.models.semantic.fcn import FCN, FCNConfig
 from segstream.models.state_dict import mismatch_summary
@@ -36,8 +36,27 @@ from segstream.stream.errors import ConfigError, ModelError
 
 #: torchvision's 21 COCO-with-VOC-labels categories (its released weights).
 VOC_CLASSES = (
-    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "__background__",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -80,18 +99,27 @@ class SemanticSpec:
 
 
 _TV_LAYOUT = "torchvision state dict: backbone.*, classifier.*{extra}, optional aux_classifier.*"
-_PLUS_LAYOUT = ("VainF DeepLabV3+ state dict (plain or under 'model_state'): backbone.{bb}*, classifier.project.*, "
-                "classifier.aspp.convs.*, classifier.classifier.3.weight")
-_V3_LAYOUT = ("VainF DeepLabV3 state dict (plain or under 'model_state'): backbone.{bb}*, "
-              "classifier.classifier.0.convs.* (ASPP), classifier.classifier.4.weight")
+_PLUS_LAYOUT = (
+    "VainF DeepLabV3+ state dict (plain or under 'model_state'): backbone.{bb}*, classifier.project.*, "
+    "classifier.aspp.convs.*, classifier.classifier.3.weight"
+)
+_V3_LAYOUT = (
+    "VainF DeepLabV3 state dict (plain or under 'model_state'): backbone.{bb}*, "
+    "classifier.classifier.0.convs.* (ASPP), classifier.classifier.4.weight"
+)
 
 SPECS: dict[str, SemanticSpec] = {}
 
 
 def _tv(name: str, classifier_key: str, has_aux: bool, extra: str = "", also: str = "") -> None:
     SPECS[name] = SemanticSpec(
-        name=name, kind="torchvision", classifier_key=classifier_key, layout=_TV_LAYOUT.format(extra=extra) + also,
-        has_aux=has_aux, size_policy=SizePolicy(kind="short_side", short_side=520), default_classes=VOC_CLASSES,
+        name=name,
+        kind="torchvision",
+        classifier_key=classifier_key,
+        layout=_TV_LAYOUT.format(extra=extra) + also,
+        has_aux=has_aux,
+        size_policy=SizePolicy(kind="short_side", short_side=520),
+        default_classes=VOC_CLASSES,
     )
 
 
@@ -99,8 +127,11 @@ def _vainf(name: str, backbone: str, head: str) -> SemanticSpec:
     prefix = "low_level_features.0-3/high_level_features.4-17." if backbone == "mobilenetv2" else "conv1/bn1/layer1-4."
     plus = head == "v3plus"
     return SemanticSpec(
-        name=name, kind="vainf", classifier_key=f"classifier.classifier.{3 if plus else 4}.weight",
-        layout=(_PLUS_LAYOUT if plus else _V3_LAYOUT).format(bb=prefix), size_policy=SizePolicy(kind="native"),
+        name=name,
+        kind="vainf",
+        classifier_key=f"classifier.classifier.{3 if plus else 4}.weight",
+        layout=(_PLUS_LAYOUT if plus else _V3_LAYOUT).format(bb=prefix),
+        size_policy=SizePolicy(kind="native"),
         plus=DeepLabV3PlusConfig(backbone=backbone, head=head),
     )
 
@@ -114,20 +145,31 @@ VAINF_ALTERNATIVES: dict[str, SemanticSpec] = {
 
 _tv("deeplabv3_mobilenet_v3_large", "classifier.4.weight", True, " (classifier.0.convs = ASPP)")
 for _name in ("deeplabv3_resnet50", "deeplabv3_resnet101"):
-    _tv(_name, "classifier.4.weight", True, " (classifier.0.convs = ASPP)", also=f"; or a {VAINF_ALTERNATIVES[_name].layout}")
+    _tv(
+        _name,
+        "classifier.4.weight",
+        True,
+        " (classifier.0.convs = ASPP)",
+        also=f"; or a {VAINF_ALTERNATIVES[_name].layout}",
+    )
 _tv("fcn_resnet50", "classifier.4.weight", True)
 _tv("fcn_resnet101", "classifier.4.weight", True)
 _tv("lraspp_mobilenet_v3_large", "classifier.high_classifier.weight", False, " (classifier.cbr, low/high_classifier)")
 
-for _name, _bb, _head in (("deeplabv3plus_mobilenet", "mobilenetv2", "v3plus"),
-                          ("deeplabv3plus_resnet50", "resnet50", "v3plus"),
-                          ("deeplabv3plus_resnet101", "resnet101", "v3plus"),
-                          ("deeplabv3_mobilenet", "mobilenetv2", "v3")):
+for _name, _bb, _head in (
+    ("deeplabv3plus_mobilenet", "mobilenetv2", "v3plus"),
+    ("deeplabv3plus_resnet50", "resnet50", "v3plus"),
+    ("deeplabv3plus_resnet101", "resnet101", "v3plus"),
+    ("deeplabv3_mobilenet", "mobilenetv2", "v3"),
+):
     SPECS[_name] = _vainf(_name, _bb, _head)
 #: A DeepLabV3+ a few hundred kB large: tests, and the demo model trained on synthetic scenes.
 SPECS["deeplab_tiny"] = SemanticSpec(
-    name="deeplab_tiny", kind="vainf", classifier_key="classifier.classifier.3.weight",
-    layout=_PLUS_LAYOUT.format(bb="low_level_features."), size_policy=SizePolicy(kind="native"),
+    name="deeplab_tiny",
+    kind="vainf",
+    classifier_key="classifier.classifier.3.weight",
+    layout=_PLUS_LAYOUT.format(bb="low_level_features."),
+    size_policy=SizePolicy(kind="native"),
     plus=DeepLabV3PlusConfig(backbone="mobilenetv2", width_mult=0.25, aspp_channels=32, low_level_out=8),
 )
 #: The road model: DeepLabV3+ on ImageNet EfficientNet-Lite0, trained on CamVid (Cityscapes train
@@ -135,11 +177,15 @@ SPECS["deeplab_tiny"] = SemanticSpec(
 #: to 640x360: objects at the scale it was trained at, and a third of 720p's cost), then padded
 #: to a multiple of 16 (the stride-2 convolutions' TensorFlow padding is exact on even sizes).
 SPECS["deeplabv3plus_lite0"] = SemanticSpec(
-    name="deeplabv3plus_lite0", kind="lite", classifier_key="classifier.classifier.weight",
+    name="deeplabv3plus_lite0",
+    kind="lite",
+    classifier_key="classifier.classifier.weight",
     layout="segstream DeepLabV3+ Lite0 state dict: backbone._conv_stem/_bn0/_blocks.0-15.*, classifier.aspp.*, "
-           "classifier.project.*, classifier.fuse.*, classifier.classifier.weight",
-    size_policy=SizePolicy(kind="short_side", short_side=360, pad_multiple=16), lite=DeepLabLiteConfig(),
-    mean=LITE_MEAN_255, std=LITE_STD_255,
+    "classifier.project.*, classifier.fuse.*, classifier.classifier.weight",
+    size_policy=SizePolicy(kind="short_side", short_side=360, pad_multiple=16),
+    lite=DeepLabLiteConfig(),
+    mean=LITE_MEAN_255,
+    std=LITE_STD_255,
 )
 
 #: Two-class models (``*_binary``) for masks: class 0 background, 1 foreground, softmax + argmax
@@ -148,22 +194,34 @@ BINARY_CLASSES = ("background", "foreground")
 _UNET_LAYOUT = "segstream U-Net state dict: inc.*, down.N.*, up.N.up.*, up.N.conv.*, head.weight"
 # U-Net halves the map depth times, so frames are padded (bottom/right, after normalisation:
 # the mean colour) to a multiple of 2**depth and the logits cropped back.
-for _name, _unet in (("unet", UNetConfig(depth=4, width=64)),
-                     ("unet_small", UNetConfig(depth=4, width=16)),
-                     ("unet_tiny", UNetConfig(depth=3, width=8))):
+for _name, _unet in (
+    ("unet", UNetConfig(depth=4, width=64)),
+    ("unet_small", UNetConfig(depth=4, width=16)),
+    ("unet_tiny", UNetConfig(depth=3, width=8)),
+):
     for _suffix, _classes in (("", CITYSCAPES_CLASSES), ("_binary", BINARY_CLASSES)):
         SPECS[_name + _suffix] = SemanticSpec(
-            name=_name + _suffix, kind="unet", classifier_key="head.weight", layout=_UNET_LAYOUT,
-            size_policy=SizePolicy(kind="native", pad_multiple=2 ** _unet.depth), default_classes=_classes,
-            num_classes=len(_classes), unet=_unet)
+            name=_name + _suffix,
+            kind="unet",
+            classifier_key="head.weight",
+            layout=_UNET_LAYOUT,
+            size_policy=SizePolicy(kind="native", pad_multiple=2**_unet.depth),
+            default_classes=_classes,
+            num_classes=len(_classes),
+            unet=_unet,
+        )
 
-_FCN_LAYOUT = ("segstream FCN-{v} state dict: backbone.{bb}*, score_fr.*, upscore* (transposed convs){skips}")
+_FCN_LAYOUT = "segstream FCN-{v} state dict: backbone.{bb}*, score_fr.*, upscore* (transposed convs){skips}"
 for _bb, _bb_keys in (("vgg16", "features.N.*, backbone.fc6.*, backbone.fc7."), ("resnet18", "layer1..4.")):
     for _v, _skips in (("32s", ""), ("16s", ", score_pool4.*"), ("8s", ", score_pool4.*, score_pool3.*")):
         SPECS[f"fcn{_v}_{_bb}"] = SemanticSpec(
-            name=f"fcn{_v}_{_bb}", kind="fcn", classifier_key="score_fr.weight",
-            layout=_FCN_LAYOUT.format(v=_v, bb=_bb_keys, skips=_skips), size_policy=SizePolicy(kind="native"),
-            fcn=FCNConfig(backbone=_bb, variant=_v))
+            name=f"fcn{_v}_{_bb}",
+            kind="fcn",
+            classifier_key="score_fr.weight",
+            layout=_FCN_LAYOUT.format(v=_v, bb=_bb_keys, skips=_skips),
+            size_policy=SizePolicy(kind="native"),
+            fcn=FCNConfig(backbone=_bb, variant=_v),
+        )
 
 
 def spec_of(name: str, layout: str | None = None) -> SemanticSpec:
@@ -177,8 +235,10 @@ def spec_of(name: str, layout: str | None = None) -> SemanticSpec:
         return spec
     if layout == "vainf" and name in VAINF_ALTERNATIVES:
         return VAINF_ALTERNATIVES[name]
-    raise ConfigError(f"{name}: no {layout!r} layout; VainF's exists for "
-                      f"{', '.join(sorted([*VAINF_ALTERNATIVES, *(n for n, s in SPECS.items() if s.kind == 'vainf')]))}")
+    raise ConfigError(
+        f"{name}: no {layout!r} layout; VainF's exists for "
+        f"{', '.join(sorted([*VAINF_ALTERNATIVES, *(n for n, s in SPECS.items() if s.kind == 'vainf')]))}"
+    )
 
 
 def spec_for_state(spec: SemanticSpec, state: dict) -> SemanticSpec:
@@ -202,16 +262,19 @@ def renumber_early_mobilenet_blocks(state: dict) -> dict:
     names: those numbered ``high_level_features`` 0..13 (re-indexed after the four
     ``low_level_features``), VainF's files and today's 4..17. Same tensors, keys shifted by 4;
     any other state dict is returned as it is."""
-    nums = {int(k[len(_HIGH):].split(".", 1)[0]) for k in state if k.startswith(_HIGH)}
-    low = {k[len("backbone.low_level_features."):].split(".", 1)[0] for k in state
-           if k.startswith("backbone.low_level_features.")}
+    nums = {int(k[len(_HIGH) :].split(".", 1)[0]) for k in state if k.startswith(_HIGH)}
+    low = {
+        k[len("backbone.low_level_features.") :].split(".", 1)[0]
+        for k in state
+        if k.startswith("backbone.low_level_features.")
+    }
     if not nums or min(nums) != 0 or not low:
         return state
     shift = len(low)
     out = {}
     for k, v in state.items():
         if k.startswith(_HIGH):
-            i, rest = k[len(_HIGH):].split(".", 1)
+            i, rest = k[len(_HIGH) :].split(".", 1)
             k = f"{_HIGH}{int(i) + shift}.{rest}"
         out[k] = v
     return out
@@ -274,8 +337,15 @@ class UNetSegmenter(UNet):
         return {"out": super().forward(x)}
 
 
-def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_stride: int | None = None,
-                layout: str | None = None, separable: bool = False) -> nn.Module:
+def build_model(
+    name: str,
+    *,
+    num_classes: int = 19,
+    aux: bool = False,
+    output_stride: int | None = None,
+    layout: str | None = None,
+    separable: bool = False,
+) -> nn.Module:
     """Builds a randomly initialised model (no download: torchvision weights are never fetched).
 
     Args:
@@ -286,20 +356,24 @@ def build_model(name: str, *, num_classes: int = 19, aux: bool = False, output_s
         layout: None (the name's own) or "vainf" (VainF's DeepLabV3 for ``deeplabv3_resnet50/101``).
         separable: VainF layouts only: the head as after VainF's ``--separable_conv``.
     """
-    return _build(spec_of(name, layout), num_classes=num_classes, aux=aux, output_stride=output_stride,
-                  separable=separable)
+    return _build(
+        spec_of(name, layout), num_classes=num_classes, aux=aux, output_stride=output_stride, separable=separable
+    )
 
 
 def _build(spec: SemanticSpec, *, num_classes: int, aux: bool, output_stride: int | None, separable: bool) -> nn.Module:
     name = spec.name
     if spec.kind not in ("vainf", "lite") and output_stride is not None:
-        raise ConfigError(f"{name}: output stride is fixed by the architecture (only the VainF DeepLab layouts take 8 "
-                          "or 16); drop the option")
+        raise ConfigError(
+            f"{name}: output stride is fixed by the architecture (only the VainF DeepLab layouts take 8 "
+            "or 16); drop the option"
+        )
     if spec.kind != "vainf" and separable:
         raise ConfigError(f"{name}: separable convolutions exist in the VainF DeepLab layouts only")
     if spec.kind == "lite":
-        return DeepLabV3PlusLite(replace(spec.lite, num_classes=num_classes,
-                                         output_stride=output_stride or spec.lite.output_stride))
+        return DeepLabV3PlusLite(
+            replace(spec.lite, num_classes=num_classes, output_stride=output_stride or spec.lite.output_stride)
+        )
     if spec.kind == "unet":
         return UNetSegmenter(replace(spec.unet, num_classes=num_classes))
     if spec.kind == "fcn":
@@ -312,8 +386,9 @@ def _build(spec: SemanticSpec, *, num_classes: int, aux: bool, output_stride: in
         if spec.has_aux:
             kwargs["aux_loss"] = bool(aux)
         return builder(**kwargs)
-    cfg = replace(spec.plus, num_classes=num_classes, output_stride=output_stride or spec.plus.output_stride,
-                  separable=separable)
+    cfg = replace(
+        spec.plus, num_classes=num_classes, output_stride=output_stride or spec.plus.output_stride, separable=separable
+    )
     return DeepLabV3Plus(cfg)
 
 
@@ -339,8 +414,10 @@ def resolve_weights(path: str, spec: SemanticSpec) -> str:
         raise ModelError(f"{spec.name}: torchvision publishes no weights for it; give a checkpoint path")
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", name)
     if not os.path.isfile(cached):
-        raise ModelError(f"{path}: not a file, and {cached} is not in the torch hub cache; download {name} from "
-                         "https://download.pytorch.org/models/ and give its path")
+        raise ModelError(
+            f"{path}: not a file, and {cached} is not in the torch hub cache; download {name} from "
+            "https://download.pytorch.org/models/ and give its path"
+        )
     return cached
 
 
@@ -353,7 +430,12 @@ def _numpy_scalar_globals() -> list:
         from numpy._core.multiarray import scalar
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import scalar
-    allowed: list = [scalar, (scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    allowed: list = [
+        scalar,
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
     for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType"):
         if hasattr(getattr(np, "dtypes", None), name):
             allowed.append(getattr(np.dtypes, name))
@@ -369,7 +451,9 @@ def _read_state_dict(path: str, spec: SemanticSpec) -> tuple[dict, dict]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors: all mean "not a loadable checkpoint"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {spec.layout}") from None
+        raise ModelError(
+            f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {spec.layout}"
+        ) from None
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a {spec.layout}")
     info = obj.get("segstream", {}) if isinstance(obj.get("segstream"), dict) else {}
@@ -380,12 +464,19 @@ def _read_state_dict(path: str, spec: SemanticSpec) -> tuple[dict, dict]:
     if not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise ModelError(f"{path}: no state dict of tensors found, expected a {spec.layout}")
     if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj, info
 
 
-def load_model(name: str, weights: str | None = None, *, num_classes: int | None = None, aux: bool | None = None,
-               output_stride: int | None = None, strict_classes: bool = True) -> LoadedModel:
+def load_model(
+    name: str,
+    weights: str | None = None,
+    *,
+    num_classes: int | None = None,
+    aux: bool | None = None,
+    output_stride: int | None = None,
+    strict_classes: bool = True,
+) -> LoadedModel:
     """Builds ``name`` and loads ``weights`` into it.
 
     Args:
@@ -410,7 +501,9 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
         weights = resolve_weights(weights, spec)
     state, info = ({}, {}) if weights is None else _read_state_dict(weights, spec)
     if info.get("model") not in (None, name):
-        raise ModelError(f"{weights}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}")
+        raise ModelError(
+            f"{weights}: a segstream checkpoint of {info['model']!r}, not {name!r}; pass --model {info['model']}"
+        )
     if info:
         state = renumber_early_mobilenet_blocks(state)
     spec = spec_for_state(spec, state)
@@ -419,36 +512,71 @@ def load_model(name: str, weights: str | None = None, *, num_classes: int | None
         w = state.get(spec.classifier_key)
         if w is None or w.dim() != 4:
             sample = ", ".join(list(state)[:3])
-            raise ModelError(f"{weights}: no {spec.classifier_key} in it (first keys: {sample}){_wrong_model_hint(name, state)}; "
-                             f"expected a {spec.layout}")
+            raise ModelError(
+                f"{weights}: no {spec.classifier_key} in it (first keys: {sample}){_wrong_model_hint(name, state)}; "
+                f"expected a {spec.layout}"
+            )
         file_classes = int(w.shape[0])
     want_classes = num_classes or file_classes or spec.num_classes
     if file_classes is not None and want_classes != file_classes and strict_classes:
-        raise ModelError(f"{weights}: has {file_classes} classes, {want_classes} asked for; drop --num-classes or fine-tune with 'segstream train'")
+        raise ModelError(
+            f"{weights}: has {file_classes} classes, {want_classes} asked for; drop --num-classes or fine-tune with 'segstream train'"
+        )
     file_aux = any(k.startswith("aux_classifier.") for k in state)
     keep_aux = spec.has_aux and (file_aux if aux is None else bool(aux))
     stride = None
     if spec.kind in ("vainf", "lite"):
-        stride = output_stride or info.get("output_stride") or (output_stride_from_filename(weights) if weights else None) or 16
+        stride = (
+            output_stride
+            or info.get("output_stride")
+            or (output_stride_from_filename(weights) if weights else None)
+            or 16
+        )
     with torch.random.fork_rng(devices=[]):
         # Random weights (no file) are seeded so an export and a later verify see the same model.
         torch.manual_seed(0)
-        model = _build(spec, num_classes=want_classes, aux=keep_aux, output_stride=stride,
-                       separable=spec.kind == "vainf" and is_separable(state))
+        model = _build(
+            spec,
+            num_classes=want_classes,
+            aux=keep_aux,
+            output_stride=stride,
+            separable=spec.kind == "vainf" and is_separable(state),
+        )
     if state:
-        _load_into(model, state, weights, spec, drop_aux=not keep_aux, same_classes=want_classes == file_classes,
-                   new_aux=keep_aux and not file_aux)
+        _load_into(
+            model,
+            state,
+            weights,
+            spec,
+            drop_aux=not keep_aux,
+            same_classes=want_classes == file_classes,
+            new_aux=keep_aux and not file_aux,
+        )
     names = tuple(info.get("class_names") or ())
     if len(names) != want_classes:
         # VainF trains on Cityscapes (19 train ids) and Pascal VOC (21, background first).
         known = (spec.default_classes, CITYSCAPES_CLASSES) + ((VOC_CLASSES,) if spec.kind == "vainf" else ())
         names = next((c for c in known if len(c) == want_classes), tuple(f"class_{i}" for i in range(want_classes)))
-    return LoadedModel(model=model.eval(), spec=spec, num_classes=want_classes, class_names=names,
-                       output_stride=stride, checkpoint=info)
+    return LoadedModel(
+        model=model.eval(),
+        spec=spec,
+        num_classes=want_classes,
+        class_names=names,
+        output_stride=stride,
+        checkpoint=info,
+    )
 
 
-def _load_into(model: nn.Module, state: dict, path: str, spec: SemanticSpec, *, drop_aux: bool, same_classes: bool,
-               new_aux: bool = False) -> None:
+def _load_into(
+    model: nn.Module,
+    state: dict,
+    path: str,
+    spec: SemanticSpec,
+    *,
+    drop_aux: bool,
+    same_classes: bool,
+    new_aux: bool = False,
+) -> None:
     """Loads ``state`` strictly, except: the aux head is dropped (``drop_aux``) or left random
     (``new_aux``: training adds one the file lacks), and with another class count every tensor
     whose shape follows the classes is left random."""
@@ -460,13 +588,17 @@ def _load_into(model: nn.Module, state: dict, path: str, spec: SemanticSpec, *, 
         state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         missing = [k for k in own if k not in state]
         if len(missing) > 9:  # FCN-8s has 9 tensors shaped by the classes (score and upscore layers)
-            raise ModelError(f"{path}: only {len(state)} of {len(own)} tensors fit {spec.name}; expected a {spec.layout}")
+            raise ModelError(
+                f"{path}: only {len(state)} of {len(own)} tensors fit {spec.name}; expected a {spec.layout}"
+            )
         model.load_state_dict(state, strict=False)
         return
     mismatch = mismatch_summary(own, state, ignore_missing=lambda k: new_aux and k.startswith("aux_classifier."))
     if mismatch:
-        raise ModelError(f"{path}: does not fit {spec.name}: {mismatch}{_wrong_model_hint(spec.name, state)}; "
-                         f"expected a {spec.layout}")
+        raise ModelError(
+            f"{path}: does not fit {spec.name}: {mismatch}{_wrong_model_hint(spec.name, state)}; "
+            f"expected a {spec.layout}"
+        )
     model.load_state_dict(state, strict=not new_aux)
 
 
@@ -513,8 +645,9 @@ class LogitsAndLabels(LogitsOnly):
         return logits, logits.argmax(1).to(torch.uint8)
 
 
-def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | None = None,
-                      size_policy: SizePolicy | None = None):
+def artifact_metadata(
+    loaded: LoadedModel, *, input_size_hw: tuple[int, int] | None = None, size_policy: SizePolicy | None = None
+):
     """The ArtifactMetadata an export of ``loaded`` carries (classes, palette, mean/std, size policy)."""
     from segstream.stream.backends.base import ArtifactMetadata
 
@@ -523,7 +656,9 @@ def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | N
         policy = SizePolicy(kind="fixed", size_hw=tuple(input_size_hw))
     # A model that needs sizes divisible by 2**depth (U-Net) keeps its padding under any resize.
     policy = replace(policy, pad_multiple=max(policy.pad_multiple, loaded.spec.size_policy.pad_multiple))
-    palette = CITYSCAPES_PALETTE_BGR if loaded.class_names == CITYSCAPES_CLASSES else default_palette_bgr(loaded.num_classes)
+    palette = (
+        CITYSCAPES_PALETTE_BGR if loaded.class_names == CITYSCAPES_CLASSES else default_palette_bgr(loaded.num_classes)
+    )
     return ArtifactMetadata(
         model=loaded.spec.name,
         task="semantic",
@@ -533,7 +668,12 @@ def artifact_metadata(loaded: LoadedModel, *, input_size_hw: tuple[int, int] | N
         std=tuple(loaded.spec.std),
         color_order="RGB",
         palette_bgr=tuple(tuple(int(c) for c in p) for p in palette),
-        extra={"size_policy": policy.to_dict(), "input_name": "image", "output_name": "logits", "labels_output": "labels",
-               "output_stride": loaded.output_stride},
+        extra={
+            "size_policy": policy.to_dict(),
+            "input_name": "image",
+            "output_name": "logits",
+            "labels_output": "labels",
+            "output_stride": loaded.output_stride,
+        },
         versions={"torch": torch.__version__},
     )

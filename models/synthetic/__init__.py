@@ -4,6 +4,7 @@
 image/label folders, COCO instance JSON and mp4 clips; `commands.generate` backs
 `segstream generate`.
 """
+
 from segstream.models.synthetic.classes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_PALETTE_RGB,
@@ -15,7 +16,15 @@ from segstream.models.synthetic.classes import (
 from segstream.models.synthetic.scene import SceneConfig, SceneObject, SceneSample, SceneSequence, generate_scene
 
 __all__ = [
-    "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE_RGB", "COCO_CATEGORIES", "IGNORE_ID",
-    "LABEL_TO_CATEGORY_ID", "colorize", "SceneConfig", "SceneObject", "SceneSample",
-    "SceneSequence", "generate_scene",
+    "CITYSCAPES_CLASSES",
+    "CITYSCAPES_PALETTE_RGB",
+    "COCO_CATEGORIES",
+    "IGNORE_ID",
+    "LABEL_TO_CATEGORY_ID",
+    "colorize",
+    "SceneConfig",
+    "SceneObject",
+    "SceneSample",
+    "SceneSequence",
+    "generate_scene",
 ]

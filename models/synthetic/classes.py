@@ -1,4 +1,5 @@
 """Class tables shared by the generator, the writers and the models trained on them."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """`segstream generate`: write synthetic road scenes or a clip with ground truth, or measurement
 data with known areas and volumes (`phantoms`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class GenerateOptions:
         min_visible_pixels: smaller objects are ignored (255 in the labels, no annotation); see
             `models.synthetic.scene`. None: `SceneConfig`'s default (64).
     """
+
     out: str
     kind: str = "images"
     count: int = 100
@@ -42,6 +44,7 @@ class GenerateResult:
         main_file: instances.json (images) or clip.mp4 (video).
         count: number of images or frames.
     """
+
     out: Path
     main_file: Path
     count: int
@@ -59,8 +62,9 @@ def generate(args: GenerateOptions) -> GenerateResult:
     if args.count < 1:
         raise ValueError(f"expected count >= 1, got {args.count}")
     min_visible = args.min_visible_pixels or SceneConfig.min_visible_pixels
-    config = SceneConfig(width=int(args.width), height=int(args.height), fps=float(args.fps),
-                         min_visible_pixels=int(min_visible))
+    config = SceneConfig(
+        width=int(args.width), height=int(args.height), fps=float(args.fps), min_visible_pixels=int(min_visible)
+    )
     out = Path(args.out)
     if args.kind == "images":
         samples = (generate_scene((int(args.seed), i), config) for i in range(args.count))

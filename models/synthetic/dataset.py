@@ -17,6 +17,7 @@ Each COCO annotation carries `track_id` (the generator's stable object id) next 
 standard fields: segmentation as RLE (counts as str), area, bbox [x, y, w, h], iscrowd 0.
 Objects below the visibility threshold are not annotated; their pixels are 255 in the labels.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,11 +40,12 @@ class CocoBuilder:
     Attributes:
         images, annotations: the COCO lists built so far.
     """
+
     images: list
     annotations: list
 
     @classmethod
-    def empty(cls) -> "CocoBuilder":
+    def empty(cls) -> CocoBuilder:
         return cls([], [])
 
     def add(self, sample: SceneSample, file_name: str, **image_fields) -> int:
@@ -54,22 +56,27 @@ class CocoBuilder:
         for obj in sample.instances:
             rle = mask_util.encode(np.asfortranarray(obj.mask.astype(np.uint8)))
             x, y, bw, bh = (float(v) for v in mask_util.toBbox(rle))
-            self.annotations.append({
-                "id": len(self.annotations) + 1,
-                "image_id": image_id,
-                "category_id": LABEL_TO_CATEGORY_ID[obj.label],
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                "area": int(mask_util.area(rle)),
-                "bbox": [x, y, bw, bh],
-                "iscrowd": 0,
-                "track_id": obj.object_id,
-            })
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": LABEL_TO_CATEGORY_ID[obj.label],
+                    "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                    "area": int(mask_util.area(rle)),
+                    "bbox": [x, y, bw, bh],
+                    "iscrowd": 0,
+                    "track_id": obj.object_id,
+                }
+            )
         return image_id
 
     def to_dict(self) -> dict:
-        return {"info": {"description": "segstream synthetic road scenes"},
-                "categories": [dict(c) for c in COCO_CATEGORIES],
-                "images": self.images, "annotations": self.annotations}
+        return {
+            "info": {"description": "segstream synthetic road scenes"},
+            "categories": [dict(c) for c in COCO_CATEGORIES],
+            "images": self.images,
+            "annotations": self.annotations,
+        }
 
 
 def _write_label(path: Path, class_map: np.ndarray) -> None:
@@ -129,9 +136,14 @@ def write_clip(samples: Iterable[SceneSample], out: str | Path, fps: float) -> P
             writer.write(sample.image_bgr)
             _write_label(out / "labels" / f"{i:06d}.png", sample.class_map)
             image_id = coco.add(sample, f"clip.mp4#{i}", frame_index=i, video="clip.mp4")
-            frames.append({"frame_index": i, "image_id": image_id,
-                           "objects": [{"track_id": o.object_id, "label": o.label} for o in sample.instances],
-                           "ignored_track_ids": list(sample.ignored_ids)})
+            frames.append(
+                {
+                    "frame_index": i,
+                    "image_id": image_id,
+                    "objects": [{"track_id": o.object_id, "label": o.label} for o in sample.instances],
+                    "ignored_track_ids": list(sample.ignored_ids),
+                }
+            )
             for o in sample.instances:
                 span = tracks.setdefault(str(o.object_id), {"label": o.label, "first_frame": i, "last_frame": i})
                 span["last_frame"] = i

@@ -22,6 +22,7 @@ Layout of a map (`write_map`)::
     OUT/reference_model.onnx     classifies the map exactly, tile by tile
     OUT/ground_truth.json        GSD; per class pixels, m² and 4-connected regions; every region
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ from segstream.models.synthetic.reference_model import require_onnx, write_thres
 SLICE_CLASSES = ("background", "organ", "lesion")
 SLICE_VALUES = (1000, 2000, 3000)  # 16-bit stored values; the window 2000,4000 maps them to 64, 128, 191
 SLICE_WINDOW = (2000.0, 4000.0)
-SLICE_THRESHOLDS = (96.0, 160.0)   # 8-bit, between the windowed values
+SLICE_THRESHOLDS = (96.0, 160.0)  # 8-bit, between the windowed values
 MAP_CLASSES = ("background", "field", "roof")
 MAP_LEVELS = (20, 120, 240)
 MAP_THRESHOLDS = (70.0, 180.0)
@@ -68,8 +69,10 @@ def _figure(value: float) -> float:
 
 def _command(pipeline: str, source: str, model: str, output: str) -> str:
     """The ``segstream run`` line that measures generated data with its reference model."""
-    return (f'segstream run --pipeline {pipeline} --source "{source}" '
-            f'--set "{pipeline}.artifact=\'{os.path.abspath(model)}\'" --output {shlex.quote(os.path.abspath(output))}')
+    return (
+        f'segstream run --pipeline {pipeline} --source "{source}" '
+        f"--set \"{pipeline}.artifact='{os.path.abspath(model)}'\" --output {shlex.quote(os.path.abspath(output))}"
+    )
 
 
 def _write_json(path: str, doc: dict) -> None:
@@ -84,9 +87,13 @@ def _phantom_geometry(size_hw: tuple[int, int], count: int, spacing_mm: float, t
     h, w = size_hw
     a, b, c = 0.35 * w * spacing_mm, 0.3 * h * spacing_mm, 0.4 * count * thickness_mm
     small = min(a, b, c)
-    return {"organ_semi_axes": (a, b, c),
-            "vessel_centre": (-0.5 * a, 0.0), "vessel_radius": 0.08 * min(a, b),
-            "lesion_centre": (0.3 * a, 0.2 * b, 0.25 * c), "lesion_radius": 0.3 * small}
+    return {
+        "organ_semi_axes": (a, b, c),
+        "vessel_centre": (-0.5 * a, 0.0),
+        "vessel_radius": 0.08 * min(a, b),
+        "lesion_centre": (0.3 * a, 0.2 * b, 0.25 * c),
+        "lesion_radius": 0.3 * small,
+    }
 
 
 def phantom_labels(size_hw: tuple[int, int], count: int, spacing_mm: float, thickness_mm: float) -> list[np.ndarray]:
@@ -103,21 +110,29 @@ def phantom_labels(size_hw: tuple[int, int], count: int, spacing_mm: float, thic
     a, b, c = g["organ_semi_axes"]
     (vx, vy), vr = g["vessel_centre"], g["vessel_radius"]
     (lx, ly, lz), lr = g["lesion_centre"], g["lesion_radius"]
-    x, y = np.meshgrid((np.arange(w) + 0.5) * spacing_mm - w * spacing_mm / 2,
-                       (np.arange(h) + 0.5) * spacing_mm - h * spacing_mm / 2)
+    x, y = np.meshgrid(
+        (np.arange(w) + 0.5) * spacing_mm - w * spacing_mm / 2, (np.arange(h) + 0.5) * spacing_mm - h * spacing_mm / 2
+    )
     out = []
     for i in range(count):
         z = (i - (count - 1) / 2) * thickness_mm
         ids = np.zeros((h, w), np.uint8)
         ids[(x / a) ** 2 + (y / b) ** 2 + (z / c) ** 2 <= 1] = 1
-        ids[(x - vx) ** 2 + (y - vy) ** 2 <= vr ** 2] = 0
-        ids[(x - lx) ** 2 + (y - ly) ** 2 + (z - lz) ** 2 <= lr ** 2] = 2
+        ids[(x - vx) ** 2 + (y - vy) ** 2 <= vr**2] = 0
+        ids[(x - lx) ** 2 + (y - ly) ** 2 + (z - lz) ** 2 <= lr**2] = 2
         out.append(ids)
     return out
 
 
-def write_slices(out: str, *, count: int = 40, size_hw: tuple[int, int] = (256, 256), spacing_mm: float = 0.7,
-                 thickness_mm: float = 2.5, seed: int = 0) -> PhantomResult:
+def write_slices(
+    out: str,
+    *,
+    count: int = 40,
+    size_hw: tuple[int, int] = (256, 256),
+    spacing_mm: float = 0.7,
+    thickness_mm: float = 2.5,
+    seed: int = 0,
+) -> PhantomResult:
     """Writes the phantom's slice stack, labels, reference model and ground truth (module notes).
 
     Args:
@@ -144,13 +159,26 @@ def write_slices(out: str, *, count: int = 40, size_hw: tuple[int, int] = (256, 
         pixels = {n: int(np.count_nonzero(ids == k)) for k, n in enumerate(SLICE_CLASSES) if k}
         for n, p in pixels.items():
             totals[n] += p
-        slices.append({"index": i, "file": name, "pixels": {n: p for n, p in pixels.items() if p},
-                       "areas_mm2": {n: _figure(p * pixel_mm2) for n, p in pixels.items() if p}})
+        slices.append(
+            {
+                "index": i,
+                "file": name,
+                "pixels": {n: p for n, p in pixels.items() if p},
+                "areas_mm2": {n: _figure(p * pixel_mm2) for n, p in pixels.items() if p},
+            }
+        )
     lesion_r = _phantom_geometry(size_hw, count, spacing_mm, thickness_mm)["lesion_radius"]
-    model = write_threshold_model(os.path.join(out, "reference_model.onnx"), SLICE_THRESHOLDS, SLICE_CLASSES,
-                                  PALETTE_BGR, model="phantom_reference")
-    source = (f"stack://{os.path.abspath(os.path.join(out, 'slices'))}?spacing={spacing_mm:g}x{spacing_mm:g}"
-              f"&thickness={thickness_mm:g}&window={SLICE_WINDOW[0]:g},{SLICE_WINDOW[1]:g}")
+    model = write_threshold_model(
+        os.path.join(out, "reference_model.onnx"),
+        SLICE_THRESHOLDS,
+        SLICE_CLASSES,
+        PALETTE_BGR,
+        model="phantom_reference",
+    )
+    source = (
+        f"stack://{os.path.abspath(os.path.join(out, 'slices'))}?spacing={spacing_mm:g}x{spacing_mm:g}"
+        f"&thickness={thickness_mm:g}&window={SLICE_WINDOW[0]:g},{SLICE_WINDOW[1]:g}"
+    )
     command = _command("medical", source, model, os.path.join(out, "run", "slices.jsonl"))
     volumes = {n: _figure(p * pixel_mm2 * thickness_mm) for n, p in totals.items()}
     doc = {
@@ -165,10 +193,9 @@ def write_slices(out: str, *, count: int = 40, size_hw: tuple[int, int] = (256, 
         "pixels": totals,
         "volumes_mm3": volumes,
         "volumes_ml": {n: _figure(v / 1000.0) for n, v in volumes.items()},
-        "lesion_sphere": {"radius_mm": _figure(lesion_r),
-                          "volume_ml": _figure(4 / 3 * math.pi * lesion_r ** 3 / 1000.0)},
+        "lesion_sphere": {"radius_mm": _figure(lesion_r), "volume_ml": _figure(4 / 3 * math.pi * lesion_r**3 / 1000.0)},
         "note": "areas and volumes are the drawn pixels x spacing (x thickness): what the medical pipeline must "
-                "report with the reference model; the sphere's own volume shows what slices and pixels cost",
+        "report with the reference model; the sphere's own volume shows what slices and pixels cost",
         "reference_model": os.path.abspath(model),
         "source": source,
         "command": command,
@@ -192,8 +219,8 @@ def _shape(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
         m[:, :t] = True
         m[-t:, :] = True
     elif kind == "plus":
-        m[s // 2 - t // 2: s // 2 - t // 2 + t, :] = True
-        m[:, s // 2 - t // 2: s // 2 - t // 2 + t] = True
+        m[s // 2 - t // 2 : s // 2 - t // 2 + t, :] = True
+        m[:, s // 2 - t // 2 : s // 2 - t // 2 + t] = True
     elif kind == "courtyard":  # a ring with a hole
         m[:, :] = True
         m[t:-t, t:-t] = False
@@ -228,7 +255,7 @@ def map_labels(size_hw: tuple[int, int], seed: int = 0, cell: int = 160) -> np.n
             mh, mw = min(m.shape[0], h - oy), min(m.shape[1], w - ox)
             if mh <= 0 or mw <= 0:
                 continue
-            view = ids[oy:oy + mh, ox:ox + mw]
+            view = ids[oy : oy + mh, ox : ox + mw]
             view[m[:mh, :mw]] = int(rng.integers(1, len(MAP_CLASSES)))
     return ids
 
@@ -259,11 +286,19 @@ def write_map(out: str, *, size_hw: tuple[int, int] = (2000, 3000), gsd_m: float
         classes[name] = {"pixels": pixels, "area_m2": _figure(pixels * pixel_m2), "regions": n - 1}
         for i in range(1, n):
             x, y, bw, bh, count = (int(v) for v in stats[i])
-            holes = _holes(comp[y:y + bh, x:x + bw] == i)
-            regions.append({"class_name": name, "bbox_xywh": [x, y, bw, bh], "pixels": count,
-                            "area_m2": _figure(count * pixel_m2), "holes": holes})
-    model = write_threshold_model(os.path.join(out, "reference_model.onnx"), MAP_THRESHOLDS, MAP_CLASSES,
-                                  PALETTE_BGR, model="map_reference")
+            holes = _holes(comp[y : y + bh, x : x + bw] == i)
+            regions.append(
+                {
+                    "class_name": name,
+                    "bbox_xywh": [x, y, bw, bh],
+                    "pixels": count,
+                    "area_m2": _figure(count * pixel_m2),
+                    "holes": holes,
+                }
+            )
+    model = write_threshold_model(
+        os.path.join(out, "reference_model.onnx"), MAP_THRESHOLDS, MAP_CLASSES, PALETTE_BGR, model="map_reference"
+    )
     source = f"tiles://{os.path.abspath(os.path.join(out, 'map.png'))}?tile=512x512&gsd={gsd_m:g}"
     command = _command("satellite", source, model, os.path.join(out, "run", "tiles.jsonl"))
     doc = {
@@ -276,7 +311,7 @@ def write_map(out: str, *, size_hw: tuple[int, int] = (2000, 3000), gsd_m: float
         "per_class": classes,
         "regions": regions,
         "note": "regions are 4-connected (pixels touching at a corner only are separate), one GeoJSON polygon "
-                "each; a polygon's area (exterior minus holes) must equal its pixels x GSD²",
+        "each; a polygon's area (exterior minus holes) must equal its pixels x GSD²",
         "reference_model": os.path.abspath(model),
         "source": source,
         "command": command,

@@ -5,6 +5,7 @@ pipeline run with it must report the ground truth; any difference is the pipelin
 
 Needs the ``onnx`` package (part of the torch extra), imported only here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,12 +21,18 @@ def require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise SegstreamError("writing the reference model needs the onnx package: pip install onnx "
-                             "(it comes with the torch extra)") from None
+        raise SegstreamError(
+            "writing the reference model needs the onnx package: pip install onnx (it comes with the torch extra)"
+        ) from None
 
 
-def write_threshold_model(path: str, thresholds: Sequence[float], class_names: Sequence[str],
-                          palette_bgr: Sequence[tuple[int, int, int]], model: str = "threshold_reference") -> str:
+def write_threshold_model(
+    path: str,
+    thresholds: Sequence[float],
+    class_names: Sequence[str],
+    palette_bgr: Sequence[tuple[int, int, int]],
+    model: str = "threshold_reference",
+) -> str:
     """Writes a semantic ONNX model: class k for a mean grey level in (thresholds[k-1], thresholds[k]].
 
     Args:
@@ -56,15 +63,26 @@ def write_threshold_model(path: str, thresholds: Sequence[float], class_names: S
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "h", "w"])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, n, "h", "w"])
     conv = helper.make_node("Conv", ["image", "W", "B"], ["logits"], kernel_shape=[1, 1])
-    graph = helper.make_graph([conv], model, [x], [y], initializer=[numpy_helper.from_array(w, "W"),
-                                                                     numpy_helper.from_array(b, "B")])
+    graph = helper.make_graph(
+        [conv], model, [x], [y], initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")]
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    meta = ArtifactMetadata(model=model, task="semantic", class_names=tuple(class_names), input_size_hw=None,
-                            mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0), color_order="BGR",
-                            palette_bgr=tuple(tuple(int(v) for v in c) for c in palette_bgr),
-                            extra={"input_name": "image", "output_name": "logits",
-                                   "size_policy": {"kind": "native"},
-                                   "thresholds": [float(t) for t in thresholds]})
+    meta = ArtifactMetadata(
+        model=model,
+        task="semantic",
+        class_names=tuple(class_names),
+        input_size_hw=None,
+        mean=(0.0, 0.0, 0.0),
+        std=(255.0, 255.0, 255.0),
+        color_order="BGR",
+        palette_bgr=tuple(tuple(int(v) for v in c) for c in palette_bgr),
+        extra={
+            "input_name": "image",
+            "output_name": "logits",
+            "size_policy": {"kind": "native"},
+            "thresholds": [float(t) for t in thresholds],
+        },
+    )
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     onnx.checker.check_model(proto)

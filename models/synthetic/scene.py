@@ -11,17 +11,27 @@ below `SceneConfig.min_visible_pixels` is *ignored*: it is left out of `SceneSam
 and its pixels are set to 255 (ignore) in the class map, so neither the instance nor the
 semantic evaluation counts it. Its ground-truth id stays reserved and comes back when it grows.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import math
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from segstream.models.synthetic.classes import (
-    BUILDING, CAR, IGNORE_ID, PERSON, POLE, ROAD, SIDEWALK, SIGN, SKY, TERRAIN, VEGETATION,
+    BUILDING,
+    CAR,
+    IGNORE_ID,
+    PERSON,
+    POLE,
+    ROAD,
+    SIDEWALK,
+    SIGN,
+    SKY,
+    TERRAIN,
+    VEGETATION,
 )
 
 LANE_WIDTH_M = 3.5
@@ -40,6 +50,7 @@ class SceneConfig:
         fps: frame rate of a clip, frames per second (sets the time step).
         min_visible_pixels: objects with fewer visible pixels are ignored (see module doc).
     """
+
     width: int = 1280
     height: int = 720
     fps: float = 10.0
@@ -66,6 +77,7 @@ class SceneObject:
         area: number of visible pixels.
         depth_m: distance of the object's nearest point from the camera along Z, metres.
     """
+
     object_id: int
     label: str
     mask: np.ndarray
@@ -85,6 +97,7 @@ class SceneSample:
         instances: visible objects, nearest last (the painting order).
         ignored_ids: ids of objects present but below the visibility threshold.
     """
+
     index: int
     image_bgr: np.ndarray
     class_map: np.ndarray
@@ -95,6 +108,7 @@ class SceneSample:
 @dataclass
 class _Mover:
     """A car or person in world coordinates (metres, metres per second)."""
+
     object_id: int
     label: str
     x: float
@@ -110,6 +124,7 @@ class _Mover:
 @dataclass
 class _Static:
     """Scenery fixed in the world: 'building', 'tree', 'pole' at (x, z) with sizes in metres."""
+
     kind: str
     x: float
     z: float
@@ -119,13 +134,38 @@ class _Static:
     extra: float = 0.0
 
 
-_CAR_COLORS = [(235, 235, 235), (180, 180, 185), (40, 40, 45), (30, 30, 160), (150, 60, 20),
-               (90, 40, 15), (110, 110, 115), (30, 170, 210), (60, 90, 40), (20, 20, 110)]
-_CLOTH_COLORS = [(40, 40, 40), (150, 60, 30), (30, 30, 140), (200, 200, 200), (60, 120, 60),
-                 (40, 80, 160), (120, 120, 120), (90, 30, 90)]
+_CAR_COLORS = [
+    (235, 235, 235),
+    (180, 180, 185),
+    (40, 40, 45),
+    (30, 30, 160),
+    (150, 60, 20),
+    (90, 40, 15),
+    (110, 110, 115),
+    (30, 170, 210),
+    (60, 90, 40),
+    (20, 20, 110),
+]
+_CLOTH_COLORS = [
+    (40, 40, 40),
+    (150, 60, 30),
+    (30, 30, 140),
+    (200, 200, 200),
+    (60, 120, 60),
+    (40, 80, 160),
+    (120, 120, 120),
+    (90, 30, 90),
+]
 _SKIN_COLORS = [(150, 180, 225), (110, 140, 190), (60, 80, 120), (170, 200, 235)]
-_BUILDING_COLORS = [(150, 160, 170), (120, 130, 150), (95, 105, 120), (175, 180, 185),
-                    (110, 120, 140), (140, 150, 165), (85, 90, 100)]
+_BUILDING_COLORS = [
+    (150, 160, 170),
+    (120, 130, 150),
+    (95, 105, 120),
+    (175, 180, 185),
+    (110, 120, 140),
+    (140, 150, 165),
+    (85, 90, 100),
+]
 
 
 class SceneSequence:
@@ -183,15 +223,24 @@ class SceneSequence:
         self._asphalt = rng.uniform(70, 120) + rng.uniform(-6, 6, 3)
         self._sidewalk = rng.uniform(140, 190) + rng.uniform(-8, 8, 3)
         self._grass = np.array([60, 120, 95]) * rng.uniform(0.7, 1.2) + rng.uniform(-10, 10, 3)
-        self._clouds = [(rng.uniform(0, w), rng.uniform(0, 1), rng.uniform(0.05, 0.18) * w,
-                         rng.uniform(0.02, 0.06) * h, rng.uniform(0.3, 0.8))
-                        for _ in range(int(rng.integers(0, 7)))]
+        self._clouds = [
+            (
+                rng.uniform(0, w),
+                rng.uniform(0, 1),
+                rng.uniform(0.05, 0.18) * w,
+                rng.uniform(0.02, 0.06) * h,
+                rng.uniform(0.3, 0.8),
+            )
+            for _ in range(int(rng.integers(0, 7)))
+        ]
         self._density = rng.uniform(0.4, 1.0)
         self._urban = bool(rng.random() < 0.65)  # else open country: hills, trees, few buildings
         self._building_share = rng.uniform(0.45, 0.7) if self._urban else rng.uniform(0.0, 0.1)
         self._setback = rng.uniform(1.0, 6.0)
-        self._hills = [(rng.uniform(-0.2, 1.2) * w, rng.uniform(0.15, 0.5) * w, rng.uniform(0.03, 0.12) * h)
-                       for _ in range(int(rng.integers(0, 5)) if not self._urban else 0)]
+        self._hills = [
+            (rng.uniform(-0.2, 1.2) * w, rng.uniform(0.15, 0.5) * w, rng.uniform(0.03, 0.12) * h)
+            for _ in range(int(rng.integers(0, 5)) if not self._urban else 0)
+        ]
         self._hill_color = tuple(float(v) for v in rng.uniform([90, 140, 150], [130, 190, 200]))
         self._movers: list[_Mover] = []
         self._painted: list[_Mover] = []  # movers of the frame being rendered, far first
@@ -229,9 +278,19 @@ class SceneSequence:
                 return
         if abs(x) < 1.5 and rel_z < 8:  # nothing spawns on top of the camera car
             return
-        self._movers.append(_Mover(
-            self._new_id(), "car", x, z, 0.0, speed, _CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))],
-            rng.uniform(1.65, 2.0), int(rng.integers(0, 3))))
+        self._movers.append(
+            _Mover(
+                self._new_id(),
+                "car",
+                x,
+                z,
+                0.0,
+                speed,
+                _CAR_COLORS[int(rng.integers(len(_CAR_COLORS)))],
+                rng.uniform(1.65, 2.0),
+                int(rng.integers(0, 3)),
+            )
+        )
 
     def _spawn_person(self, rel_z: float) -> None:
         rng = self._rng
@@ -242,11 +301,25 @@ class SceneSequence:
         vx = 0.0
         if rng.random() < 0.25:  # a crossing pedestrian
             vx, vz = -side * rng.uniform(1.0, 1.8), 0.0
-        cloth = (_CLOTH_COLORS[int(rng.integers(len(_CLOTH_COLORS)))],
-                 _CLOTH_COLORS[int(rng.integers(len(_CLOTH_COLORS)))],
-                 _SKIN_COLORS[int(rng.integers(len(_SKIN_COLORS)))])
-        self._movers.append(_Mover(self._new_id(), "person", x, self._cam_z + rel_z, vx, vz, cloth,
-                                   rng.uniform(1.55, 1.9), int(rng.integers(0, 2)), rng.uniform(0, 6.3)))
+        cloth = (
+            _CLOTH_COLORS[int(rng.integers(len(_CLOTH_COLORS)))],
+            _CLOTH_COLORS[int(rng.integers(len(_CLOTH_COLORS)))],
+            _SKIN_COLORS[int(rng.integers(len(_SKIN_COLORS)))],
+        )
+        self._movers.append(
+            _Mover(
+                self._new_id(),
+                "person",
+                x,
+                self._cam_z + rel_z,
+                vx,
+                vz,
+                cloth,
+                rng.uniform(1.55, 1.9),
+                int(rng.integers(0, 2)),
+                rng.uniform(0, 6.3),
+            )
+        )
 
     def _extend_scenery(self) -> None:
         rng = self._rng
@@ -261,33 +334,60 @@ class SceneSequence:
                 if r < self._building_share:
                     length = rng.uniform(8, 30)
                     # one building line per side, so that buildings never intersect
-                    self._statics.append(_Static(
-                        "building", kerb + side * (self._setback + rng.uniform(0, 0.3)), z + rng.uniform(0, 4), length,
-                        rng.uniform(5, 28), _BUILDING_COLORS[int(rng.integers(len(_BUILDING_COLORS)))],
-                        float(rng.integers(0, 3))))
+                    self._statics.append(
+                        _Static(
+                            "building",
+                            kerb + side * (self._setback + rng.uniform(0, 0.3)),
+                            z + rng.uniform(0, 4),
+                            length,
+                            rng.uniform(5, 28),
+                            _BUILDING_COLORS[int(rng.integers(len(_BUILDING_COLORS)))],
+                            float(rng.integers(0, 3)),
+                        )
+                    )
                 elif r < self._building_share + (1 - self._building_share) * 0.8:
                     for _ in range(int(rng.integers(1, 4))):
-                        self._statics.append(_Static(
-                            "tree", kerb + side * rng.uniform(0.5, tree_reach), z + rng.uniform(0, step), 0,
-                            rng.uniform(4, 11), tuple(np.array([40, 110, 60]) * rng.uniform(0.6, 1.3)),
-                            rng.uniform(0.3, 0.5)))
+                        self._statics.append(
+                            _Static(
+                                "tree",
+                                kerb + side * rng.uniform(0.5, tree_reach),
+                                z + rng.uniform(0, step),
+                                0,
+                                rng.uniform(4, 11),
+                                tuple(np.array([40, 110, 60]) * rng.uniform(0.6, 1.3)),
+                                rng.uniform(0.3, 0.5),
+                            )
+                        )
                 if rng.random() < 0.35:
-                    self._statics.append(_Static(
-                        "pole", edge + side * 0.4, z + rng.uniform(0, step), 0, rng.uniform(5, 9),
-                        (150, 150, 150), float(rng.random() < 0.4)))
+                    self._statics.append(
+                        _Static(
+                            "pole",
+                            edge + side * 0.4,
+                            z + rng.uniform(0, step),
+                            0,
+                            rng.uniform(5, 9),
+                            (150, 150, 150),
+                            float(rng.random() < 0.4),
+                        )
+                    )
             self._scenery_until += step
 
     def _advance(self) -> None:
         rng, dt = self._rng, self._dt
         # the camera car brakes (6 m/s^2) for a person on the road and speeds up again (2 m/s^2)
-        blocked = any(m.label == "person" and self._road_left < m.x < self._road_right
-                      and -1.0 < m.z - self._cam_z < 35 for m in self._movers)
+        blocked = any(
+            m.label == "person" and self._road_left < m.x < self._road_right and -1.0 < m.z - self._cam_z < 35
+            for m in self._movers
+        )
         step = (0.0 - self._ego_speed) if blocked else (self._cruise_speed - self._ego_speed)
         self._ego_speed += float(np.clip(step, -6.0 * dt, 2.0 * dt))
         self._cam_z += self._ego_speed * dt
         # cars keep their lane and do not drive through the car ahead: a follower closer than
         # 10 m takes the leader's speed (leader = nearest car further along the lane's direction)
-        cars = sorted((m for m in self._movers if m.label == "car"), key=lambda m: (round(m.x / LANE_WIDTH_M), m.z * np.sign(m.vz)))
+        cars = sorted(
+            (m for m in self._movers if m.label == "car"),
+            key=lambda m: (round(m.x / LANE_WIDTH_M), m.z * np.sign(m.vz)),
+        )
         for follower, leader in zip(cars, cars[1:]):
             if round(follower.x / LANE_WIDTH_M) == round(leader.x / LANE_WIDTH_M) and abs(leader.z - follower.z) < 10:
                 if abs(leader.vz) < abs(follower.vz):
@@ -306,7 +406,9 @@ class SceneSequence:
             rel = m.z - self._cam_z
             if not (-6 < rel < VIEW_Z_M + 20):
                 continue
-            if m.label == "person" and not (self._road_left - SIDEWALK_WIDTH_M - 1 < m.x < self._road_right + SIDEWALK_WIDTH_M + 1):
+            if m.label == "person" and not (
+                self._road_left - SIDEWALK_WIDTH_M - 1 < m.x < self._road_right + SIDEWALK_WIDTH_M + 1
+            ):
                 continue
             keep.append(m)
         self._movers = keep
@@ -335,8 +437,10 @@ class SceneSequence:
     def _shade(self, color, z: float, factor: float = 1.0) -> tuple:
         """Colour at distance z (metres): scaled by factor, blended into the haze."""
         a = 1.0 - math.exp(-self._haze * max(float(z), 0.0))
-        return tuple(min(max((float(c) * factor * (1 - a) + hc * a) * g, 0.0), 255.0)
-                     for c, hc, g in zip(color, self._haze_color, self._light))
+        return tuple(
+            min(max((float(c) * factor * (1 - a) + hc * a) * g, 0.0), 255.0)
+            for c, hc, g in zip(color, self._haze_color, self._light)
+        )
 
     # ---- rendering ---------------------------------------------------------------------
     def next_sample(self) -> SceneSample:
@@ -374,8 +478,9 @@ class SceneSequence:
             t = np.linspace(0, 1, hz)[:, None]
             rows = (self._sky_top * (1 - t) + self._sky_bottom * t) * np.array(self._light)
             # a contiguous (hz, W, 3) copy: memcpy per frame instead of a slow broadcast
-            self._sky_rows = np.ascontiguousarray(np.broadcast_to(
-                np.clip(rows, 0, 255).astype(np.uint8)[:, None, :], (hz, w, 3)))
+            self._sky_rows = np.ascontiguousarray(
+                np.broadcast_to(np.clip(rows, 0, 255).astype(np.uint8)[:, None, :], (hz, w, 3))
+            )
         img[:hz] = self._sky_rows
         for cx, cy, rx, ry, a in self._clouds:
             c = (int(cx - self._cam_z * 0.5) % (w + 400)) - 200
@@ -395,34 +500,61 @@ class SceneSequence:
         # distant hills (terrain) and a treeline over the horizon gap
         for hx, hw, hh in self._hills:
             c = int(hx - self._cam_z * 0.02)
-            cv2.ellipse(img, (c, int(self._horizon)), (int(hw), int(hh)), 0, 180, 360, self._shade(self._hill_color, 120), -1)
+            cv2.ellipse(
+                img, (c, int(self._horizon)), (int(hw), int(hh)), 0, 180, 360, self._shade(self._hill_color, 120), -1
+            )
             cv2.ellipse(cls, (c, int(self._horizon)), (int(hw), int(hh)), 0, 180, 360, TERRAIN, -1)
         band = max(2, int(h * 0.012))
         xs = np.arange(0, w + 40, 40)
         bumps = self._horizon - band - (np.sin(xs * 0.05 + 1.3) + 1) * band * 0.8
-        poly = np.concatenate([np.stack([xs, bumps], 1), [[w, self._horizon + 2], [0, self._horizon + 2]]]).astype(np.int32)
+        poly = np.concatenate([np.stack([xs, bumps], 1), [[w, self._horizon + 2], [0, self._horizon + 2]]]).astype(
+            np.int32
+        )
         self._fill([poly], self._shade((60, 100, 70), 300), VEGETATION, img, cls, ids, 0)
 
         # road surface and sidewalks, sampled along Z so that bends stay smooth
         zs = np.geomspace(NEAR_Z_M, FAR_Z_M, 40)
+
         def strip(x0, x1, y=0.0):
             left = self._project(x0, y, zs)
             right = self._project(x1, y, zs)
             return np.concatenate([left, right[::-1]])
+
         for side, edge in ((1, self._road_right), (-1, self._road_left)):
             out = edge + side * SIDEWALK_WIDTH_M
-            self._fill([strip(min(edge, out), max(edge, out), 0.15)], self._shade(self._sidewalk, 30), SIDEWALK, img, cls, ids, 0)
-            self._fill([strip(edge - 0.01, edge + 0.01, 0.0), strip(edge, edge, 0.15)], self._shade(self._sidewalk, 30, 0.75), SIDEWALK, img, cls, ids, 0)
+            self._fill(
+                [strip(min(edge, out), max(edge, out), 0.15)],
+                self._shade(self._sidewalk, 30),
+                SIDEWALK,
+                img,
+                cls,
+                ids,
+                0,
+            )
+            self._fill(
+                [strip(edge - 0.01, edge + 0.01, 0.0), strip(edge, edge, 0.15)],
+                self._shade(self._sidewalk, 30, 0.75),
+                SIDEWALK,
+                img,
+                cls,
+                ids,
+                0,
+            )
         # kerb face: between road level and sidewalk level at the road edge
         for edge in (self._road_right, self._road_left):
             lo, hi = self._project(edge, 0.0, zs), self._project(edge, 0.15, zs)
-            self._fill([np.concatenate([lo, hi[::-1]])], self._shade(self._sidewalk, 30, 0.6), SIDEWALK, img, cls, ids, 0)
+            self._fill(
+                [np.concatenate([lo, hi[::-1]])], self._shade(self._sidewalk, 30, 0.6), SIDEWALK, img, cls, ids, 0
+            )
         self._fill([strip(self._road_left, self._road_right)], self._shade(self._asphalt, 60), ROAD, img, cls, ids, 0)
         # lane markings: solid edges, a double yellow centre, dashed lane lines
         marks = []
         for x in (self._road_left + 0.25, self._road_right - 0.25):
             marks.append(strip(x - 0.08, x + 0.08))
-        yellow = [strip(self._center_x - 0.2, self._center_x - 0.08), strip(self._center_x + 0.08, self._center_x + 0.2)]
+        yellow = [
+            strip(self._center_x - 0.2, self._center_x - 0.08),
+            strip(self._center_x + 0.08, self._center_x + 0.2),
+        ]
         dash_lines = [self._road_right - LANE_WIDTH_M * k for k in range(1, self._lanes_same)]
         dash_lines += [self._center_x - LANE_WIDTH_M * k for k in range(1, self._lanes_opp)]
         start = np.floor((self._cam_z + NEAR_Z_M) / 12.0) * 12.0
@@ -430,8 +562,9 @@ class SceneSequence:
         z0, z1 = np.maximum(dz, NEAR_Z_M), dz + 3.0
         z0, z1 = z0[z1 > z0], z1[z1 > z0]
         for x in dash_lines:
-            quads = self._project(np.array([x - 0.07, x + 0.07, x + 0.07, x - 0.07]), 0.0,
-                                  np.stack([z0, z0, z1, z1], 1)).reshape(-1, 4, 2)
+            quads = self._project(
+                np.array([x - 0.07, x + 0.07, x + 0.07, x - 0.07]), 0.0, np.stack([z0, z0, z1, z1], 1)
+            ).reshape(-1, 4, 2)
             marks.extend(quads)
         self._fill(marks, self._shade((225, 225, 225), 40, 0.9 * (self._asphalt.mean() / 95)), ROAD, img, cls, ids, 0)
         self._fill(yellow, self._shade((40, 180, 210), 40), ROAD, img, cls, ids, 0)
@@ -460,7 +593,9 @@ class SceneSequence:
         for m in shadows:  # soft dark patch under each car, still road
             z = m.z - self._cam_z
             zz = np.array([max(z - 0.3, 0.3), z + 4.8])
-            pts = np.concatenate([self._project(m.x - m.size / 2 - 0.1, 0, zz), self._project(m.x + m.size / 2 + 0.1, 0, zz)[::-1]])
+            pts = np.concatenate(
+                [self._project(m.x - m.size / 2 - 0.1, 0, zz), self._project(m.x + m.size / 2 + 0.1, 0, zz)[::-1]]
+            )
             cv2.fillPoly(img, [pts], self._shade(self._asphalt, z, 0.45))
         items.sort(key=lambda it: -it[0])
         self._painted = []
@@ -526,10 +661,17 @@ class SceneSequence:
     def _draw_tree(self, s: _Static, img, cls, ids) -> None:
         z = s.z - self._cam_z
         trunk_h = s.height * 0.4
-        trunk = np.concatenate([self._project([s.x - 0.15, s.x + 0.15], 0, z), self._project([s.x + 0.15, s.x - 0.15], trunk_h, z)])
+        trunk = np.concatenate(
+            [self._project([s.x - 0.15, s.x + 0.15], 0, z), self._project([s.x + 0.15, s.x - 0.15], trunk_h, z)]
+        )
         self._fill([trunk], self._shade((40, 60, 80), z), VEGETATION, img, cls, ids, 0)
         r = s.height * 0.32
-        for dx, dy, k, f in ((0, 0.62, 1.0, 0.8), (-0.3, 0.75, 0.75, 1.0), (0.3, 0.78, 0.7, 1.15), (0, 0.88, 0.6, 1.25)):
+        for dx, dy, k, f in (
+            (0, 0.62, 1.0, 0.8),
+            (-0.3, 0.75, 0.75, 1.0),
+            (0.3, 0.78, 0.7, 1.15),
+            (0, 0.88, 0.6, 1.25),
+        ):
             c = self._project(s.x + dx * r, s.height * dy, z)[0]
             rad = max(1, int(self._f * r * k / z))
             col = self._shade(s.color, z, f)
@@ -539,12 +681,18 @@ class SceneSequence:
 
     def _draw_pole(self, s: _Static, img, cls, ids) -> None:
         z = s.z - self._cam_z
-        pole = np.concatenate([self._project([s.x - 0.08, s.x + 0.08], 0, z), self._project([s.x + 0.08, s.x - 0.08], s.height, z)])
+        pole = np.concatenate(
+            [self._project([s.x - 0.08, s.x + 0.08], 0, z), self._project([s.x + 0.08, s.x - 0.08], s.height, z)]
+        )
         self._fill([pole], self._shade(s.color, z, 0.8), POLE, img, cls, ids, 0)
         if s.extra:
             sx = s.x - np.sign(s.x) * 0.1
-            sign = np.concatenate([self._project([sx - 0.45, sx + 0.45], s.height * 0.55, z),
-                                   self._project([sx + 0.45, sx - 0.45], s.height * 0.55 + 0.8, z)])
+            sign = np.concatenate(
+                [
+                    self._project([sx - 0.45, sx + 0.45], s.height * 0.55, z),
+                    self._project([sx + 0.45, sx - 0.45], s.height * 0.55 + 0.8, z),
+                ]
+            )
             self._fill([sign], self._shade((160, 90, 20), z), SIGN, img, cls, ids, 0)
 
     def _draw_car(self, m: _Mover, img, cls, ids) -> None:
@@ -555,14 +703,21 @@ class SceneSequence:
         hb, hc = (1.0, 1.45) if m.style != 2 else (1.15, 1.7)  # style 2: taller (SUV)
         x0, x1 = m.x - w / 2, m.x + w / 2
         oid, col = m.object_id, self._shade(m.color, z)
+
         def box(xa, xb, ya, yb, za, zb):
-            return self._project([xa, xb, xa, xb, xa, xb, xa, xb], [ya, ya, yb, yb, ya, ya, yb, yb],
-                                 [max(za, 0.3)] * 4 + [max(zb, 0.3)] * 4)
+            return self._project(
+                [xa, xb, xa, xb, xa, xb, xa, xb],
+                [ya, ya, yb, yb, ya, ya, yb, yb],
+                [max(za, 0.3)] * 4 + [max(zb, 0.3)] * 4,
+            )
+
         wheel = (20, 20, 20)
         for zw in (z + 0.7, z + length - 0.8):
             for xw in (x0 + 0.05, x1 - 0.3):
                 if zw > 0.3:
-                    self._fill_convex(box(xw, xw + 0.25, 0, 0.6, zw - 0.33, zw + 0.33), self._shade(wheel, z), CAR, img, cls, ids, oid)
+                    self._fill_convex(
+                        box(xw, xw + 0.25, 0, 0.6, zw - 0.33, zw + 0.33), self._shade(wheel, z), CAR, img, cls, ids, oid
+                    )
         self._fill_convex(box(x0, x1, 0.3, hb, z, z + length), col, CAR, img, cls, ids, oid)
         cz0, cz1 = (z + 0.9, z + length - 1.3) if m.vz > 0 else (z + 1.3, z + length - 0.9)
         if m.style == 1:
@@ -571,14 +726,25 @@ class SceneSequence:
         # near face (rear or front), darker, with glass and lights
         face = self._project([x0, x1, x1, x0], [0.3, 0.3, hb, hb], z)
         self._paint([face], self._shade(m.color, z, 0.8), img)
-        glass = self._project([x0 + 0.22, x1 - 0.22, x1 - 0.3, x0 + 0.3], [hb + 0.03, hb + 0.03, hc - 0.05, hc - 0.05], [cz0, cz0, cz0 + 0.3, cz0 + 0.3])
+        glass = self._project(
+            [x0 + 0.22, x1 - 0.22, x1 - 0.3, x0 + 0.3],
+            [hb + 0.03, hb + 0.03, hc - 0.05, hc - 0.05],
+            [cz0, cz0, cz0 + 0.3, cz0 + 0.3],
+        )
         self._paint([glass], self._shade((70, 55, 45), z), img)
         # side windows of the side the camera sees
         sx = x0 + 0.12 if m.x > 0 else x1 - 0.12
-        side = self._project([sx, sx, sx, sx], [hb + 0.05, hb + 0.05, hc - 0.07, hc - 0.07], [cz0 + 0.35, cz1 - 0.2, cz1 - 0.35, cz0 + 0.5])
+        side = self._project(
+            [sx, sx, sx, sx],
+            [hb + 0.05, hb + 0.05, hc - 0.07, hc - 0.07],
+            [cz0 + 0.35, cz1 - 0.2, cz1 - 0.35, cz0 + 0.5],
+        )
         self._paint([side], self._shade((80, 60, 50), z), img)
         light = (40, 40, 200) if m.vz > 0 else (200, 230, 240)
-        lamps = [self._project([xa, xa + 0.3, xa + 0.3, xa], [hb - 0.25, hb - 0.25, hb - 0.1, hb - 0.1], z) for xa in (x0 + 0.1, x1 - 0.4)]
+        lamps = [
+            self._project([xa, xa + 0.3, xa + 0.3, xa], [hb - 0.25, hb - 0.25, hb - 0.1, hb - 0.1], z)
+            for xa in (x0 + 0.1, x1 - 0.4)
+        ]
         plate = self._project([m.x - 0.26, m.x + 0.26, m.x + 0.26, m.x - 0.26], [0.45, 0.45, 0.57, 0.57], z)
         self._paint(lamps, self._shade(light, z), img)
         self._paint([plate], self._shade((225, 225, 225), z), img)
@@ -591,16 +757,20 @@ class SceneSequence:
         hgt = m.size
         s = self._f / z  # pixels per metre
         foot = self._project(m.x, 0, z)[0].astype(float)
+
         def pt(dx, dy):
             return (int(round(foot[0] + dx * s)), int(round(foot[1] - dy * s)))
+
         shirt, trousers, skin = (self._shade(c, z) for c in m.color)
         swing = np.sin(m.phase) * (0.18 if (m.vx or m.vz) else 0.0)
         th = max(1, int(round(0.14 * s)))
         hip = 0.52 * hgt
+
         def line(a, b, color, thick):
             cv2.line(img, a, b, color, thick)
             cv2.line(cls, a, b, PERSON, thick)
             cv2.line(ids, a, b, oid, thick)
+
         line(pt(-0.08, hip), pt(-0.08 + swing, 0.04), trousers, th)
         line(pt(0.08, hip), pt(0.08 - swing, 0.04), trousers, th)
         torso = np.array([pt(-0.2, hip), pt(0.2, hip), pt(0.22, 0.82 * hgt), pt(-0.22, 0.82 * hgt)], np.int32)
@@ -621,9 +791,9 @@ class SceneSequence:
             cv2.GaussianBlur(img, (self._blur, self._blur), 0, dst=img)
         h, w = img.shape[:2]
         oy, ox = (int(v) for v in self._rng.integers(0, 32, 2))
-        cv2.add(img, self._noise_pos[oy:oy + h, ox:ox + w], dst=img)
+        cv2.add(img, self._noise_pos[oy : oy + h, ox : ox + w], dst=img)
         oy, ox = (int(v) for v in self._rng.integers(0, 32, 2))
-        cv2.subtract(img, self._noise_neg[oy:oy + h, ox:ox + w], dst=img)
+        cv2.subtract(img, self._noise_neg[oy : oy + h, ox : ox + w], dst=img)
 
     def _collect(self, ids, cls) -> tuple[list[SceneObject], list[int]]:
         """Visible masks of the painted movers from the id map; ignore the too-small ones."""
@@ -662,8 +832,10 @@ class SceneSequence:
         else:
             pts = self._project([m.x - 0.8, m.x + 0.8] * 2, [-0.3, -0.3, m.size + 0.3, m.size + 0.3], z)
         pad = 3
-        return ((int(pts[:, 1].min()) - pad, int(pts[:, 1].max()) + pad),
-                (int(pts[:, 0].min()) - pad, int(pts[:, 0].max()) + pad))
+        return (
+            (int(pts[:, 1].min()) - pad, int(pts[:, 1].max()) + pad),
+            (int(pts[:, 0].min()) - pad, int(pts[:, 0].max()) + pad),
+        )
 
 
 def generate_scene(seed: int | tuple[int, ...], config: SceneConfig | None = None) -> SceneSample:

@@ -19,12 +19,12 @@ from torch import nn
 @dataclass(frozen=True)
 class UNetConfig:
     """Attributes:
-        in_channels: input channels (3 for RGB, 1 for CT/MR slices).
-        num_classes: output channels; 1 for a binary mask (sigmoid), else softmax classes.
-        depth: number of downsampling steps (levels = depth + 1).
-        width: channels of the first level; doubled at each level down.
-        norm: "batch", "group" (8 groups) or "none".
-        upsampling: "transpose" (learned 2x2 transposed convolution) or "bilinear" (+ 1x1 conv).
+    in_channels: input channels (3 for RGB, 1 for CT/MR slices).
+    num_classes: output channels; 1 for a binary mask (sigmoid), else softmax classes.
+    depth: number of downsampling steps (levels = depth + 1).
+    width: channels of the first level; doubled at each level down.
+    norm: "batch", "group" (8 groups) or "none".
+    upsampling: "transpose" (learned 2x2 transposed convolution) or "bilinear" (+ 1x1 conv).
     """
 
     in_channels: int = 3
@@ -59,8 +59,12 @@ class DoubleConv(nn.Sequential):
     def __init__(self, cin: int, cout: int, norm: str) -> None:
         bias = norm == "none"
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=bias), _norm(norm, cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=bias), _norm(norm, cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=bias),
+            _norm(norm, cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=bias),
+            _norm(norm, cout),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -72,8 +76,10 @@ class Up(nn.Module):
         if mode == "transpose":
             self.up = nn.ConvTranspose2d(cin, cin // 2, kernel_size=2, stride=2)
         else:
-            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                    nn.Conv2d(cin, cin // 2, kernel_size=1))
+            self.up = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(cin, cin // 2, kernel_size=1),
+            )
         self.conv = DoubleConv(cin // 2 + cskip, cout, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -88,11 +94,12 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        widths = [c.width * 2 ** i for i in range(c.depth + 1)]
+        widths = [c.width * 2**i for i in range(c.depth + 1)]
         self.inc = DoubleConv(c.in_channels, widths[0], c.norm)
         self.down = nn.ModuleList(DoubleConv(widths[i], widths[i + 1], c.norm) for i in range(c.depth))
         self.up = nn.ModuleList(
-            Up(widths[i + 1], widths[i], widths[i], c.norm, c.upsampling) for i in reversed(range(c.depth)))
+            Up(widths[i + 1], widths[i], widths[i], c.norm, c.upsampling) for i in reversed(range(c.depth))
+        )
         self.head = nn.Conv2d(widths[0], c.num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

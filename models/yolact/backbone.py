@@ -84,8 +84,10 @@ class DarkNetBackbone(nn.Module):
         self.channels = []
         cin = 32
         for i, n in enumerate(blocks):
-            cout = 64 * 2 ** i
-            self.layers.append(nn.Sequential(_darknet_conv(cin, cout, 3, stride=2), *[DarkNetBlock(cout) for _ in range(n)]))
+            cout = 64 * 2**i
+            self.layers.append(
+                nn.Sequential(_darknet_conv(cin, cout, 3, stride=2), *[DarkNetBlock(cout) for _ in range(n)])
+            )
             self.channels.append(cout)
             cin = cout
 
@@ -99,8 +101,15 @@ class DarkNetBackbone(nn.Module):
 
 
 #: MobileNetV2's stages (t expansion, c channels, n blocks, s stride), YolactEdge's ``mobilenetv2_arch``.
-MOBILENETV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                      (6, 320, 1, 1))
+MOBILENETV2_STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 class MobileNetV2Backbone(nn.Module):
@@ -180,10 +189,16 @@ class TinyBackbone(nn.Module):
         self.layers = nn.ModuleList()
         cin = 3
         for w in widths:
-            self.layers.append(nn.Sequential(
-                nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-            ))
+            self.layers.append(
+                nn.Sequential(
+                    nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(w, w, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(w),
+                    nn.ReLU(inplace=True),
+                )
+            )
             cin = w
         self.channels = list(widths)
         for m in self.modules():
@@ -218,5 +233,6 @@ def build_backbone(kind: str, tiny_widths=(16, 24, 32, 48, 64)) -> nn.Module:
         return EfficientNetLiteBackbone()
     if kind == "tiny":
         return TinyBackbone(tiny_widths)
-    raise ValueError(f"unknown backbone {kind!r}; expected resnet101, resnet50, darknet53, mobilenetv2, "
-                     "mobilenetv3_large or tiny")
+    raise ValueError(
+        f"unknown backbone {kind!r}; expected resnet101, resnet50, darknet53, mobilenetv2, mobilenetv3_large or tiny"
+    )

@@ -18,7 +18,6 @@ import re
 import torch
 
 from segstream.models.state_dict import mismatch_summary
-
 from segstream.models.yolact.config import CONFIGS, YolactConfig, config_name_from_path, resolve_config
 from segstream.models.yolact.model import Yolact
 from segstream.stream.errors import ModelError
@@ -36,8 +35,10 @@ def _read(path: str, expected: str = "") -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged zip/pickle data
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"{path}: cannot read it as a PyTorch checkpoint ({first[:160]}); "
-                         f"the file is damaged or truncated: download or train it again{want}") from None
+        raise ModelError(
+            f"{path}: cannot read it as a PyTorch checkpoint ({first[:160]}); "
+            f"the file is damaged or truncated: download or train it again{want}"
+        ) from None
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: expected a state dict (a dict of tensors), found {type(obj).__name__}")
     return obj
@@ -61,11 +62,17 @@ def with_checkpoint_settings(cfg: YolactConfig, meta: dict | None) -> YolactConf
     from dataclasses import replace
 
     if meta is not None and "max_size" in meta:
-        cfg = replace(cfg, max_size=int(meta["max_size"]),
-                      pred_scales=tuple(int(v) for v in meta.get("pred_scales", cfg.pred_scales)))
+        cfg = replace(
+            cfg,
+            max_size=int(meta["max_size"]),
+            pred_scales=tuple(int(v) for v in meta.get("pred_scales", cfg.pred_scales)),
+        )
     if meta is not None and "aspect_ratios" in meta:
-        cfg = replace(cfg, aspect_ratios=tuple(float(v) for v in meta["aspect_ratios"]),
-                      square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)))
+        cfg = replace(
+            cfg,
+            aspect_ratios=tuple(float(v) for v in meta["aspect_ratios"]),
+            square_anchors=bool(meta.get("square_anchors", cfg.square_anchors)),
+        )
     if meta is not None and meta.get("mask_targets") in ("hard", "soft"):
         cfg = replace(cfg, mask_targets=str(meta["mask_targets"]))
     if meta is not None and "proto_skip_layer" in meta:
@@ -104,17 +111,21 @@ def load_yolact(path: str, model: str | None = None) -> tuple[Yolact, YolactConf
         raise ModelError(f"{path}: expected a dict of tensors, found other values; it is not a YOLACT checkpoint")
     cfg = cfg.with_classes(_class_names_from(meta, state, cfg))
     cfg = with_checkpoint_settings(cfg, meta)
-    state = {k: v for k, v in state.items()
-             if not _LEGACY_BACKBONE.match(k)
-             and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)}
+    state = {
+        k: v
+        for k, v in state.items()
+        if not _LEGACY_BACKBONE.match(k) and not ((m := _DOWNSAMPLE.match(k)) and int(m.group(1)) >= cfg.num_downsample)
+    }
     if cfg.fpn_split:
         state = {split_fpn_key(k): v for k, v in state.items()}
     net = Yolact(cfg)
     expected = net.state_dict()
     mismatch = mismatch_summary(expected, state, ignore_missing=lambda k: k.endswith("num_batches_tracked"))
     if mismatch:
-        raise ModelError(f"{path}: does not fit configuration {cfg.name!r} (expected {cfg.layout()}): {mismatch}; "
-                         "pass the --model the file was trained with")
+        raise ModelError(
+            f"{path}: does not fit configuration {cfg.name!r} (expected {cfg.layout()}): {mismatch}; "
+            "pass the --model the file was trained with"
+        )
     net.load_state_dict(state, strict=False)
     return net.eval(), cfg
 
@@ -123,9 +134,9 @@ def split_fpn_key(key: str) -> str:
     """A YOLACT key in YolactEdge's layout: ``fpn.lat_layers.*`` -> ``fpn_phase_1.lat_layers.*``,
     any other ``fpn.*`` -> ``fpn_phase_2.*`` (YolactEdge's ``load_weights``); others unchanged."""
     if key.startswith("fpn.lat_layers."):
-        return "fpn_phase_1." + key[len("fpn."):]
+        return "fpn_phase_1." + key[len("fpn.") :]
     if key.startswith("fpn."):
-        return "fpn_phase_2." + key[len("fpn."):]
+        return "fpn_phase_2." + key[len("fpn.") :]
     return key
 
 
@@ -134,11 +145,17 @@ def save_yolact(net: Yolact, path: str, extra: dict | None = None) -> str:
     and mask settings; no code)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     cfg = net.cfg
-    meta = {"model": cfg.name, "class_names": list(cfg.class_names),
-            "max_size": int(cfg.max_size), "pred_scales": [int(v) for v in cfg.pred_scales],
-            "aspect_ratios": [float(v) for v in cfg.aspect_ratios], "square_anchors": bool(cfg.square_anchors),
-            "mask_targets": cfg.mask_targets, "mask_threshold": float(cfg.mask_threshold),
-            "proto_skip_layer": int(cfg.proto_skip_layer)}
+    meta = {
+        "model": cfg.name,
+        "class_names": list(cfg.class_names),
+        "max_size": int(cfg.max_size),
+        "pred_scales": [int(v) for v in cfg.pred_scales],
+        "aspect_ratios": [float(v) for v in cfg.aspect_ratios],
+        "square_anchors": bool(cfg.square_anchors),
+        "mask_targets": cfg.mask_targets,
+        "mask_threshold": float(cfg.mask_threshold),
+        "proto_skip_layer": int(cfg.proto_skip_layer),
+    }
     meta.update(extra or {})
     tmp = path + ".tmp"
     torch.save({"state_dict": net.state_dict(), "segstream": meta}, tmp)
@@ -151,8 +168,10 @@ def copy_with_metadata(src: str, dst: str, **updates) -> str:
     (weights untouched): how a setting tuned after training, the mask threshold, is recorded."""
     obj = _read(src)
     if not isinstance(obj.get("segstream"), dict) or not isinstance(obj.get("state_dict"), dict):
-        raise ModelError(f"{src}: not a segstream YOLACT checkpoint (no metadata); train or fine-tune it with "
-                         "'segstream train' first")
+        raise ModelError(
+            f"{src}: not a segstream YOLACT checkpoint (no metadata); train or fine-tune it with "
+            "'segstream train' first"
+        )
     obj["segstream"] = {**obj["segstream"], **updates}
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
     tmp = dst + ".tmp"
@@ -211,8 +230,10 @@ def load_backbone(net: Yolact, path: str) -> int:
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     unexpected = [k for k in state if k not in own]
     if missing or wrong or unexpected:
-        raise ModelError(f"{path}: not a {net.cfg.backbone} backbone for {net.cfg.name!r}: {len(missing)} missing "
-                         f"(e.g. {', '.join(missing[:2])}), {len(wrong)} with other shapes (e.g. {', '.join(wrong[:2])}), "
-                         f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])}); give the backbone's ImageNet file")
+        raise ModelError(
+            f"{path}: not a {net.cfg.backbone} backbone for {net.cfg.name!r}: {len(missing)} missing "
+            f"(e.g. {', '.join(missing[:2])}), {len(wrong)} with other shapes (e.g. {', '.join(wrong[:2])}), "
+            f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])}); give the backbone's ImageNet file"
+        )
     net.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
     return len([k for k in own if k in state])

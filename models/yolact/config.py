@@ -10,30 +10,214 @@ from dataclasses import dataclass, field, replace
 from segstream.stream.errors import ConfigError, ModelError
 
 COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 #: COCO category ids of the 80 classes, in label order (official ``COCO_LABEL_MAP`` inverted).
 COCO_CATEGORY_IDS = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
-    34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
-    62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    22,
+    23,
+    24,
+    25,
+    27,
+    28,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    39,
+    40,
+    41,
+    42,
+    43,
+    44,
+    46,
+    47,
+    48,
+    49,
+    50,
+    51,
+    52,
+    53,
+    54,
+    55,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    67,
+    70,
+    72,
+    73,
+    74,
+    75,
+    76,
+    77,
+    78,
+    79,
+    80,
+    81,
+    82,
+    84,
+    85,
+    86,
+    87,
+    88,
+    89,
+    90,
 )
 
 #: YouTube-VIS 2019 classes, in label order (YolactEdge's ``YOUTUBE_VIS_CLASSES``).
 YOUTUBE_VIS_CLASSES = (
-    "person", "giant_panda", "lizard", "parrot", "skateboard", "sedan", "ape", "dog", "snake", "monkey", "hand",
-    "rabbit", "duck", "cat", "cow", "fish", "train", "horse", "turtle", "bear", "motorbike", "giraffe", "leopard",
-    "fox", "deer", "owl", "surfboard", "airplane", "truck", "zebra", "tiger", "elephant", "snowboard", "boat",
-    "shark", "mouse", "frog", "eagle", "earless_seal", "tennis_racket",
+    "person",
+    "giant_panda",
+    "lizard",
+    "parrot",
+    "skateboard",
+    "sedan",
+    "ape",
+    "dog",
+    "snake",
+    "monkey",
+    "hand",
+    "rabbit",
+    "duck",
+    "cat",
+    "cow",
+    "fish",
+    "train",
+    "horse",
+    "turtle",
+    "bear",
+    "motorbike",
+    "giraffe",
+    "leopard",
+    "fox",
+    "deer",
+    "owl",
+    "surfboard",
+    "airplane",
+    "truck",
+    "zebra",
+    "tiger",
+    "elephant",
+    "snowboard",
+    "boat",
+    "shark",
+    "mouse",
+    "frog",
+    "eagle",
+    "earless_seal",
+    "tennis_racket",
 )
 
 #: ImageNet statistics on 0-255 values, RGB order (the official BGR MEANS/STD reversed).
@@ -159,8 +343,12 @@ class YolactConfig:
                 "boxes": "decoded, x1y1x2y2 normalised; priors and variances (0.1, 0.2) baked in",
                 "num_priors": int(num_priors),
                 "num_prototypes": int(self.mask_dim),
-                "anchors": {"scales_px": list(self.pred_scales), "aspect_ratios": list(self.aspect_ratios),
-                            "square": bool(self.square_anchors), "max_size": int(self.max_size)},
+                "anchors": {
+                    "scales_px": list(self.pred_scales),
+                    "aspect_ratios": list(self.aspect_ratios),
+                    "square": bool(self.square_anchors),
+                    "max_size": int(self.max_size),
+                },
                 "nms": self.nms_settings(),
             },
             versions=dict(versions or {}),
@@ -173,23 +361,34 @@ class YolactConfig:
         YolactEdge's per-class traditional NMS on boxes scaled by ``pixel_scale`` (its
         ``max_size``) with the +1-pixel area convention, IoU >= ``iou_thresh`` suppresses, no top-k.
         """
-        nms = {"method": self.nms, "conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100,
-               "mask_threshold": float(self.mask_threshold)}
+        nms = {
+            "method": self.nms,
+            "conf_thresh": 0.05,
+            "iou_thresh": 0.5,
+            "top_k": 200,
+            "max_detections": 100,
+            "mask_threshold": float(self.mask_threshold),
+        }
         if self.nms == "standard":
             nms["pixel_scale"] = float(self.max_size)
         return nms
 
     def layout(self) -> str:
         """The state-dict layout a checkpoint of this configuration has, in one line (for errors)."""
-        fpn = ("fpn_phase_1.lat_layers, fpn_phase_2.pred_layers/downsample_layers" if self.fpn_split
-               else "fpn.lat_layers/pred_layers/downsample_layers")
+        fpn = (
+            "fpn_phase_1.lat_layers, fpn_phase_2.pred_layers/downsample_layers"
+            if self.fpn_split
+            else "fpn.lat_layers/pred_layers/downsample_layers"
+        )
         video = ""
         if self.flow is not None:
             video = ", flow_net_pre_convs, flow_net" + (", spa" if self.flow.spa else "")
-        return (f"{_BACKBONE_LAYOUTS.get(self.backbone, self.backbone)}, {fpn}, proto_net, "
-                f"prediction_layers.0 ({self.num_classes} classes), semantic_seg_conv{video}")
+        return (
+            f"{_BACKBONE_LAYOUTS.get(self.backbone, self.backbone)}, {fpn}, proto_net, "
+            f"prediction_layers.0 ({self.num_classes} classes), semantic_seg_conv{video}"
+        )
 
-    def with_classes(self, class_names) -> "YolactConfig":
+    def with_classes(self, class_names) -> YolactConfig:
         names = tuple(class_names)
         if not names:
             raise ConfigError(f"{self.name}: class_names is empty; give at least one class")
@@ -213,44 +412,90 @@ def _scaled(size: int) -> tuple[int, ...]:
 CONFIGS: dict[str, YolactConfig] = {
     "yolact_base": YolactConfig("yolact_base", "resnet101", (1, 2, 3)),
     "yolact_resnet50": YolactConfig("yolact_resnet50", "resnet50", (1, 2, 3)),
-    "yolact_im700": YolactConfig("yolact_im700", "resnet101", (1, 2, 3), max_size=700, pred_scales=_scaled(700),
-                                 masks_to_train=300),
-    "yolact_darknet53": YolactConfig("yolact_darknet53", "darknet53", (2, 3, 4), mean=(0.0, 0.0, 0.0),
-                                     std=(255.0, 255.0, 255.0)),
+    "yolact_im700": YolactConfig(
+        "yolact_im700", "resnet101", (1, 2, 3), max_size=700, pred_scales=_scaled(700), masks_to_train=300
+    ),
+    "yolact_darknet53": YolactConfig(
+        "yolact_darknet53", "darknet53", (2, 3, 4), mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0)
+    ),
     # Edge model: torchvision MobileNetV3-Large features (stride 8/16/32 taps), the same head.
     "yolact_mobilenetv3": YolactConfig("yolact_mobilenetv3", "mobilenetv3_large", (6, 12, 16)),
     # YolactEdge (Liu et al., ICRA 2021): the same network with the FPN stored in two phases (so
     # TensorRT can convert them apart), its per-class traditional NMS, and a MobileNetV2 backbone
     # for the smallest model. COCO: 81 classes; the YouTube-VIS models: 41.
     "yolact_edge": YolactConfig("yolact_edge", "resnet101", (1, 2, 3), fpn_split=True, nms="standard"),
-    "yolact_edge_resnet50": YolactConfig("yolact_edge_resnet50", "resnet50", (1, 2, 3), fpn_split=True,
-                                         nms="standard"),
-    "yolact_edge_mobilenetv2": YolactConfig("yolact_edge_mobilenetv2", "mobilenetv2", (3, 4, 6), fpn_split=True,
-                                            nms="standard"),
+    "yolact_edge_resnet50": YolactConfig("yolact_edge_resnet50", "resnet50", (1, 2, 3), fpn_split=True, nms="standard"),
+    "yolact_edge_mobilenetv2": YolactConfig(
+        "yolact_edge_mobilenetv2", "mobilenetv2", (3, 4, 6), fpn_split=True, nms="standard"
+    ),
     # Video models: their keyframe path is the image model's; the flow net warps features between keyframes.
-    "yolact_edge_vid": YolactConfig("yolact_edge_vid", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES, fpn_split=True,
-                                    flow=FlowNetSettings(), nms="standard"),
-    "yolact_edge_vid_resnet50": YolactConfig("yolact_edge_vid_resnet50", "resnet50", (1, 2, 3), YOUTUBE_VIS_CLASSES,
-                                             fpn_split=True, flow=FlowNetSettings(), nms="standard"),
-    "yolact_edge_vid_minimal": YolactConfig("yolact_edge_vid_minimal", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES,
-                                            fpn_split=True, flow=FlowNetSettings(spa=False), nms="standard"),
+    "yolact_edge_vid": YolactConfig(
+        "yolact_edge_vid",
+        "resnet101",
+        (1, 2, 3),
+        YOUTUBE_VIS_CLASSES,
+        fpn_split=True,
+        flow=FlowNetSettings(),
+        nms="standard",
+    ),
+    "yolact_edge_vid_resnet50": YolactConfig(
+        "yolact_edge_vid_resnet50",
+        "resnet50",
+        (1, 2, 3),
+        YOUTUBE_VIS_CLASSES,
+        fpn_split=True,
+        flow=FlowNetSettings(),
+        nms="standard",
+    ),
+    "yolact_edge_vid_minimal": YolactConfig(
+        "yolact_edge_vid_minimal",
+        "resnet101",
+        (1, 2, 3),
+        YOUTUBE_VIS_CLASSES,
+        fpn_split=True,
+        flow=FlowNetSettings(spa=False),
+        nms="standard",
+    ),
     # The image model the video models start from (no flow net).
-    "yolact_edge_youtubevis": YolactConfig("yolact_edge_youtubevis", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES,
-                                           fpn_split=True, nms="standard"),
-    "yolact_edge_youtubevis_resnet50": YolactConfig("yolact_edge_youtubevis_resnet50", "resnet50", (1, 2, 3),
-                                                    YOUTUBE_VIS_CLASSES, fpn_split=True, nms="standard"),
+    "yolact_edge_youtubevis": YolactConfig(
+        "yolact_edge_youtubevis", "resnet101", (1, 2, 3), YOUTUBE_VIS_CLASSES, fpn_split=True, nms="standard"
+    ),
+    "yolact_edge_youtubevis_resnet50": YolactConfig(
+        "yolact_edge_youtubevis_resnet50", "resnet50", (1, 2, 3), YOUTUBE_VIS_CLASSES, fpn_split=True, nms="standard"
+    ),
     # The road instance model: ImageNet EfficientNet-Lite0 (stride 8/16/32 taps), narrower FPN and
     # head for two CPU cores, 512 px input, ratio-shaped anchors (wide cars, tall pedestrians),
     # the stride-4 prototype skip, soft mask targets; classes from the training data (CamVid:
     # car, person, cyclist).
-    "yolact_lite0": YolactConfig("yolact_lite0", "efficientnet_lite0", (4, 10, 15), ("car", "person", "cyclist"),
-                                 max_size=512, pred_scales=_scaled(512), aspect_ratios=(1.0, 0.5, 2.0),
-                                 square_anchors=False, fpn_features=128, proto_channels=128, head_channels=128,
-                                 mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), proto_skip_layer=2,
-                                 mask_targets="soft"),
+    "yolact_lite0": YolactConfig(
+        "yolact_lite0",
+        "efficientnet_lite0",
+        (4, 10, 15),
+        ("car", "person", "cyclist"),
+        max_size=512,
+        pred_scales=_scaled(512),
+        aspect_ratios=(1.0, 0.5, 2.0),
+        square_anchors=False,
+        fpn_features=128,
+        proto_channels=128,
+        head_channels=128,
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        proto_skip_layer=2,
+        mask_targets="soft",
+    ),
     # Tests and the embedded demo: a few plain conv stages, 160 px input, narrow FPN and head.
-    "yolact_tiny": YolactConfig("yolact_tiny", "tiny", (2, 3, 4), max_size=160, pred_scales=_scaled(160),
-                                fpn_features=48, proto_channels=48, mask_dim=16, head_channels=48),
+    "yolact_tiny": YolactConfig(
+        "yolact_tiny",
+        "tiny",
+        (2, 3, 4),
+        max_size=160,
+        pred_scales=_scaled(160),
+        fpn_features=48,
+        proto_channels=48,
+        mask_dim=16,
+        head_channels=48,
+    ),
 }
 
 
@@ -281,11 +526,16 @@ def resolve_config(model: str | None, weights: str | None) -> YolactConfig:
     YolactEdge ``--model`` also takes a YOLACT file, whose keys the loader renames)."""
     from_file = config_name_from_path(weights) if weights else None
     if model is None and from_file is None:
-        raise ConfigError(f"cannot tell the YOLACT configuration of {weights!r}; pass --model (one of {', '.join(sorted(CONFIGS))})")
+        raise ConfigError(
+            f"cannot tell the YOLACT configuration of {weights!r}; pass --model (one of {', '.join(sorted(CONFIGS))})"
+        )
     # YolactEdge runs YOLACT files (its README: --config=yolact_edge_config with yolact_base_54_800000.pth).
-    converts = (model in CONFIGS and from_file in CONFIGS and CONFIGS[model].fpn_split
-                and not CONFIGS[from_file].fpn_split)
+    converts = (
+        model in CONFIGS and from_file in CONFIGS and CONFIGS[model].fpn_split and not CONFIGS[from_file].fpn_split
+    )
     if model is not None and from_file is not None and model != from_file and not converts:
-        raise ModelError(f"{weights}: the file name says configuration {from_file!r} but --model is {model!r}; "
-                         "pass the matching --model or rename the file")
+        raise ModelError(
+            f"{weights}: the file name says configuration {from_file!r} but --model is {model!r}; "
+            "pass the matching --model or rename the file"
+        )
     return get_config(model or from_file)

@@ -73,8 +73,11 @@ class CocoInstances:
         self.class_names = tuple(str(c["name"]) for c in cats)
         self._label_of = {cid: i for i, cid in enumerate(self.category_ids)}
         self.images_dir = images
-        self.image_ids = [int(im["id"]) for im in data["images"]
-                          if any(not a.get("iscrowd", 0) for a in self.coco.imgToAnns.get(im["id"], []))]
+        self.image_ids = [
+            int(im["id"])
+            for im in data["images"]
+            if any(not a.get("iscrowd", 0) for a in self.coco.imgToAnns.get(im["id"], []))
+        ]
         self.all_image_ids = [int(im["id"]) for im in data["images"]]
 
     def __len__(self) -> int:
@@ -115,11 +118,12 @@ class CocoInstances:
 
 def _box_mask(h, w, x, y, bw, bh) -> np.ndarray:
     m = np.zeros((h, w), np.uint8)
-    m[int(y):int(np.ceil(y + bh)), int(x):int(np.ceil(x + bw))] = 1
+    m[int(y) : int(np.ceil(y + bh)), int(x) : int(np.ceil(x + bw))] = 1
     return m
 
 
 # --------------------------------------------------------------------------- augmentation
+
 
 def _iou_with_rect(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
     lt = np.maximum(boxes[:, :2], rect[:2])
@@ -139,8 +143,15 @@ class SSDAugmentation:
         mean_bgr: fill colour for expand (0-255, BGR). rng: numpy Generator.
     """
 
-    def __init__(self, mean_bgr=(103.94, 116.78, 123.68), rng: np.random.Generator | None = None,
-                 photometric: bool = True, expand: bool = True, crop: bool = True, mirror: bool = True) -> None:
+    def __init__(
+        self,
+        mean_bgr=(103.94, 116.78, 123.68),
+        rng: np.random.Generator | None = None,
+        photometric: bool = True,
+        expand: bool = True,
+        crop: bool = True,
+        mirror: bool = True,
+    ) -> None:
         self.mean_bgr = np.asarray(mean_bgr, np.float32)
         self.rng = rng or np.random.default_rng()
         self.photometric, self.expand, self.crop, self.mirror = photometric, expand, crop, mirror
@@ -156,9 +167,9 @@ class SSDAugmentation:
             left, top = int(r.uniform(0, w * ratio - w)), int(r.uniform(0, h * ratio - h))
             big = np.empty((int(h * ratio), int(w * ratio), 3), np.float32)
             big[:] = self.mean_bgr
-            big[top:top + h, left:left + w] = img
+            big[top : top + h, left : left + w] = img
             bm = np.zeros((len(masks), big.shape[0], big.shape[1]), np.uint8)
-            bm[:, top:top + h, left:left + w] = masks
+            bm[:, top : top + h, left : left + w] = masks
             img, masks = big, bm
             boxes = boxes + np.array([left, top, left, top], np.float32)
         if self.crop:
@@ -209,8 +220,12 @@ class SSDAugmentation:
                 if overlap.max() < mode:
                     continue
                 centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-                inside = ((rect[0] < centres[:, 0]) & (rect[1] < centres[:, 1])
-                          & (rect[2] > centres[:, 0]) & (rect[3] > centres[:, 1]))
+                inside = (
+                    (rect[0] < centres[:, 0])
+                    & (rect[1] < centres[:, 1])
+                    & (rect[2] > centres[:, 0])
+                    & (rect[3] > centres[:, 1])
+                )
                 crowd = np.zeros(len(boxes), bool)
                 if num_crowds:
                     crowd[-num_crowds:] = True
@@ -219,12 +234,25 @@ class SSDAugmentation:
                 nb = boxes[inside].copy()
                 nb[:, :2] = np.maximum(nb[:, :2], rect[:2]) - rect[:2]
                 nb[:, 2:] = np.minimum(nb[:, 2:], rect[2:]) - rect[:2]
-                return (img[rect[1]:rect[3], rect[0]:rect[2]], masks[inside][:, rect[1]:rect[3], rect[0]:rect[2]],
-                        nb.astype(np.float32), labels[inside], int((inside & crowd).sum()))
+                return (
+                    img[rect[1] : rect[3], rect[0] : rect[2]],
+                    masks[inside][:, rect[1] : rect[3], rect[0] : rect[2]],
+                    nb.astype(np.float32),
+                    labels[inside],
+                    int((inside & crowd).sum()),
+                )
 
 
-def to_network(img_bgr: np.ndarray, masks: np.ndarray, boxes: np.ndarray, size: int, mean, std, color_order: str,
-               min_box_px: float = 4.0):
+def to_network(
+    img_bgr: np.ndarray,
+    masks: np.ndarray,
+    boxes: np.ndarray,
+    size: int,
+    mean,
+    std,
+    color_order: str,
+    min_box_px: float = 4.0,
+):
     """Resize to (size, size) ignoring aspect, normalise, and put boxes in [0, 1].
 
     Returns:

@@ -35,8 +35,16 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a + area_b - inter)
 
 
-def detect(boxes: torch.Tensor, scores: torch.Tensor, coeffs: torch.Tensor, *, conf_thresh=0.05, iou_thresh=0.5,
-           top_k=200, max_detections=100) -> dict[str, torch.Tensor]:
+def detect(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    coeffs: torch.Tensor,
+    *,
+    conf_thresh=0.05,
+    iou_thresh=0.5,
+    top_k=200,
+    max_detections=100,
+) -> dict[str, torch.Tensor]:
     """Candidate filter + per-class Fast NMS + global top-k for one image.
 
     Args:
@@ -48,8 +56,12 @@ def detect(boxes: torch.Tensor, scores: torch.Tensor, coeffs: torch.Tensor, *, c
     fg = scores[:, 1:]
     keep = fg.max(1).values > conf_thresh
     if not bool(keep.any()):
-        return {"boxes": boxes[:0], "scores": scores[:0, 0], "labels": torch.zeros(0, dtype=torch.long),
-                "coeffs": coeffs[:0]}
+        return {
+            "boxes": boxes[:0],
+            "scores": scores[:0, 0],
+            "labels": torch.zeros(0, dtype=torch.long),
+            "coeffs": coeffs[:0],
+        }
     cand = fg[keep].t()
     b, c = boxes[keep], coeffs[keep]
     sorted_scores, idx = cand.sort(dim=1, descending=True, stable=True)
@@ -85,9 +97,15 @@ def crop(masks: torch.Tensor, boxes: torch.Tensor, padding: int = 1) -> torch.Te
     return masks * keep.float()
 
 
-def postprocess(det: dict[str, torch.Tensor], proto: torch.Tensor, size_hw: tuple[int, int], *,
-                score_threshold: float = 0.0, crop_masks: bool = True,
-                mask_threshold: float = 0.5) -> dict[str, torch.Tensor]:
+def postprocess(
+    det: dict[str, torch.Tensor],
+    proto: torch.Tensor,
+    size_hw: tuple[int, int],
+    *,
+    score_threshold: float = 0.0,
+    crop_masks: bool = True,
+    mask_threshold: float = 0.5,
+) -> dict[str, torch.Tensor]:
     """Masks and pixel boxes for one image (official ``postprocess``).
 
     Args:
@@ -116,13 +134,29 @@ def postprocess(det: dict[str, torch.Tensor], proto: torch.Tensor, size_hw: tupl
     return {"boxes": boxes, "scores": det["scores"], "labels": det["labels"], "masks": masks}
 
 
-def instances_from_outputs(out: dict[str, torch.Tensor], size_hw: tuple[int, int], class_names=(), *,
-                           score_threshold: float = 0.0, top_k: int = 200, max_detections: int = 100,
-                           conf_thresh: float = 0.05, iou_thresh: float = 0.5, mask_threshold: float = 0.5) -> Instances:
+def instances_from_outputs(
+    out: dict[str, torch.Tensor],
+    size_hw: tuple[int, int],
+    class_names=(),
+    *,
+    score_threshold: float = 0.0,
+    top_k: int = 200,
+    max_detections: int = 100,
+    conf_thresh: float = 0.05,
+    iou_thresh: float = 0.5,
+    mask_threshold: float = 0.5,
+) -> Instances:
     """Eval-mode ``Yolact`` outputs (batch of one) -> ``Instances`` with the torch reference."""
     boxes = decode(out["loc"][0], out["priors"])
-    det = detect(boxes, out["conf"][0], out["mask"][0], conf_thresh=conf_thresh, iou_thresh=iou_thresh,
-                 top_k=top_k, max_detections=max_detections)
+    det = detect(
+        boxes,
+        out["conf"][0],
+        out["mask"][0],
+        conf_thresh=conf_thresh,
+        iou_thresh=iou_thresh,
+        top_k=top_k,
+        max_detections=max_detections,
+    )
     res = postprocess(det, out["proto"][0], size_hw, score_threshold=score_threshold, mask_threshold=mask_threshold)
     return Instances(
         boxes_xyxy=res["boxes"].numpy().astype("float32"),

@@ -62,7 +62,8 @@ class FPNPhase2(nn.Module):
         super().__init__()
         self.pred_layers = nn.ModuleList([nn.Conv2d(features, features, 3, padding=1) for _ in range(num_levels)])
         self.downsample_layers = nn.ModuleList(
-            [nn.Conv2d(features, features, 3, padding=1, stride=2) for _ in range(num_downsample)])
+            [nn.Conv2d(features, features, 3, padding=1, stride=2) for _ in range(num_downsample)]
+        )
 
     def forward(self, sums: list[torch.Tensor]) -> list[torch.Tensor]:
         """[sum3, sum4, sum5] -> [P3, P4, P5, P6, P7]."""
@@ -124,7 +125,9 @@ class FlowNetMini(nn.Module):
         self.upfeat2 = nn.Conv2d(4 * c + 2, c, 3, padding=1, bias=False)
         self.upflow2 = nn.Conv2d(2, 2, 3, padding=1, bias=False)
 
-    def forward(self, target: torch.Tensor, source: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, target: torch.Tensor, source: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(current frame's, keyframe's) reduced laterals (B, r, h3, w3) ->
         [(flow, scale, bias) at P4's size, (flow, scale, bias) at P5's size]."""
         out1 = self.conv1(torch.cat((target, source), 1))

@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def fpn_top_down(lat_layers: nn.ModuleList, convouts: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def fpn_top_down(
+    lat_layers: nn.ModuleList, convouts: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The FPN's lateral 1x1 convs and top-down path (YolactEdge's ``fpn_phase_1``).
 
     ``lat_layers`` are stored in reverse level order (index 0 is C5). Each coarser sum is
@@ -36,7 +38,9 @@ def fpn_top_down(lat_layers: nn.ModuleList, convouts: list[torch.Tensor]) -> tup
     return out, laterals
 
 
-def fpn_outputs(pred_layers: nn.ModuleList, downsample_layers: nn.ModuleList, sums: list[torch.Tensor]) -> list[torch.Tensor]:
+def fpn_outputs(
+    pred_layers: nn.ModuleList, downsample_layers: nn.ModuleList, sums: list[torch.Tensor]
+) -> list[torch.Tensor]:
     """The FPN's 3x3 convs + ReLU per level (``pred_layers``, stored reversed) and the extra
     levels by stride-2 3x3 convs without ReLU (YolactEdge's ``fpn_phase_2``): [P3, ..., P7]."""
     n = len(sums)
@@ -64,7 +68,8 @@ class FPN(nn.Module):
         self.lat_layers = nn.ModuleList([nn.Conv2d(c, features, 1) for c in reversed(in_channels)])
         self.pred_layers = nn.ModuleList([nn.Conv2d(features, features, 3, padding=1) for _ in in_channels])
         self.downsample_layers = nn.ModuleList(
-            [nn.Conv2d(features, features, 3, padding=1, stride=2) for _ in range(num_downsample)])
+            [nn.Conv2d(features, features, 3, padding=1, stride=2) for _ in range(num_downsample)]
+        )
 
     def forward(self, convouts: list[torch.Tensor]) -> list[torch.Tensor]:
         """[C3, C4, C5] -> [P3, P4, P5, P6, P7], each (B, features, h, w)."""

@@ -45,8 +45,13 @@ def point_form(priors: torch.Tensor) -> torch.Tensor:
     return torch.cat([priors[:, :2] - priors[:, 2:] / 2, priors[:, :2] + priors[:, 2:] / 2], 1)
 
 
-def match(cfg: YolactConfig, truths: torch.Tensor, labels: torch.Tensor, crowd_boxes: torch.Tensor | None,
-          priors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def match(
+    cfg: YolactConfig,
+    truths: torch.Tensor,
+    labels: torch.Tensor,
+    crowd_boxes: torch.Tensor | None,
+    priors: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Assigns every prior a GT (official ``box_utils.match``).
 
     Returns:
@@ -154,7 +159,7 @@ class YolactLoss(torch.nn.Module):
         cfg = self.cfg
         hp, wp = proto.shape[1:3]
         total = proto.new_zeros(())
-        for i, (labels, masks) in enumerate(gts):
+        for i, (_labels, masks) in enumerate(gts):
             cur = pos[i]
             if not bool(cur.any()) or len(masks) == 0:
                 continue

@@ -30,11 +30,16 @@ def make_proto_net(in_channels: int, hidden: int, mask_dim: int) -> nn.Sequentia
     """The official ``mask_proto_net`` with its index layout: convs at 0, 2, 4, 8, 10, ReLUs
     between, a x2 bilinear upsample at 6 followed by a ReLU at 7, no ReLU after the last conv."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
-        Interpolate(2), nn.ReLU(inplace=True),
-        nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
+        Interpolate(2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 3, padding=1),
+        nn.ReLU(inplace=True),
         nn.Conv2d(hidden, mask_dim, 1),
     )
 
@@ -91,8 +96,9 @@ class Yolact(nn.Module):
             self.fpn = FPN(in_ch, cfg.fpn_features, cfg.num_downsample)
             self.proto_net = make_proto_net(cfg.fpn_features, cfg.proto_channels, cfg.mask_dim)
         # One set of weights shared by all levels (the official modules 1-4 only point to it).
-        self.prediction_layers = nn.ModuleList([
-            PredictionModule(cfg.fpn_features, cfg.head_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)])
+        self.prediction_layers = nn.ModuleList(
+            [PredictionModule(cfg.fpn_features, cfg.head_channels, cfg.num_anchors, cfg.num_classes, cfg.mask_dim)]
+        )
         self.semantic_seg_conv = nn.Conv2d(cfg.fpn_features, cfg.num_classes - 1, 1)
         self._priors: dict[tuple, torch.Tensor] = {}
         self.init_weights()
@@ -124,8 +130,13 @@ class Yolact(nn.Module):
         key = (tuple(level_sizes), str(device))
         if key not in self._priors:
             cfg = self.cfg
-            pri = make_priors(list(level_sizes), [[s] for s in cfg.pred_scales],
-                              [list(cfg.aspect_ratios)] * len(level_sizes), cfg.max_size, cfg.square_anchors)
+            pri = make_priors(
+                list(level_sizes),
+                [[s] for s in cfg.pred_scales],
+                [list(cfg.aspect_ratios)] * len(level_sizes),
+                cfg.max_size,
+                cfg.square_anchors,
+            )
             self._priors[key] = torch.from_numpy(pri).to(device)
         return self._priors[key]
 

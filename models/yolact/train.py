@@ -43,7 +43,7 @@ def learning_rate(it: int, base_lr: float, iters: int, warmup_iters: int) -> flo
     if it < warmup_iters:
         return base_lr / 10 + (base_lr - base_lr / 10) * it / warmup_iters
     steps = sum(it >= int(f * iters) for f in STEP_FRACTIONS)
-    return base_lr * 0.1 ** steps
+    return base_lr * 0.1**steps
 
 
 def _prepare(sample, cfg, augment: SSDAugmentation | None):
@@ -52,10 +52,11 @@ def _prepare(sample, cfg, augment: SSDAugmentation | None):
     img = sample.image_bgr.astype(np.float32)
     got = None
     for _ in range(10 if augment is not None else 0):
-        a_img, a_masks, a_boxes, a_labels, a_nc = augment(img, sample.masks, sample.boxes, sample.labels,
-                                                          sample.num_crowds)
+        a_img, a_masks, a_boxes, a_labels, a_nc = augment(
+            img, sample.masks, sample.boxes, sample.labels, sample.num_crowds
+        )
         x, m, nb, keep = to_network(a_img, a_masks, a_boxes, cfg.max_size, cfg.mean, cfg.std, cfg.color_order)
-        if keep[:len(keep) - a_nc].any():
+        if keep[: len(keep) - a_nc].any():
             got = (x, m, nb, keep, a_labels, a_nc)
             break
     if got is None:
@@ -65,8 +66,12 @@ def _prepare(sample, cfg, augment: SSDAugmentation | None):
     n_real = len(keep) - nc
     keep = keep.copy()
     keep[n_real:] = True  # crowd regions are kept whatever their size
-    target = Target(boxes=torch.from_numpy(nb[keep]), labels=torch.from_numpy(np.asarray(labels, np.int64)[keep]),
-                    masks=torch.from_numpy(m[keep]), num_crowds=int(nc))
+    target = Target(
+        boxes=torch.from_numpy(nb[keep]),
+        labels=torch.from_numpy(np.asarray(labels, np.int64)[keep]),
+        masks=torch.from_numpy(m[keep]),
+        num_crowds=int(nc),
+    )
     return torch.from_numpy(x), target
 
 
@@ -76,12 +81,28 @@ def make_batch(samples, cfg, augment: SSDAugmentation | None):
     return torch.stack([p[0] for p in pairs]), [p[1] for p in pairs]
 
 
-def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: int = 8, lr: float | None = None,
-                 seed: int = 0, augment: bool = True, progress: bool = True, warmup_iters: int | None = None,
-                 checkpoint_path: str | None = None, checkpoint_every: int = 0,
-                 optimizer: str = "sgd", val_data: CocoInstances | None = None, eval_every: int = 0,
-                 best_path: str | None = None, state_path: str | None = None, resume: dict | None = None,
-                 stop_at: int | None = None, settings: dict | None = None) -> TrainReport:
+def train_yolact(
+    net: Yolact,
+    data: CocoInstances,
+    *,
+    iters: int,
+    batch_size: int = 8,
+    lr: float | None = None,
+    seed: int = 0,
+    augment: bool = True,
+    progress: bool = True,
+    warmup_iters: int | None = None,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 0,
+    optimizer: str = "sgd",
+    val_data: CocoInstances | None = None,
+    eval_every: int = 0,
+    best_path: str | None = None,
+    state_path: str | None = None,
+    resume: dict | None = None,
+    stop_at: int | None = None,
+    settings: dict | None = None,
+) -> TrainReport:
     """Trains ``net`` in place on ``data`` up to iteration ``iters`` (or ``stop_at``).
 
     The batch of iteration ``i`` and its augmentation depend only on (seed, i): epoch ``e``
@@ -157,25 +178,50 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
 
     def save_state(it: int) -> None:
         if state_path:
-            save_yolact(net, state_path, {"iterations": it, "train_state": {
-                "optimizer": opt.state_dict(), "iter": it, "best": dict(best), "history": list(history),
-                "settings": dict(settings or {})}})
+            save_yolact(
+                net,
+                state_path,
+                {
+                    "iterations": it,
+                    "train_state": {
+                        "optimizer": opt.state_dict(),
+                        "iter": it,
+                        "best": dict(best),
+                        "history": list(history),
+                        "settings": dict(settings or {}),
+                    },
+                },
+            )
 
     def evaluate_and_keep(it: int) -> None:
         figures = evaluate_net(net, val_data)
         per_class = figures["mask"].get("per_class_AP50", {})
         score = float(np.mean(list(per_class.values()))) if per_class else float(figures["mask"]["AP50"])
-        history.append({"iter": it, "mask_ap50": round(score, 5),
-                        "per_class_mask_ap50": {k: round(float(v), 4) for k, v in per_class.items()}})
+        history.append(
+            {
+                "iter": it,
+                "mask_ap50": round(score, 5),
+                "per_class_mask_ap50": {k: round(float(v), 4) for k, v in per_class.items()},
+            }
+        )
         if best["score"] is None or score > best["score"]:
             best.update(score=score, iter=it)
             if best_path:
-                save_yolact(net, best_path, {"iterations": it, "val_mask_ap50": round(score, 5),
-                                             "val_per_class_mask_ap50": history[-1]["per_class_mask_ap50"]})
+                save_yolact(
+                    net,
+                    best_path,
+                    {
+                        "iterations": it,
+                        "val_mask_ap50": round(score, 5),
+                        "val_per_class_mask_ap50": history[-1]["per_class_mask_ap50"],
+                    },
+                )
         if progress:
             shown = "  ".join(f"{k} {v:.3f}" for k, v in per_class.items())
-            print(f"\nval at {it}: mask AP50 {score:.4f} ({shown}); best {best['score']:.4f} at {best['iter']}",
-                  file=sys.stderr)
+            print(
+                f"\nval at {it}: mask AP50 {score:.4f} ({shown}); best {best['score']:.4f} at {best['iter']}",
+                file=sys.stderr,
+            )
         net.train()
         net.freeze_bn(batch_size < 6 and cfg.backbone != "tiny")
 
@@ -213,8 +259,12 @@ def train_yolact(net: Yolact, data: CocoInstances, *, iters: int, batch_size: in
             parts = " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items() if k != "total")
             elapsed = time.monotonic() - start
             eta = elapsed / max(1, done_it - start_it) * (stop - done_it)
-            print(f"\rtrain [{bar:<30}] {done_it}/{iters} loss {float(total.detach()):.3f} ({parts}) "
-                  f"lr {opt.param_groups[0]['lr']:.2e} {elapsed:.0f}s eta {eta / 60:.0f} min", end="", file=sys.stderr)
+            print(
+                f"\rtrain [{bar:<30}] {done_it}/{iters} loss {float(total.detach()):.3f} ({parts}) "
+                f"lr {opt.param_groups[0]['lr']:.2e} {elapsed:.0f}s eta {eta / 60:.0f} min",
+                end="",
+                file=sys.stderr,
+            )
         evaluating = val_data is not None and eval_every and done_it % eval_every == 0 and done_it < iters
         if evaluating:
             evaluate_and_keep(done_it)

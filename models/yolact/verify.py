@@ -43,8 +43,10 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         out = [f"{k}: relative error {v:.2e} (tolerance {self.tolerance:.0e})" for k, v in self.errors.items()]
-        out.append(f"detections: artifact {self.detections[0]}, torch {self.detections[1]}, "
-                   f"labels equal {self.labels_equal}, min mask IoU {self.min_mask_iou:.4f}")
+        out.append(
+            f"detections: artifact {self.detections[0]}, torch {self.detections[1]}, "
+            f"labels equal {self.labels_equal}, min mask IoU {self.min_mask_iou:.4f}"
+        )
         out.append("OK" if self.ok else f"FAILED: {self.failure}")
         return out
 

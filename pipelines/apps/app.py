@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from segstream.pipelines.apps.config import AppConfig, load_config
 from segstream.pipelines.apps.registry import build_pipeline
-from segstream.stream.sources.base import wait_for_frame_time
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import FunctionStage, Graph, RunReport
 from segstream.stream.io import write_json
 from segstream.stream.sinks import open_sink
 from segstream.stream.sources import open_source
+from segstream.stream.sources.base import wait_for_frame_time
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ class PacedSource:
         return {"paced_fps": self.fps, **(inner() if inner is not None else {})}
 
 
-def make_graph(config: AppConfig, max_frames: int | None = None, extra_sinks=(), pace_fps: float | None = None) -> Graph:
+def make_graph(
+    config: AppConfig, max_frames: int | None = None, extra_sinks=(), pace_fps: float | None = None
+) -> Graph:
     """Builds the graph the config describes (nothing runs until ``run``).
 
     Args:
@@ -195,8 +197,10 @@ def run_command(opts: RunOptions) -> int:
     if report.stuck_threads:
         log.warning("threads still running at exit: %s", ", ".join(report.stuck_threads))
     if signum is not None:
-        print(f"segstream: stopped by {signal.Signals(signum).name} after {report.metrics['frames_out']} frames",
-              file=sys.stderr)
+        print(
+            f"segstream: stopped by {signal.Signals(signum).name} after {report.metrics['frames_out']} frames",
+            file=sys.stderr,
+        )
         return 128 + signum
     return 0
 
@@ -212,8 +216,9 @@ def bench_pipeline(source_uri: str, stages: int, max_frames: int | None, queue_s
 
     source = open_source(source_uri)
     steps = [FunctionStage(f"noop{i}", lambda f: f) for i in range(stages)]
-    graph = Graph(source, steps, [NullSink()], GraphSettings(queue_size=queue_size, max_in_flight=0),
-                  max_frames=max_frames)
+    graph = Graph(
+        source, steps, [NullSink()], GraphSettings(queue_size=queue_size, max_in_flight=0), max_frames=max_frames
+    )
     t0, c0 = time.perf_counter(), time.process_time()
     report = graph.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -279,35 +284,50 @@ def make_source_like(graph: Graph):
 def _print_pipeline_bench(doc: dict) -> None:
     lat = doc["latency_ms"]
     src = doc.get("source") or {}
-    print(f"pipeline: {doc['frames_out']} of {doc['frames_in']} frames out ({doc['frames_dropped']} dropped), "
-          f"{doc['fps']:.2f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms p99 {lat['p99']:.0f} ms"
-          + (f"; source paced at {src['paced_fps']:g} fps" if "paced_fps" in src else ""))
+    print(
+        f"pipeline: {doc['frames_out']} of {doc['frames_in']} frames out ({doc['frames_dropped']} dropped), "
+        f"{doc['fps']:.2f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms p99 {lat['p99']:.0f} ms"
+        + (f"; source paced at {src['paced_fps']:g} fps" if "paced_fps" in src else "")
+    )
     if "in_flight" in doc:
         print(f"  frames in flight: at most {doc['in_flight']['peak']} (limit {doc['in_flight']['limit']})")
     extra = doc.get("extra", {})
     sched, carry, tracks = extra.get("schedule"), extra.get("carry"), extra.get("track")
     if sched:
-        print(f"  schedule: every {sched['every']} (fixed {sched['fixed'] or 'none'}), model CPU per run "
-              f"{sched['cost_ms']} ms, rest {sched['base_ms']} ms per frame, budget {sched['budget_ms']} ms per frame "
-              f"({sched['cores']} cores, {sched.get('cores_obtained')} obtained, at {sched['target_fps']:g} fps), "
-              f"plan changes {sched['plan_changes']}")
+        print(
+            f"  schedule: every {sched['every']} (fixed {sched['fixed'] or 'none'}), model CPU per run "
+            f"{sched['cost_ms']} ms, rest {sched['base_ms']} ms per frame, budget {sched['budget_ms']} ms per frame "
+            f"({sched['cores']} cores, {sched.get('cores_obtained')} obtained, at {sched['target_fps']:g} fps), "
+            f"plan changes {sched['plan_changes']}"
+        )
     if carry:
         total = {k: carry["fresh"][k] + carry["carried"][k] for k in carry["fresh"]}
-        print("  freshness: " + ", ".join(
-            f"{k} fresh on {carry['fresh'][k]} of {total[k]} frames, carried on {carry['carried'][k]} "
-            f"(oldest {carry['max_age_frames'][k]} frames)" for k in carry["fresh"]))
+        print(
+            "  freshness: "
+            + ", ".join(
+                f"{k} fresh on {carry['fresh'][k]} of {total[k]} frames, carried on {carry['carried'][k]} "
+                f"(oldest {carry['max_age_frames'][k]} frames)"
+                for k in carry["fresh"]
+            )
+        )
     if tracks:
-        print(f"  tracks: started {tracks['tracks_started']}, confirmed {tracks['tracks_confirmed']}, confirmed and ended "
-              f"under 5 frames {tracks['confirmed_under_5_frames']} ({100 * tracks['confirmed_short_share']:.1f} %), "
-              f"alive at the end {tracks['confirmed_alive_at_end']}")
+        print(
+            f"  tracks: started {tracks['tracks_started']}, confirmed {tracks['tracks_confirmed']}, confirmed and ended "
+            f"under 5 frames {tracks['confirmed_under_5_frames']} ({100 * tracks['confirmed_short_share']:.1f} %), "
+            f"alive at the end {tracks['confirmed_alive_at_end']}"
+        )
     print("  per-stage profile (wall p50/p95 per frame; CPU: the stage thread's own time per frame):")
     for name, st in doc["stages"].items():
-        print(f"  {name:<18} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  CPU {st['cpu_mean_ms']:7.2f} ms/frame")
+        print(
+            f"  {name:<18} p50 {st['p50_ms']:8.2f} ms  p95 {st['p95_ms']:8.2f} ms  CPU {st['cpu_mean_ms']:7.2f} ms/frame"
+        )
     cpu = sum(st["cpu_mean_ms"] for st in doc["stages"].values())
     print(f"  {'all stages':<18} CPU {cpu:.1f} ms per frame (2 cores hold {2000 / max(cpu, 1e-9):.1f} fps of that)")
     if "model_only_fps" in doc:
-        print(f"  models alone: {doc['model_only_fps']:.2f} fps ({doc['model_only_ms']} ms per frame); "
-              f"efficiency {doc['efficiency']:.2f}")
+        print(
+            f"  models alone: {doc['model_only_fps']:.2f} fps ({doc['model_only_ms']} ms per frame); "
+            f"efficiency {doc['efficiency']:.2f}"
+        )
 
 
 def plot_stages(doc: dict, path: str) -> None:
@@ -320,12 +340,17 @@ def plot_stages(doc: dict, path: str) -> None:
     w, h, left = 980, 110 + 34 * len(stages), 200
     img = np.full((h, w, 3), 255, np.uint8)
     lat = doc["latency_ms"]
-    lines = [f"{doc['fps']:.1f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms, "
-             f"{doc['frames_out']}/{doc['frames_in']} frames out"]
+    lines = [
+        f"{doc['fps']:.1f} fps end to end, latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms, "
+        f"{doc['frames_out']}/{doc['frames_in']} frames out"
+    ]
     carry = doc.get("extra", {}).get("carry")
     if carry:
-        lines.append("fresh/carried: " + ", ".join(f"{k} {carry['fresh'][k]}/{carry['carried'][k]}" for k in carry["fresh"])
-                     + "   bars: blue wall p50, orange CPU per frame")
+        lines.append(
+            "fresh/carried: "
+            + ", ".join(f"{k} {carry['fresh'][k]}/{carry['carried'][k]}" for k in carry["fresh"])
+            + "   bars: blue wall p50, orange CPU per frame"
+        )
     for i, text in enumerate(lines):
         cv2.putText(img, text, (10, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     top = max(max(st["p50_ms"], st["cpu_mean_ms"]) for _, st in stages) or 1.0
@@ -337,8 +362,16 @@ def plot_stages(doc: dict, path: str) -> None:
         cv2.rectangle(img, (left, y), (left + max(bar, 1), y + 12), (200, 140, 60), -1)
         cv2.rectangle(img, (left, y + 13), (left + max(cbar, 1), y + 25), (40, 140, 240), -1)
         cv2.putText(img, name, (10, y + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(img, f"{st['p50_ms']:.1f} / {st['cpu_mean_ms']:.1f} ms", (left + max(bar, cbar, 1) + 6, y + 18),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"{st['p50_ms']:.1f} / {st['cpu_mean_ms']:.1f} ms",
+            (left + max(bar, cbar, 1) + 6, y + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     cv2.imwrite(path, img)
 
 
@@ -361,9 +394,11 @@ def bench_command(opts: BenchPipelineOptions) -> int:
         doc = bench_pipeline(uri, opts.stages, args.max_frames)
         b = doc["bench"]
         print(f"runtime: {b['stages']} no-op stages, {doc['frames_out']} frames of {uri}")
-        print(f"  {b['frames_per_s']:.0f} frames/s, {b['per_hop_us']:.1f} us wall per hop, "
-              f"{b['cpu_per_hop_us']:.1f} us CPU per hop, latency p50 {doc['latency_ms']['p50']:.2f} ms "
-              f"p99 {doc['latency_ms']['p99']:.2f} ms")
+        print(
+            f"  {b['frames_per_s']:.0f} frames/s, {b['per_hop_us']:.1f} us wall per hop, "
+            f"{b['cpu_per_hop_us']:.1f} us CPU per hop, latency p50 {doc['latency_ms']['p50']:.2f} ms "
+            f"p99 {doc['latency_ms']['p99']:.2f} ms"
+        )
     else:
         config = config_for(args)
         if not any(o.startswith("output.uris") for o in args.overrides):
@@ -385,4 +420,3 @@ def bench_command(opts: BenchPipelineOptions) -> int:
     if opts.json_out:
         write_json(opts.json_out, doc)
     return 0
-

@@ -36,16 +36,16 @@ REPOSITORY_CHOICES = {"pipeline.name": "dashcam", "output.uris": ["out/run.mp4",
 @dataclass
 class SourceConfig(Checked):
     """Attributes:
-        uri: file, folder, camera, URL, gst:, csi:// or synthetic:// (see README).
-        policy: "auto" (live sources keep the newest frame, files block), "block" or "latest".
-        max_in_flight: live sources: frames between source and sinks at once; a frame read at
-            the limit is dropped (0: no limit).
-        max_in_flight_file: files and other sources that never drop: frames between source and
-            sinks at once; the source waits at the limit, so latency stays a few frame times
-            instead of the depth of every queue (0: no limit, queues fill).
-        pace_fps: > 0: play a recorded source (file, folder, generated frames) as a live camera
-            of this rate: frames are released on the clock and those the pipeline cannot take
-            in time are dropped and counted (benchmarks of live behaviour; 0: off).
+    uri: file, folder, camera, URL, gst:, csi:// or synthetic:// (see README).
+    policy: "auto" (live sources keep the newest frame, files block), "block" or "latest".
+    max_in_flight: live sources: frames between source and sinks at once; a frame read at
+        the limit is dropped (0: no limit).
+    max_in_flight_file: files and other sources that never drop: frames between source and
+        sinks at once; the source waits at the limit, so latency stays a few frame times
+        instead of the depth of every queue (0: no limit, queues fill).
+    pace_fps: > 0: play a recorded source (file, folder, generated frames) as a live camera
+        of this rate: frames are released on the clock and those the pipeline cannot take
+        in time are dropped and counted (benchmarks of live behaviour; 0: off).
     """
 
     SECTION: ClassVar[str] = "source"
@@ -60,6 +60,7 @@ class SourceConfig(Checked):
 @dataclass
 class NetworkConfig(Checked):
     """Timeouts and reconnect backoff for rtsp/http sources, in seconds."""
+
     SECTION: ClassVar[str] = "network"
 
     open_timeout_s: PosFloat = 5.0
@@ -76,8 +77,8 @@ class NetworkConfig(Checked):
 @dataclass
 class OutputConfig(Checked):
     """Attributes:
-        uris: sinks (video file, folder/, .jsonl, display://0, gst:..., null://).
-        fps: frame rate written into video outputs (0: the source's, else 30).
+    uris: sinks (video file, folder/, .jsonl, display://0, gst:..., null://).
+    fps: frame rate written into video outputs (0: the source's, else 30).
     """
 
     SECTION: ClassVar[str] = "output"
@@ -89,8 +90,8 @@ class OutputConfig(Checked):
 @dataclass
 class PipelineConfig(Checked):
     """Attributes:
-        name: which pipeline to build (see ``segstream run --help``).
-        edges_low / edges_high: Canny thresholds of the OpenCV-only "edges" demo pipeline.
+    name: which pipeline to build (see ``segstream run --help``).
+    edges_low / edges_high: Canny thresholds of the OpenCV-only "edges" demo pipeline.
     """
 
     SECTION: ClassVar[str] = "pipeline"
@@ -103,13 +104,13 @@ class PipelineConfig(Checked):
 @dataclass
 class RuntimeConfig(Checked):
     """Attributes:
-        queue_size: capacity of each inter-stage queue.
-        join_timeout_s: how long a join waits for a late branch (reported, never silent).
-        join_buffer: frames a join may hold while waiting.
-        drain_timeout_s: after SIGINT/SIGTERM, how long stages may finish queued frames.
-        watchdog_s: a stage holding one frame longer fails the run (0: off).
-        workers: worker threads per heavy stage (model inference).
-        progress: show a progress bar (files) or a periodic status line (live).
+    queue_size: capacity of each inter-stage queue.
+    join_timeout_s: how long a join waits for a late branch (reported, never silent).
+    join_buffer: frames a join may hold while waiting.
+    drain_timeout_s: after SIGINT/SIGTERM, how long stages may finish queued frames.
+    watchdog_s: a stage holding one frame longer fails the run (0: off).
+    workers: worker threads per heavy stage (model inference).
+    progress: show a progress bar (files) or a periodic status line (live).
     """
 
     SECTION: ClassVar[str] = "runtime"
@@ -147,15 +148,27 @@ class BackendConfig(Checked):
     allow_spinning: bool = False
 
     def check(self) -> None:
-        known = ("cpu", "cuda", "tensorrt", "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
+        known = (
+            "cpu",
+            "cuda",
+            "tensorrt",
+            "CPUExecutionProvider",
+            "CUDAExecutionProvider",
+            "TensorrtExecutionProvider",
+        )
         for p in self.providers:
             if p not in known:
                 raise ValueError(f"backend.providers: unknown provider {p!r}; use cpu, cuda or tensorrt")
 
     def options(self) -> dict:
-        return {"providers": list(self.providers), "allow_fallback": self.allow_fallback,
-                "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
-                "optimization": self.optimization, "allow_spinning": self.allow_spinning}
+        return {
+            "providers": list(self.providers),
+            "allow_fallback": self.allow_fallback,
+            "intra_op_threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+            "optimization": self.optimization,
+            "allow_spinning": self.allow_spinning,
+        }
 
 
 @dataclass
@@ -183,9 +196,11 @@ class InstancesConfig(Checked):
 
     def check(self) -> None:
         if family_of_model(self.model, "instances") is None:
-            raise ValueError(f"instances.model must be {', '.join(f.name for f in instance_families())} or a model "
-                             f"name of those families "
-                             f"(e.g. maskrcnn_resnet50_fpn_v2), got {self.model!r}")
+            raise ValueError(
+                f"instances.model must be {', '.join(f.name for f in instance_families())} or a model "
+                f"name of those families "
+                f"(e.g. maskrcnn_resnet50_fpn_v2), got {self.model!r}"
+            )
 
 
 @dataclass
@@ -218,11 +233,11 @@ class SemanticConfig(Checked):
 @dataclass
 class TrackingConfig(Checked):
     """Attributes:
-        iou_threshold: least IoU to continue a track.
-        max_age: instance-model frames a lost confirmed track is kept at most.
-        min_hits: matches that confirm a track; tentative tracks are not drawn or sent.
-        coast_s: seconds (media time) a lost confirmed track coasts before it ends.
-        report_tentative: also draw and send tracks not yet confirmed.
+    iou_threshold: least IoU to continue a track.
+    max_age: instance-model frames a lost confirmed track is kept at most.
+    min_hits: matches that confirm a track; tentative tracks are not drawn or sent.
+    coast_s: seconds (media time) a lost confirmed track coasts before it ends.
+    report_tentative: also draw and send tracks not yet confirmed.
     """
 
     SECTION: ClassVar[str] = "tracking"
@@ -266,6 +281,7 @@ class ScheduleConfig(Checked):
 @dataclass
 class OverlayConfig(Checked):
     """What the AR overlay draws (opacities in [0, 1])."""
+
     SECTION: ClassVar[str] = "overlay"
 
     enabled: bool = True

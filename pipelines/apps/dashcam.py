@@ -32,8 +32,10 @@ def artifact_backend(path: str, what: str, config: AppConfig):
     if not path:
         raise ConfigError(f"{what}.artifact is empty; point it to an exported model (.onnx or .engine)")
     if not os.path.isfile(path):
-        raise ConfigError(f"{what}.artifact: {path} does not exist; export one with 'segstream export' "
-                          "(or run 'make demo' once to build the embedded models)")
+        raise ConfigError(
+            f"{what}.artifact: {path} does not exist; export one with 'segstream export' "
+            "(or run 'make demo' once to build the embedded models)"
+        )
     return open_backend(path, **config.backend.options())
 
 
@@ -42,11 +44,18 @@ def instance_stages(config: AppConfig) -> list[Stage]:
     backend = artifact_backend(c.artifact, "instances", config)
     meta = backend.metadata
     # Artifacts of another task are left to the runner, which says what it expected.
-    if meta is not None and meta.task == "instances" and meta.model != c.model and not meta.model.startswith(c.model + "_"):
+    if (
+        meta is not None
+        and meta.task == "instances"
+        and meta.model != c.model
+        and not meta.model.startswith(c.model + "_")
+    ):
         backend.close()
         held = family_of_model(meta.model, "instances")
-        raise ConfigError(f"instances.model is {c.model!r} but {c.artifact} holds {meta.model!r}; set instances.model = "
-                          f"\"{held.name if held else meta.model}\" or point instances.artifact to a {c.model} export")
+        raise ConfigError(
+            f"instances.model is {c.model!r} but {c.artifact} holds {meta.model!r}; set instances.model = "
+            f'"{held.name if held else meta.model}" or point instances.artifact to a {c.model} export'
+        )
     # AppConfig has checked that the name belongs to an instance family.
     runner_class = family_of_model(c.model, "instances").runner_class()
     runner = runner_class(backend, score_threshold=c.score_threshold, max_detections=c.top_k)
@@ -72,10 +81,16 @@ def semantic_stages(config: AppConfig) -> list[Stage]:
     from segstream.pipelines.tasks.road import SemanticRunner
 
     c = config.semantic
-    runner = SemanticRunner(artifact_backend(c.artifact, "semantic", config), input_size_hw=tuple(c.input_size) or None,
-                            smoothing=c.smoothing, ema_alpha=c.ema_alpha, drivable=c.drivable)
-    pre, infer, _ = model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess,
-                                 infer_workers=c.workers)
+    runner = SemanticRunner(
+        artifact_backend(c.artifact, "semantic", config),
+        input_size_hw=tuple(c.input_size) or None,
+        smoothing=c.smoothing,
+        ema_alpha=c.ema_alpha,
+        drivable=c.drivable,
+    )
+    pre, infer, _ = model_branch(
+        "semantic", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers
+    )
     # Smoothing keeps state across frames: one post-processing worker, frames in order.
     return [pre, infer, SemanticPostStage("semantic.post", "semantic", runner.postprocess)]
 
@@ -85,8 +100,14 @@ def _scheduler(config: AppConfig, keys: list[str]) -> ModelScheduler | None:
     if not c.enabled:
         return None
     fixed = {"instances": c.instances_every, "semantic": c.semantic_every}
-    return ModelScheduler(keys, fixed={k: v for k, v in fixed.items() if k in keys}, target_fps=c.target_fps,
-                          cores=c.cores, cpu_share=c.cpu_share, max_every=c.max_every)
+    return ModelScheduler(
+        keys,
+        fixed={k: v for k, v in fixed.items() if k in keys},
+        target_fps=c.target_fps,
+        cores=c.cores,
+        cpu_share=c.cpu_share,
+        max_every=c.max_every,
+    )
 
 
 def _scheduled(branches: dict[str, list[Stage]], config: AppConfig) -> tuple[list[Stage], dict[str, list[Stage]]]:
@@ -102,13 +123,26 @@ def _finish(config: AppConfig, with_instances: bool, keys: tuple[str, ...]) -> l
     stages: list[Stage] = []
     if with_instances and config.tracking.enabled:
         t = config.tracking
-        stages.append(TrackStage("instances", iou_threshold=t.iou_threshold, max_age=t.max_age,
-                                 min_hits=t.min_hits, coast_s=t.coast_s, report_tentative=t.report_tentative))
+        stages.append(
+            TrackStage(
+                "instances",
+                iou_threshold=t.iou_threshold,
+                max_age=t.max_age,
+                min_hits=t.min_hits,
+                coast_s=t.coast_s,
+                report_tentative=t.report_tentative,
+            )
+        )
     stages.append(CarryStage(keys, flow_width=config.schedule.flow_width))
     o = config.overlay
     if o.enabled:
-        stages.append(OverlayStage(OverlayStyle(o.mask_alpha, o.drivable_alpha, o.semantic_alpha,
-                                                contours=o.contours, labels=o.labels, hud=o.hud)))
+        stages.append(
+            OverlayStage(
+                OverlayStyle(
+                    o.mask_alpha, o.drivable_alpha, o.semantic_alpha, contours=o.contours, labels=o.labels, hud=o.hud
+                )
+            )
+        )
     return stages
 
 

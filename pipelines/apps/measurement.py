@@ -22,9 +22,14 @@ _NOT_FILES = ("null", "null://", "display://", "gst:", "ws://", "wss://")
 _ASPECT_TOLERANCE = 0.01
 
 
-def semantic_model_stages(config: AppConfig, section: str, keep_probabilities: bool = False,
-                          frame_hw: tuple[int, int] | None = None, frames: str = "frames",
-                          size_hint: str = "") -> list[Stage]:
+def semantic_model_stages(
+    config: AppConfig,
+    section: str,
+    keep_probabilities: bool = False,
+    frame_hw: tuple[int, int] | None = None,
+    frames: str = "frames",
+    size_hint: str = "",
+) -> list[Stage]:
     """``semantic.pre -> semantic.infer -> semantic.post`` for the artifact of config section
     ``section`` (``medical`` or ``satellite``): any exported semantic model, no drivable area.
 
@@ -46,10 +51,13 @@ def semantic_model_stages(config: AppConfig, section: str, keep_probabilities: b
     if meta is None or meta.task != "semantic":
         backend.close()
         found = "no segstream metadata" if meta is None else f"{_article(meta.task)} {meta.task!r} model ({meta.model})"
-        raise ConfigError(f"{section}.artifact: {c.artifact} holds {found}; the {section} pipeline needs a semantic "
-                          "model exported with 'segstream export' (a U-Net or DeepLab, say)")
-    runner = SemanticRunner(backend, input_size_hw=tuple(c.input_size) or None, drivable=False,
-                            keep_probabilities=keep_probabilities)
+        raise ConfigError(
+            f"{section}.artifact: {c.artifact} holds {found}; the {section} pipeline needs a semantic "
+            "model exported with 'segstream export' (a U-Net or DeepLab, say)"
+        )
+    runner = SemanticRunner(
+        backend, input_size_hw=tuple(c.input_size) or None, drivable=False, keep_probabilities=keep_probabilities
+    )
     if frame_hw is not None:
         warn_if_stretched(runner.settings.size_policy, frame_hw, frames, section, size_hint)
     return model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
@@ -69,11 +77,22 @@ def warn_if_stretched(policy, frame_hw: tuple[int, int], frames: str, section: s
     stretch = (mw / mh) / (fw / fh)
     if abs(stretch - 1.0) <= _ASPECT_TOLERANCE:
         return False
-    log.warning("%s: the %s are %dx%d but the model resizes every input to %dx%d, stretching them %.2fx "
-                "horizontally against vertically; areas are still counted on the %s' own pixels, but the model "
-                "sees distorted shapes. %s", section, frames, fh, fw, mh, mw, stretch, frames,
-                hint or f"Set {section}.input_size = [H, W] with the {frames}' aspect ratio (a model exported "
-                        "with --dynamic), or export one without a fixed size.")
+    log.warning(
+        "%s: the %s are %dx%d but the model resizes every input to %dx%d, stretching them %.2fx "
+        "horizontally against vertically; areas are still counted on the %s' own pixels, but the model "
+        "sees distorted shapes. %s",
+        section,
+        frames,
+        fh,
+        fw,
+        mh,
+        mw,
+        stretch,
+        frames,
+        hint
+        or f"Set {section}.input_size = [H, W] with the {frames}' aspect ratio (a model exported "
+        "with --dynamic), or export one without a fixed size.",
+    )
     return True
 
 
@@ -82,7 +101,7 @@ def output_folder(uris: list[str]) -> str | None:
     for uri in uris:
         if uri.startswith(_NOT_FILES) or ("://" in uri and not uri.startswith("file://")):
             continue
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
         if path.endswith(("/", os.sep)) or os.path.isdir(path) or not os.path.splitext(path)[1]:
             return path
         return os.path.dirname(path) or "."

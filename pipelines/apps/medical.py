@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import os
 
-from segstream.pipelines.tasks.areas import class_areas, series_volumes
 from segstream.pipelines.apps.config import AppConfig
 from segstream.pipelines.apps.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
+from segstream.pipelines.tasks.areas import class_areas, series_volumes
 from segstream.pipelines.tasks.overlay import ClassOverlayStage
 from segstream.pipelines.tasks.results import SemanticMap
 from segstream.stream.errors import ConfigError, SegstreamError
@@ -40,13 +40,17 @@ _NOT_A_STACK = "the medical pipeline needs a slice stack; use --source stack:///
 
 
 def _spacing_unknown(series: str) -> ConfigError:
-    return ConfigError(f"{series}: the pixel spacing is unknown; add ?spacing=ROWxCOL (mm) to the stack:// source "
-                       "or set medical.spacing_mm")
+    return ConfigError(
+        f"{series}: the pixel spacing is unknown; add ?spacing=ROWxCOL (mm) to the stack:// source "
+        "or set medical.spacing_mm"
+    )
 
 
 def _thickness_unknown(series: str) -> ConfigError:
-    return ConfigError(f"{series}: the slice thickness is unknown; add ?thickness=MM to the stack:// source or set "
-                       "medical.thickness_mm")
+    return ConfigError(
+        f"{series}: the slice thickness is unknown; add ?thickness=MM to the stack:// source or set "
+        "medical.thickness_mm"
+    )
 
 
 class SliceAreaStage(Stage):
@@ -66,8 +70,15 @@ class SliceAreaStage(Stage):
 
     name = "areas"
 
-    def __init__(self, *, spacing_mm=None, thickness_mm: float | None = None, ignore=("background",),
-                 summary_path: str | None = None, key: str = "semantic") -> None:
+    def __init__(
+        self,
+        *,
+        spacing_mm=None,
+        thickness_mm: float | None = None,
+        ignore=("background",),
+        summary_path: str | None = None,
+        key: str = "semantic",
+    ) -> None:
         self.spacing_mm = tuple(spacing_mm) if spacing_mm else None
         self.thickness_mm = thickness_mm or None
         self.ignore = tuple(ignore)
@@ -96,11 +107,20 @@ class SliceAreaStage(Stage):
             raise TypeError(f"results[{self.key!r}] is {type(sem).__name__}, expected a SemanticMap")
         areas = kept(class_areas(sem.class_ids, sem.class_names, spacing[0] * spacing[1]), sem.class_names, self.ignore)
         areas = rounded_all(areas)
-        record = {"index": meta["slice_index"], "file": meta.get("file"), "areas_mm2": areas,
-                  "spacing_mm": list(spacing), "slice_distance_mm": distance}
+        record = {
+            "index": meta["slice_index"],
+            "file": meta.get("file"),
+            "areas_mm2": areas,
+            "spacing_mm": list(spacing),
+            "slice_distance_mm": distance,
+        }
         self.slices.append(record)
-        self._series = {"series": meta["series"], "slice_count": meta["slice_count"], "spacing_mm": list(spacing),
-                        "slice_distance_mm": distance}
+        self._series = {
+            "series": meta["series"],
+            "slice_count": meta["slice_count"],
+            "spacing_mm": list(spacing),
+            "slice_distance_mm": distance,
+        }
         frame.results["slice"] = record
         if meta["slice_index"] == meta["slice_count"] - 1:
             frame.results["series"] = self.finish()
@@ -116,13 +136,17 @@ class SliceAreaStage(Stage):
             "complete": len(self.slices) == s["slice_count"],
             "volumes_mm3": rounded_all(volumes),
             "volumes_ml": {name: rounded(v / 1000.0) for name, v in volumes.items()},
-            "slice_areas_mm2": [{"index": r["index"], "file": r["file"], "areas_mm2": r["areas_mm2"]} for r in self.slices],
+            "slice_areas_mm2": [
+                {"index": r["index"], "file": r["file"], "areas_mm2": r["areas_mm2"]} for r in self.slices
+            ],
         }
         if self.summary_path:
             write_json(self.summary_path, self.summary)
         text = ", ".join(f"{n} {v / 1000.0:.3f} ml" for n, v in sorted(volumes.items())) or "no class found"
         state = "" if self.summary["complete"] else f" (incomplete: {len(self.slices)} of {s['slice_count']} slices)"
-        print(f"medical: {s['series']}: {text}{state}" + (f"; summary {self.summary_path}" if self.summary_path else ""))
+        print(
+            f"medical: {s['series']}: {text}{state}" + (f"; summary {self.summary_path}" if self.summary_path else "")
+        )
         return self.summary
 
     def close(self) -> None:
@@ -163,7 +187,11 @@ def build_medical(config: AppConfig) -> list[Stage]:
     summary = c.summary or (os.path.join(folder, SUMMARY_NAME) if folder else None)
     return [
         *semantic_model_stages(config, "medical", frame_hw=info.size_hw, frames="slices"),
-        SliceAreaStage(spacing_mm=c.spacing_mm or None, thickness_mm=c.thickness_mm or None,
-                       ignore=c.ignore_classes, summary_path=summary),
+        SliceAreaStage(
+            spacing_mm=c.spacing_mm or None,
+            thickness_mm=c.thickness_mm or None,
+            ignore=c.ignore_classes,
+            summary_path=summary,
+        ),
         ClassOverlayStage(c.overlay_alpha, c.ignore_classes),
     ]

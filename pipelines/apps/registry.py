@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+from collections.abc import Callable
 
+from segstream.pipelines.apps.config import AppConfig
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import Parallel, Stage
-from segstream.pipelines.apps.config import AppConfig
 
 
 def build_passthrough(config: AppConfig) -> list[Stage | Parallel]:

@@ -25,9 +25,9 @@ import os
 import cv2
 import numpy as np
 
-from segstream.pipelines.tasks.areas import class_areas, class_geojson, write_geojson
 from segstream.pipelines.apps.config import AppConfig
 from segstream.pipelines.apps.measurement import kept, output_folder, rounded, rounded_all, semantic_model_stages
+from segstream.pipelines.tasks.areas import class_areas, class_geojson, write_geojson
 from segstream.pipelines.tasks.overlay import ClassOverlayStage
 from segstream.pipelines.tasks.results import SemanticMap
 from segstream.pipelines.tasks.road import colorize
@@ -46,8 +46,10 @@ _NOT_TILES = "the satellite pipeline needs a tiled image; use --source tiles:///
 
 
 def _gsd_unknown(path: str) -> ConfigError:
-    return ConfigError(f"{path}: the ground sampling distance is unknown; add ?gsd=METRES_PER_PIXEL to the tiles:// "
-                       "source or set satellite.gsd_m")
+    return ConfigError(
+        f"{path}: the ground sampling distance is unknown; add ?gsd=METRES_PER_PIXEL to the tiles:// "
+        "source or set satellite.gsd_m"
+    )
 
 
 class StitchStage(Stage):
@@ -63,8 +65,15 @@ class StitchStage(Stage):
 
     name = "stitch"
 
-    def __init__(self, *, results_dir: str, gsd_m: float | None = None, ignore=("background",),
-                 epsilon_px: float = 0.0, key: str = "semantic") -> None:
+    def __init__(
+        self,
+        *,
+        results_dir: str,
+        gsd_m: float | None = None,
+        ignore=("background",),
+        epsilon_px: float = 0.0,
+        key: str = "semantic",
+    ) -> None:
         self.results_dir = results_dir
         self.gsd_m = gsd_m or None
         self.ignore = tuple(ignore)
@@ -83,13 +92,20 @@ class StitchStage(Stage):
         gsd = meta.get("gsd_m") or self.gsd_m
         if not gsd:
             raise _gsd_unknown(meta["map"])
-        self._map = {"map": meta["map"], "size_hw": list(meta["map_size_hw"]), "gsd_m": float(gsd),
-                     "geotransform": meta.get("geotransform"), "crs": meta.get("crs"),
-                     "tile_hw": list(meta["tile_hw"]), "overlap": int(meta["overlap"])}
+        self._map = {
+            "map": meta["map"],
+            "size_hw": list(meta["map_size_hw"]),
+            "gsd_m": float(gsd),
+            "geotransform": meta.get("geotransform"),
+            "crs": meta.get("crs"),
+            "tile_hw": list(meta["tile_hw"]),
+            "overlap": int(meta["overlap"]),
+        }
         self._class_names = sem.class_names
         self._palette = sem.palette_bgr
-        self.stitcher = TileStitcher(tuple(meta["map_size_hw"]), tuple(meta["tile_hw"]), int(meta["overlap"]),
-                                     len(sem.class_names))
+        self.stitcher = TileStitcher(
+            tuple(meta["map_size_hw"]), tuple(meta["tile_hw"]), int(meta["overlap"]), len(sem.class_names)
+        )
 
     def process(self, frame: Frame) -> Frame:
         meta = frame.metadata
@@ -121,15 +137,30 @@ class StitchStage(Stage):
         gsd = self._map["gsd_m"]
         geotransform = self._map["geotransform"]
         skip = tuple(i for i, n in enumerate(names) if n in self.ignore)
-        geo = class_geojson(ids, names, geotransform=tuple(geotransform) if geotransform else None, skip=skip,
-                            epsilon_px=self.epsilon_px)
+        geo = class_geojson(
+            ids,
+            names,
+            geotransform=tuple(geotransform) if geotransform else None,
+            skip=skip,
+            epsilon_px=self.epsilon_px,
+        )
         for feature in geo["features"]:
             feature["properties"]["area_m2"] = rounded(feature["properties"]["area_px"] * gsd * gsd)
-        files = {k: os.path.join(self.results_dir, f) for k, f in
-                 (("map", "map.png"), ("classes", "classes.png"), ("geojson", "classes.geojson"), ("summary", "summary.json"))}
+        files = {
+            k: os.path.join(self.results_dir, f)
+            for k, f in (
+                ("map", "map.png"),
+                ("classes", "classes.png"),
+                ("geojson", "classes.geojson"),
+                ("summary", "summary.json"),
+            )
+        }
         done = self.stitcher.rows_done
-        seams = seam_check(ids[:done], [t for t in self.stitcher.tiles[:self.stitcher.tiles_done] if t.y1 <= done],
-                           self.stitcher.disagreement)
+        seams = seam_check(
+            ids[:done],
+            [t for t in self.stitcher.tiles[: self.stitcher.tiles_done] if t.y1 <= done],
+            self.stitcher.disagreement,
+        )
         self.summary = {
             **self._map,
             "complete": self.stitcher.complete,
@@ -144,14 +175,23 @@ class StitchStage(Stage):
         }
         if seams is not None and seams.seam:
             overlap, wider = self._map["overlap"], default_overlap(self._map["tile_hw"])
-            remedy = (f"raise overlap= (try {wider}, the default)" if overlap < wider else
-                      "use larger tiles with overlap= half the tile, or a model that depends less on the position")
-            log.warning("satellite: %s, the middle of a tile overlap, changes class on %.1f%% of its pixels against "
-                        "%.1f%% on the lines around it, and neighbouring tiles disagree on %.0f%% of those lines' "
-                        "pixels: a seam. The model's output depends on where a pixel sits in its tile further in "
-                        "than half the overlap (%d px); %s so that neighbouring tiles agree where they hand over",
-                        seams.worst_line, 100 * seams.change, 100 * seams.nearby, 100 * (seams.disagreement or 0.0),
-                        overlap, remedy)
+            remedy = (
+                f"raise overlap= (try {wider}, the default)"
+                if overlap < wider
+                else "use larger tiles with overlap= half the tile, or a model that depends less on the position"
+            )
+            log.warning(
+                "satellite: %s, the middle of a tile overlap, changes class on %.1f%% of its pixels against "
+                "%.1f%% on the lines around it, and neighbouring tiles disagree on %.0f%% of those lines' "
+                "pixels: a seam. The model's output depends on where a pixel sits in its tile further in "
+                "than half the overlap (%d px); %s so that neighbouring tiles agree where they hand over",
+                seams.worst_line,
+                100 * seams.change,
+                100 * seams.nearby,
+                100 * (seams.disagreement or 0.0),
+                overlap,
+                remedy,
+            )
         palette = self._palette if self._palette is not None else np.zeros((len(names), 3), np.uint8)
         for path, image in ((files["map"], colorize(ids, palette)), (files["classes"], ids)):
             if not cv2.imwrite(path, image):
@@ -163,7 +203,9 @@ class StitchStage(Stage):
         write_json(files["summary"], self.summary)
         text = ", ".join(f"{n} {a:.1f} m²" for n, a in sorted(self.summary["areas_m2"].items())) or "no class found"
         state = "" if self.summary["complete"] else f" (incomplete: rows 0..{self.stitcher.rows_done} only)"
-        print(f"satellite: {self._map['map']}: {text}, {len(geo['features'])} polygons{state}; results in {self.results_dir}")
+        print(
+            f"satellite: {self._map['map']}: {text}, {len(geo['features'])} polygons{state}; results in {self.results_dir}"
+        )
         return self.summary
 
     def close(self) -> None:
@@ -198,13 +240,22 @@ def build_satellite(config: AppConfig) -> list[Stage]:
     c = config.satellite
     results_dir = c.results_dir or output_folder(config.output.uris)
     if not results_dir:
-        raise ConfigError("satellite: nowhere to write the map; set satellite.results_dir or give a file or folder --output")
+        raise ConfigError(
+            "satellite: nowhere to write the map; set satellite.results_dir or give a file or folder --output"
+        )
     source = check_map(config)
     return [
-        *semantic_model_stages(config, "satellite", keep_probabilities=True, frame_hw=source.tile_hw, frames="tiles",
-                               size_hint="Give tiles:// a tile=HxW of the model's aspect ratio (its own input size "
-                                         "suits best), or export the model with --dynamic and no fixed size."),
-        StitchStage(results_dir=results_dir, gsd_m=c.gsd_m or None, ignore=c.ignore_classes,
-                    epsilon_px=c.polygon_epsilon_px),
+        *semantic_model_stages(
+            config,
+            "satellite",
+            keep_probabilities=True,
+            frame_hw=source.tile_hw,
+            frames="tiles",
+            size_hint="Give tiles:// a tile=HxW of the model's aspect ratio (its own input size "
+            "suits best), or export the model with --dynamic and no fixed size.",
+        ),
+        StitchStage(
+            results_dir=results_dir, gsd_m=c.gsd_m or None, ignore=c.ignore_classes, epsilon_px=c.polygon_epsilon_px
+        ),
         ClassOverlayStage(c.overlay_alpha, c.ignore_classes),
     ]

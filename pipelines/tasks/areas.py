@@ -20,8 +20,9 @@ def class_areas(class_ids: np.ndarray, class_names: tuple[str, ...], pixel_area:
     if pixel_area <= 0:
         raise ValueError(f"pixel_area must be > 0, got {pixel_area}")
     counts = np.bincount(class_ids.ravel().astype(np.int64), minlength=len(class_names))
-    return {(class_names[i] if i < len(class_names) else str(i)): float(c) * pixel_area
-            for i, c in enumerate(counts) if c}
+    return {
+        (class_names[i] if i < len(class_names) else str(i)): float(c) * pixel_area for i, c in enumerate(counts) if c
+    }
 
 
 def series_volumes(slice_areas_mm2: list[dict[str, float]], slice_thickness_mm: float) -> dict[str, float]:
@@ -126,18 +127,18 @@ def _trace_rings(mask: np.ndarray) -> list[np.ndarray]:
         rep = np.minimum(rep, rep[jump])
         jump = jump[jump]
     # ... and rank its edges by the steps left to the edge before that one (list ranking).
-    last = rep[nxt] == nxt                      # the edge whose successor starts the ring
+    last = rep[nxt] == nxt  # the edge whose successor starts the ring
     succ = np.where(last, np.arange(n), nxt)
     dist = (~last).astype(np.int64)
     for _ in range(int(np.ceil(np.log2(n))) + 1):
         dist = dist + dist[succ]
         succ = succ[succ]
-    walk = np.lexsort((-dist, rep))             # rings one after another, edges in order
+    walk = np.lexsort((-dist, rep))  # rings one after another, edges in order
     ring_of = rep[walk]
     bounds = np.flatnonzero(np.diff(ring_of)) + 1
     starts = np.r_[0, bounds]
     prev = np.arange(n) - 1
-    prev[starts] = np.r_[bounds, n] - 1         # the first edge of a ring follows its last
+    prev[starts] = np.r_[bounds, n] - 1  # the first edge of a ring follows its last
     dirs = d[walk]
     corner = dirs != dirs[prev]
     xy = np.stack([x[walk], y[walk]], axis=1)
@@ -167,7 +168,7 @@ def mask_regions(mask: np.ndarray, min_pixels: int = 1) -> list[Region]:
     if len(rows) == 0:
         return []
     top, left = int(rows[0]), int(cols[0])  # work in the box around the foreground
-    mask = np.ascontiguousarray(mask[top:rows[-1] + 1, left:cols[-1] + 1])
+    mask = np.ascontiguousarray(mask[top : rows[-1] + 1, left : cols[-1] + 1])
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4)
     rings = _trace_rings(mask)
     exterior: dict[int, np.ndarray] = {}
@@ -183,8 +184,11 @@ def mask_regions(mask: np.ndarray, min_pixels: int = 1) -> list[Region]:
             exterior[label] = shifted
         else:
             holes.setdefault(label, []).append(shifted)
-    return [Region(exterior[i], tuple(holes.get(i, ())), int(stats[i, cv2.CC_STAT_AREA]))
-            for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_pixels]
+    return [
+        Region(exterior[i], tuple(holes.get(i, ())), int(stats[i, cv2.CC_STAT_AREA]))
+        for i in range(1, n)
+        if stats[i, cv2.CC_STAT_AREA] >= min_pixels
+    ]
 
 
 def _simplify(ring: np.ndarray, epsilon_px: float) -> np.ndarray:
@@ -192,8 +196,14 @@ def _simplify(ring: np.ndarray, epsilon_px: float) -> np.ndarray:
     return out.astype(np.float64) if len(out) >= 3 else ring
 
 
-def class_geojson(class_ids: np.ndarray, class_names: tuple[str, ...], geotransform: tuple[float, ...] | None = None,
-                  skip: tuple[int, ...] = (), epsilon_px: float = 0.0, min_pixels: int = 1) -> dict:
+def class_geojson(
+    class_ids: np.ndarray,
+    class_names: tuple[str, ...],
+    geotransform: tuple[float, ...] | None = None,
+    skip: tuple[int, ...] = (),
+    epsilon_px: float = 0.0,
+    min_pixels: int = 1,
+) -> dict:
     """A GeoJSON FeatureCollection with one Polygon per 4-connected region of each class.
 
     Coordinates are pixel corners (pixel (x, y) spans [x, x+1] x [y, y+1]), or map coordinates
@@ -230,13 +240,20 @@ def class_geojson(class_ids: np.ndarray, class_names: tuple[str, ...], geotransf
         if cid in skip:
             continue
         for region in mask_regions(class_ids == cid, min_pixels=min_pixels):
-            features.append({
-                "type": "Feature",
-                "properties": {"class_id": cid, "class_name": class_names[cid] if cid < len(class_names) else str(cid),
-                               "area_px": region.pixel_count},
-                "geometry": {"type": "Polygon",
-                             "coordinates": [coords(region.exterior), *(coords(h) for h in region.holes)]},
-            })
+            features.append(
+                {
+                    "type": "Feature",
+                    "properties": {
+                        "class_id": cid,
+                        "class_name": class_names[cid] if cid < len(class_names) else str(cid),
+                        "area_px": region.pixel_count,
+                    },
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [coords(region.exterior), *(coords(h) for h in region.holes)],
+                    },
+                }
+            )
     return {"type": "FeatureCollection", "features": features}
 
 

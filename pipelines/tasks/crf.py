@@ -28,12 +28,12 @@ from segstream.stream.errors import ConfigError
 @dataclass(frozen=True)
 class CrfParams:
     """Attributes:
-        iterations: mean-field steps (5 as in pydensecrf's example).
-        gaussian_sxy / gaussian_weight: smoothness kernel: sigma in px, Potts weight.
-        bilateral_sxy / bilateral_srgb / bilateral_weight: appearance kernel: position sigma
-            in px, colour sigma on 0-255 values, Potts weight.
-        near_radius: dense window radius in px for the appearance kernel.
-        far_radius: steps of the dilated ring (spacing ~ bilateral_sxy / (2 * far_radius)).
+    iterations: mean-field steps (5 as in pydensecrf's example).
+    gaussian_sxy / gaussian_weight: smoothness kernel: sigma in px, Potts weight.
+    bilateral_sxy / bilateral_srgb / bilateral_weight: appearance kernel: position sigma
+        in px, colour sigma on 0-255 values, Potts weight.
+    near_radius: dense window radius in px for the appearance kernel.
+    far_radius: steps of the dilated ring (spacing ~ bilateral_sxy / (2 * far_radius)).
     """
 
     iterations: int = 5
@@ -51,7 +51,9 @@ class CrfParams:
         if min(self.gaussian_sxy, self.bilateral_sxy, self.bilateral_srgb) <= 0:
             raise ConfigError("crf sigmas must be > 0")
         if self.near_radius < 1 or self.far_radius < 0:
-            raise ConfigError(f"crf near_radius must be >= 1 and far_radius >= 0, got {self.near_radius}, {self.far_radius}")
+            raise ConfigError(
+                f"crf near_radius must be >= 1 and far_radius >= 0, got {self.near_radius}, {self.far_radius}"
+            )
 
 
 def _offsets(p: CrfParams) -> list[tuple[int, int]]:
@@ -86,10 +88,10 @@ def dense_crf(image_bgr: np.ndarray, probabilities: np.ndarray, params: CrfParam
     inside = np.pad(np.ones((h, w), np.float32), pad)
     weights = []
     for dy, dx in offsets:
-        shifted = img_p[pad + dy:pad + dy + h, pad + dx:pad + dx + w]
-        colour = ((shifted - img) ** 2).sum(axis=2) / (2 * params.bilateral_srgb ** 2)
-        wgt = np.exp(-colour - (dy * dy + dx * dx) / (2 * params.bilateral_sxy ** 2))
-        weights.append((wgt * inside[pad + dy:pad + dy + h, pad + dx:pad + dx + w]).astype(np.float32))
+        shifted = img_p[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+        colour = ((shifted - img) ** 2).sum(axis=2) / (2 * params.bilateral_srgb**2)
+        wgt = np.exp(-colour - (dy * dy + dx * dx) / (2 * params.bilateral_sxy**2))
+        weights.append((wgt * inside[pad + dy : pad + dy + h, pad + dx : pad + dx + w]).astype(np.float32))
     norm = np.maximum(np.sum(weights, axis=0), 1e-6)
     weights = [wt / norm for wt in weights]
 
@@ -97,10 +99,10 @@ def dense_crf(image_bgr: np.ndarray, probabilities: np.ndarray, params: CrfParam
     q = probabilities.astype(np.float32).copy()
     q_p = np.zeros((c, h + 2 * pad, w + 2 * pad), np.float32)
     for _ in range(params.iterations):
-        q_p[:, pad:pad + h, pad:pad + w] = q
+        q_p[:, pad : pad + h, pad : pad + w] = q
         appearance = np.zeros_like(q)
         for (dy, dx), wt in zip(offsets, weights):
-            appearance += wt * q_p[:, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+            appearance += wt * q_p[:, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
         smooth = np.stack([cv2.GaussianBlur(q[k], (0, 0), params.gaussian_sxy) for k in range(c)])
         logits = unary + params.bilateral_weight * appearance + params.gaussian_weight * smooth
         logits -= logits.max(axis=0, keepdims=True)
@@ -138,5 +140,6 @@ class CrfRefiner:
         ids = np.argmax(q, axis=0).astype(np.uint8)
         mask = drivable_mask(ids, self.drivable_ids) if sem.drivable_mask is not None else None
         self.last_ms = (time.perf_counter() - t0) * 1000
-        return SemanticMap(class_ids=ids, class_names=sem.class_names, palette_bgr=sem.palette_bgr,
-                           probabilities=q, drivable_mask=mask)
+        return SemanticMap(
+            class_ids=ids, class_names=sem.class_names, palette_bgr=sem.palette_bgr, probabilities=q, drivable_mask=mask
+        )

@@ -56,10 +56,16 @@ class RuntimeFamily:
 
 #: Every family, once. A model name is matched against the families in this order.
 RUNTIME_FAMILIES: tuple[RuntimeFamily, ...] = (
-    RuntimeFamily("yolact", "instances", "YOLACT", "segstream.pipelines.tasks.yolact:YolactRunner",
-                  model_prefixes=("yolact",)),  # YOLACT, YolactEdge, yolact_lite0
-    RuntimeFamily("maskrcnn", "instances", "Mask R-CNN", "segstream.pipelines.tasks.maskrcnn:MaskRCNNRunner",
-                  model_prefixes=("maskrcnn",)),
+    RuntimeFamily(
+        "yolact", "instances", "YOLACT", "segstream.pipelines.tasks.yolact:YolactRunner", model_prefixes=("yolact",)
+    ),  # YOLACT, YolactEdge, yolact_lite0
+    RuntimeFamily(
+        "maskrcnn",
+        "instances",
+        "Mask R-CNN",
+        "segstream.pipelines.tasks.maskrcnn:MaskRCNNRunner",
+        model_prefixes=("maskrcnn",),
+    ),
     RuntimeFamily("semantic", "semantic", "semantic", "segstream.pipelines.tasks.road:SemanticRunner"),
 )
 

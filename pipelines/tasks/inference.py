@@ -7,7 +7,8 @@ Intermediate data travels in ``Frame.results`` under keys starting with "_" (not
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -94,8 +95,9 @@ class PostprocessStage(Stage):
         return frame
 
 
-def model_branch(key: str, backend: Backend, preprocess: Callable, postprocess: Callable,
-                 infer_workers: int = 1) -> list[Stage]:
+def model_branch(
+    key: str, backend: Backend, preprocess: Callable, postprocess: Callable, infer_workers: int = 1
+) -> list[Stage]:
     """The three stages of one model, named ``<key>.pre``, ``<key>.infer``, ``<key>.post``."""
     return [
         PreprocessStage(f"{key}.pre", key, preprocess),
@@ -116,7 +118,9 @@ def instance_artifact(backend: Backend, family: str, what: str, inputs, outputs)
     meta = backend.metadata
     if meta is None or meta.task != "instances" or not runtime_family(family).owns_name(meta.model):
         found = "no metadata" if meta is None else f"model {meta.model!r}, task {meta.task!r}"
-        raise ModelError(f"{backend.path}: expected a {what} instance artifact, found {found}; "
-                         f"export one with 'segstream export --model {family}_...'")
+        raise ModelError(
+            f"{backend.path}: expected a {what} instance artifact, found {found}; "
+            f"export one with 'segstream export --model {family}_...'"
+        )
     backend.require_io(list(inputs), list(outputs))
     return meta

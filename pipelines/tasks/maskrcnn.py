@@ -58,8 +58,14 @@ class MaskRCNNPreprocess:
         color_order: "RGB" (torchvision) or "BGR".
     """
 
-    def __init__(self, min_size: int = 800, max_size: int = 1333, mean=(123.675, 116.28, 103.53),
-                 std=(58.395, 57.12, 57.375), color_order: str = "RGB") -> None:
+    def __init__(
+        self,
+        min_size: int = 800,
+        max_size: int = 1333,
+        mean=(123.675, 116.28, 103.53),
+        std=(58.395, 57.12, 57.375),
+        color_order: str = "RGB",
+    ) -> None:
         if not 16 <= min_size <= max_size:
             raise ModelError(f"Mask R-CNN resize: need 16 <= min_size <= max_size, got {min_size} and {max_size}")
         if color_order not in ("RGB", "BGR"):
@@ -68,11 +74,13 @@ class MaskRCNNPreprocess:
         self.mean, self.std, self.color_order = tuple(mean), tuple(std), color_order
 
     @classmethod
-    def from_metadata(cls, meta: ArtifactMetadata) -> "MaskRCNNPreprocess":
+    def from_metadata(cls, meta: ArtifactMetadata) -> MaskRCNNPreprocess:
         r = meta.extra.get("resize")
         if not isinstance(r, dict) or "min_size" not in r or "max_size" not in r:
-            raise ModelError(f"{meta.model}: artifact metadata lacks extra.resize {{min_size, max_size}}; "
-                             "re-export it with 'segstream export'")
+            raise ModelError(
+                f"{meta.model}: artifact metadata lacks extra.resize {{min_size, max_size}}; "
+                "re-export it with 'segstream export'"
+            )
         return cls(int(r["min_size"]), int(r["max_size"]), meta.mean, meta.std, meta.color_order)
 
     def __call__(self, image_bgr: np.ndarray) -> tuple[dict[str, np.ndarray], MaskRCNNFrameInfo]:
@@ -95,8 +103,9 @@ def scale_boxes(boxes_xyxy: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[i
     return (boxes_xyxy.astype(np.float32) * np.array([rw, rh, rw, rh], np.float32)).astype(np.float32)
 
 
-def paste_masks(mask_probs: np.ndarray, boxes_xyxy: np.ndarray, size_hw: tuple[int, int], threshold: float = 0.5,
-                padding: int = 1) -> np.ndarray:
+def paste_masks(
+    mask_probs: np.ndarray, boxes_xyxy: np.ndarray, size_hw: tuple[int, int], threshold: float = 0.5, padding: int = 1
+) -> np.ndarray:
     """Pastes each M x M mask into its box on an image, as torchvision's ``paste_masks_in_image``.
 
     The mask is padded by ``padding`` zero cells, its box grown by (M + 2 padding) / M about the
@@ -133,8 +142,8 @@ def paste_masks(mask_probs: np.ndarray, boxes_xyxy: np.ndarray, size_hw: tuple[i
         if xa >= xb or ya >= yb:
             continue
         # Only the rows and columns of the resized mask that land inside the image.
-        wy = bilinear_matrix(h, m + 2 * padding)[0][ya - y0:yb - y0]
-        wx = bilinear_matrix(w, m + 2 * padding)[0][xa - x0:xb - x0]
+        wy = bilinear_matrix(h, m + 2 * padding)[0][ya - y0 : yb - y0]
+        wx = bilinear_matrix(w, m + 2 * padding)[0][xa - x0 : xb - x0]
         tmp = cv2.gemm(wy, padded[i], 1.0, None, 0.0)
         block = cv2.gemm(tmp, wx, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
         out[i, ya:yb, xa:xb] = block > threshold
@@ -152,8 +161,15 @@ class MaskRCNNPostprocess:
         masks: paste masks (False: boxes only).
     """
 
-    def __init__(self, class_names=(), *, score_threshold: float = 0.0, max_detections: int = 100,
-                 mask_threshold: float = 0.5, masks: bool = True) -> None:
+    def __init__(
+        self,
+        class_names=(),
+        *,
+        score_threshold: float = 0.0,
+        max_detections: int = 100,
+        mask_threshold: float = 0.5,
+        masks: bool = True,
+    ) -> None:
         for name, v in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -167,19 +183,25 @@ class MaskRCNNPostprocess:
 
     def __call__(self, outputs: dict[str, np.ndarray], info: MaskRCNNFrameInfo) -> Instances:
         """Args:
-            outputs: the backend's outputs (see the module docstring). info: from ``MaskRCNNPreprocess``.
+        outputs: the backend's outputs (see the module docstring). info: from ``MaskRCNNPreprocess``.
         """
         missing = [n for n in OUTPUT_NAMES if n not in outputs]
         if missing:
-            raise ModelError(f"Mask R-CNN outputs lack {missing}; expected {list(OUTPUT_NAMES)} "
-                             "(export with 'segstream export')")
+            raise ModelError(
+                f"Mask R-CNN outputs lack {missing}; expected {list(OUTPUT_NAMES)} (export with 'segstream export')"
+            )
         boxes, labels, scores, probs = (outputs[n] for n in OUTPUT_NAMES)
         keep = np.flatnonzero(scores > self.score_threshold)
         keep = keep[np.argsort(-scores[keep], kind="stable")][: self.max_detections]
         boxes_px = scale_boxes(boxes[keep].reshape(-1, 4), info.input_size_hw, info.size_hw)
         masks = paste_masks(probs[keep], boxes_px, info.size_hw, self.mask_threshold) if self.masks else None
-        return Instances(boxes_xyxy=boxes_px, scores=scores[keep].astype(np.float32),
-                         labels=labels[keep].astype(np.int64) - 1, masks=masks, class_names=self.class_names)
+        return Instances(
+            boxes_xyxy=boxes_px,
+            scores=scores[keep].astype(np.float32),
+            labels=labels[keep].astype(np.int64) - 1,
+            masks=masks,
+            class_names=self.class_names,
+        )
 
 
 class MaskRCNNRunner:
@@ -192,18 +214,31 @@ class MaskRCNNRunner:
         mask_threshold: mask probability threshold (None: 0.5).
     """
 
-    def __init__(self, backend: Backend, *, score_threshold: float | None = None,
-                 max_detections: int | None = None, mask_threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+        mask_threshold: float | None = None,
+    ) -> None:
         meta = instance_artifact(backend, "maskrcnn", "Mask R-CNN", [INPUT_NAME], OUTPUT_NAMES)
         self.backend = backend
         self.metadata = meta
         self.preprocess = MaskRCNNPreprocess.from_metadata(meta)
-        settings = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections),
-                                      ("mask_threshold", mask_threshold)) if v is not None}
+        settings = {
+            k: v
+            for k, v in (
+                ("score_threshold", score_threshold),
+                ("max_detections", max_detections),
+                ("mask_threshold", mask_threshold),
+            )
+            if v is not None
+        }
         self.postprocess = MaskRCNNPostprocess(meta.class_names, **settings)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:
         """Args:
-            image_bgr: (H, W, 3) uint8. Returns: Instances in its pixel coordinates."""
+        image_bgr: (H, W, 3) uint8. Returns: Instances in its pixel coordinates."""
         feeds, info = self.preprocess(image_bgr)
         return self.postprocess(self.backend.run(feeds), info)

@@ -120,7 +120,7 @@ def rle_decode(rle: dict) -> np.ndarray:
     value = False
     for c in counts:
         if value:
-            flat[pos:pos + c] = True
+            flat[pos : pos + c] = True
         pos += c
         value = not value
     return flat.reshape((w, h)).T

@@ -27,7 +27,7 @@ class ConfusionMatrix:
         p = prediction.astype(np.int64).ravel()
         keep = (t != IGNORE_INDEX) & (t < self.num_classes) & (p < self.num_classes)
         idx = t[keep] * self.num_classes + p[keep]
-        self.matrix += np.bincount(idx, minlength=self.num_classes ** 2).reshape(self.num_classes, self.num_classes)
+        self.matrix += np.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
 
     def iou(self) -> np.ndarray:
         """(C,) float64 IoU per class; NaN where the class is absent from both."""

@@ -24,14 +24,26 @@ def track_colour_bgr(key: int) -> tuple[int, int, int]:
 
 class OverlayStyle:
     """Attributes:
-        mask_alpha: opacity of instance masks. drivable_alpha: opacity of the drivable tint.
-        semantic_alpha: opacity of the full class-colour map (0: off).
-        drivable_bgr: tint colour. contours / labels / hud: what to draw.
+    mask_alpha: opacity of instance masks. drivable_alpha: opacity of the drivable tint.
+    semantic_alpha: opacity of the full class-colour map (0: off).
+    drivable_bgr: tint colour. contours / labels / hud: what to draw.
     """
 
-    def __init__(self, mask_alpha: float = 0.45, drivable_alpha: float = 0.35, semantic_alpha: float = 0.0,
-                 drivable_bgr=(80, 200, 60), contours: bool = True, labels: bool = True, hud: bool = True) -> None:
-        for name, v in (("mask_alpha", mask_alpha), ("drivable_alpha", drivable_alpha), ("semantic_alpha", semantic_alpha)):
+    def __init__(
+        self,
+        mask_alpha: float = 0.45,
+        drivable_alpha: float = 0.35,
+        semantic_alpha: float = 0.0,
+        drivable_bgr=(80, 200, 60),
+        contours: bool = True,
+        labels: bool = True,
+        hud: bool = True,
+    ) -> None:
+        for name, v in (
+            ("mask_alpha", mask_alpha),
+            ("drivable_alpha", drivable_alpha),
+            ("semantic_alpha", semantic_alpha),
+        ):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         self.mask_alpha = mask_alpha
@@ -78,7 +90,11 @@ def draw_semantic(out: np.ndarray, sem: SemanticMap, style: OverlayStyle) -> Non
 def draw_instances(out: np.ndarray, inst: Instances, style: OverlayStyle) -> None:
     names = inst.label_names()
     for i in range(len(inst)):
-        key = int(inst.track_ids[i]) if inst.track_ids is not None and inst.track_ids[i] >= 0 else 1000 + int(inst.labels[i])
+        key = (
+            int(inst.track_ids[i])
+            if inst.track_ids is not None and inst.track_ids[i] >= 0
+            else 1000 + int(inst.labels[i])
+        )
         colour = track_colour_bgr(key)
         x1, y1, x2, y2 = (int(round(v)) for v in inst.boxes_xyxy[i])
         if inst.masks is not None:
@@ -86,7 +102,7 @@ def draw_instances(out: np.ndarray, inst: Instances, style: OverlayStyle) -> Non
             _blend_region(out, m, colour, style.mask_alpha)
             if style.contours:
                 x0, y0 = max(0, x1 - 1), max(0, y1 - 1)
-                crop = m[y0:y2 + 2, x0:x2 + 2].astype(np.uint8)
+                crop = m[y0 : y2 + 2, x0 : x2 + 2].astype(np.uint8)
                 if crop.size:
                     cs, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
                     cv2.drawContours(out, cs, -1, colour, 2, cv2.LINE_AA)
@@ -110,8 +126,9 @@ class OverlayStage(Stage):
 
     name = "overlay"
 
-    def __init__(self, style: OverlayStyle | None = None, instances_key: str = "instances",
-                 semantic_key: str = "semantic") -> None:
+    def __init__(
+        self, style: OverlayStyle | None = None, instances_key: str = "instances", semantic_key: str = "semantic"
+    ) -> None:
         self.style = style or OverlayStyle()
         self.instances_key = instances_key
         self.semantic_key = semantic_key
@@ -134,8 +151,11 @@ class OverlayStage(Stage):
                 parts.append(f"{len(inst)} objects")
             if frame.results.get("missing_branches"):
                 parts.append("late: " + ",".join(frame.results["missing_branches"]))
-            carried = [f"{k} -{v['age_frames']}f" for k, v in (frame.results.get("freshness") or {}).items()
-                       if not v.get("fresh") and v.get("age_frames") is not None]
+            carried = [
+                f"{k} -{v['age_frames']}f"
+                for k, v in (frame.results.get("freshness") or {}).items()
+                if not v.get("fresh") and v.get("age_frames") is not None
+            ]
             if carried:
                 parts.append("carried: " + " ".join(carried))
             text = " | ".join(parts)

@@ -58,7 +58,7 @@ class Instances:
     def __len__(self) -> int:
         return len(self.boxes_xyxy)
 
-    def __getitem__(self, index) -> "Instances":
+    def __getitem__(self, index) -> Instances:
         """Select instances with a boolean mask, an index array or a slice."""
         return Instances(
             boxes_xyxy=self.boxes_xyxy[index],
@@ -71,7 +71,7 @@ class Instances:
         )
 
     @classmethod
-    def empty(cls, size_hw: tuple[int, int] | None = None, class_names: tuple[str, ...] = ()) -> "Instances":
+    def empty(cls, size_hw: tuple[int, int] | None = None, class_names: tuple[str, ...] = ()) -> Instances:
         masks = None if size_hw is None else np.zeros((0, *size_hw), dtype=bool)
         return cls(
             boxes_xyxy=np.zeros((0, 4), np.float32),
@@ -156,8 +156,11 @@ class SemanticMap:
         ids = np.ascontiguousarray(self.class_ids[::step, ::step]) if step > 1 else self.class_ids
         counts = cv2.calcHist([ids], [0], None, [256], [0, 256]).ravel()  # ~2x faster than bincount
         total = float(ids.size)
-        return {(self.class_names[i] if i < len(self.class_names) else str(i)): round(float(c) / total, 5)
-                for i, c in enumerate(counts) if c}
+        return {
+            (self.class_names[i] if i < len(self.class_names) else str(i)): round(float(c) / total, 5)
+            for i, c in enumerate(counts)
+            if c
+        }
 
     def to_json_dict(self) -> dict:
         """Class shares and, when computed, the drivable area's share and outline polygons."""
@@ -165,7 +168,10 @@ class SemanticMap:
 
         # Shares from every 2nd pixel of a map wider than 640 px (it came from a model at lower
         # resolution); the drivable share and outline from every pixel.
-        out: dict = {"size_hw": list(self.size_hw), "class_shares": self.class_shares(2 if self.size_hw[1] > 640 else 1)}
+        out: dict = {
+            "size_hw": list(self.size_hw),
+            "class_shares": self.class_shares(2 if self.size_hw[1] > 640 else 1),
+        }
         if self.drivable_mask is not None:
             drivable = np.ascontiguousarray(self.drivable_mask).view(np.uint8)
             out["drivable_share"] = round(cv2.countNonZero(drivable) / float(drivable.size), 5)

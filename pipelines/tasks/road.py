@@ -24,22 +24,76 @@ from segstream.stream.errors import ConfigError, ModelError
 
 #: Cityscapes train ids 0..18 (255 = ignore).
 CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 )
 IGNORE_INDEX = 255
 
 #: (19, 3) uint8, the cityscapesScripts colours in BGR order.
 CITYSCAPES_PALETTE_BGR = np.array(
-    [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
-     (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
-     (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
-     (0, 80, 100), (0, 0, 230), (119, 11, 32)], dtype=np.uint8)[:, ::-1].copy()
+    [
+        (128, 64, 128),
+        (244, 35, 232),
+        (70, 70, 70),
+        (102, 102, 156),
+        (190, 153, 153),
+        (153, 153, 153),
+        (250, 170, 30),
+        (220, 220, 0),
+        (107, 142, 35),
+        (152, 251, 152),
+        (70, 130, 180),
+        (220, 20, 60),
+        (255, 0, 0),
+        (0, 0, 142),
+        (0, 0, 70),
+        (0, 60, 100),
+        (0, 80, 100),
+        (0, 0, 230),
+        (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)[:, ::-1].copy()
 
 #: Cityscapes labelId (0..33, -1) -> train id; everything else is 255.
-CITYSCAPES_LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
-                             24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+CITYSCAPES_LABEL_TO_TRAIN = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
+}
 
 #: Road-logic groups, by class name. A class in none of them goes to "other".
 CLASS_GROUPS: dict[str, tuple[str, ...]] = {
@@ -144,24 +198,33 @@ class SizePolicy:
         return -(-int(size_hw[0]) // m) * m, -(-int(size_hw[1]) // m) * m
 
     def to_dict(self) -> dict:
-        d = {"kind": self.kind, "size_hw": None if self.size_hw is None else list(self.size_hw),
-             "short_side": self.short_side}
+        d = {
+            "kind": self.kind,
+            "size_hw": None if self.size_hw is None else list(self.size_hw),
+            "short_side": self.short_side,
+        }
         if self.pad_multiple > 1:
             d["pad_multiple"] = self.pad_multiple
         return d
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "SizePolicy":
+    def from_dict(cls, d: dict | None) -> SizePolicy:
         if not d:
             return cls()
         if not isinstance(d, dict):
             raise ModelError(f"artifact size_policy must be a JSON object, got {type(d).__name__}; re-export the model")
         size = d.get("size_hw")
-        return cls(kind=d.get("kind", "native"), size_hw=None if size is None else (int(size[0]), int(size[1])),
-                   short_side=d.get("short_side"), pad_multiple=d.get("pad_multiple", 1))
+        return cls(
+            kind=d.get("kind", "native"),
+            size_hw=None if size is None else (int(size[0]), int(size[1])),
+            short_side=d.get("short_side"),
+            pad_multiple=d.get("pad_multiple", 1),
+        )
 
 
-def preprocess_image(image_bgr: np.ndarray, *, size_hw: tuple[int, int], mean, std, color_order: str = "RGB") -> np.ndarray:
+def preprocess_image(
+    image_bgr: np.ndarray, *, size_hw: tuple[int, int], mean, std, color_order: str = "RGB"
+) -> np.ndarray:
     """Resize (bilinear, no antialias, half-pixel centres like torch's ``align_corners=False``),
     reorder channels, normalise.
 
@@ -218,8 +281,9 @@ def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
 # --- drivable area --------------------------------------------------------------------------------
 
 
-def drivable_mask(class_ids: np.ndarray, drivable_ids=(0,), *, seed_width: float = 0.2, seed_height: float = 0.05,
-                  close_px: int = 0) -> np.ndarray:
+def drivable_mask(
+    class_ids: np.ndarray, drivable_ids=(0,), *, seed_width: float = 0.2, seed_height: float = 0.05, close_px: int = 0
+) -> np.ndarray:
     """Free space: drivable pixels 4-connected to the bottom centre of the frame.
 
     Every connected region of drivable pixels that touches the seed box (the bottom
@@ -249,7 +313,7 @@ def drivable_mask(class_ids: np.ndarray, drivable_ids=(0,), *, seed_width: float
         return np.zeros((h, w), bool)
     sh, sw = max(1, round(h * seed_height)), max(1, round(w * seed_width))
     x0 = (w - sw) // 2
-    seeds = np.unique(comp[h - sh:, x0:x0 + sw])
+    seeds = np.unique(comp[h - sh :, x0 : x0 + sw])
     seeds = seeds[seeds > 0]
     return np.isin(comp, seeds)
 
@@ -395,7 +459,7 @@ class SemanticSettings:
             raise ConfigError(f"smoothing must be off, ema or hysteresis, got {self.smoothing!r}")
 
     @classmethod
-    def from_metadata(cls, metadata, *, input_size_hw=None, **overrides) -> "SemanticSettings":
+    def from_metadata(cls, metadata, *, input_size_hw=None, **overrides) -> SemanticSettings:
         """Settings from an ``ArtifactMetadata`` (task "semantic"); ``input_size_hw`` overrides
         the artifact's size policy; other keywords override fields."""
         if metadata is None:
@@ -408,20 +472,35 @@ class SemanticSettings:
         if input_size_hw:
             wanted = (int(input_size_hw[0]), int(input_size_hw[1]))
             if fixed is not None and wanted != fixed:
-                raise ConfigError(f"{metadata.model}: the artifact takes {fixed[0]}x{fixed[1]} only, input size "
-                                  f"{wanted[0]}x{wanted[1]} asked for; drop the input size or export with --dynamic")
+                raise ConfigError(
+                    f"{metadata.model}: the artifact takes {fixed[0]}x{fixed[1]} only, input size "
+                    f"{wanted[0]}x{wanted[1]} asked for; drop the input size or export with --dynamic"
+                )
             policy = SizePolicy(kind="fixed", size_hw=wanted, pad_multiple=policy.pad_multiple)
         elif fixed is not None:
             policy = SizePolicy(kind="fixed", size_hw=fixed, pad_multiple=policy.pad_multiple)
         names = tuple(metadata.class_names)
-        palette = np.asarray(metadata.palette_bgr, np.uint8).reshape(-1, 3) if metadata.palette_bgr else default_palette_bgr(len(names))
+        palette = (
+            np.asarray(metadata.palette_bgr, np.uint8).reshape(-1, 3)
+            if metadata.palette_bgr
+            else default_palette_bgr(len(names))
+        )
         if len(palette) != len(names):
-            raise ModelError(f"{metadata.model}: {len(palette)} palette colours for {len(names)} classes; re-export the model")
-        return cls(class_names=names, palette_bgr=palette, mean=tuple(metadata.mean), std=tuple(metadata.std),
-                   color_order=metadata.color_order, size_policy=policy,
-                   input_name=extra.get("input_name", "image"), output_name=extra.get("output_name", "logits"),
-                   labels_output=extra.get("labels_output"),
-                   **overrides)
+            raise ModelError(
+                f"{metadata.model}: {len(palette)} palette colours for {len(names)} classes; re-export the model"
+            )
+        return cls(
+            class_names=names,
+            palette_bgr=palette,
+            mean=tuple(metadata.mean),
+            std=tuple(metadata.std),
+            color_order=metadata.color_order,
+            size_policy=policy,
+            input_name=extra.get("input_name", "image"),
+            output_name=extra.get("output_name", "logits"),
+            labels_output=extra.get("labels_output"),
+            **overrides,
+        )
 
 
 class SemanticPreprocessor:
@@ -473,8 +552,10 @@ class SemanticPostprocessor:
         if labels is None:
             return None
         if labels.shape != (1, *hw) or labels.dtype != np.uint8:
-            raise ModelError(f"expected {name!r} (1, {hw[0]}, {hw[1]}) uint8 next to the logits, got "
-                             f"{tuple(labels.shape)} {labels.dtype}; re-export the model")
+            raise ModelError(
+                f"expected {name!r} (1, {hw[0]}, {hw[1]}) uint8 next to the logits, got "
+                f"{tuple(labels.shape)} {labels.dtype}; re-export the model"
+            )
         return labels[0]
 
     def __call__(self, outputs: dict[str, np.ndarray], info: PreprocessInfo) -> SemanticMap:
@@ -508,8 +589,13 @@ class SemanticPostprocessor:
         if s.drivable and self._drivable_ids:
             small = drivable_mask(labels, self._drivable_ids).astype(np.uint8)
             mask = resize_labels(small, info.frame_hw).astype(bool)
-        return SemanticMap(class_ids=class_ids, class_names=s.class_names, palette_bgr=s.palette_bgr,
-                           probabilities=probs if s.keep_probabilities else None, drivable_mask=mask)
+        return SemanticMap(
+            class_ids=class_ids,
+            class_names=s.class_names,
+            palette_bgr=s.palette_bgr,
+            probabilities=probs if s.keep_probabilities else None,
+            drivable_mask=mask,
+        )
 
 
 class SemanticRunner:

@@ -87,8 +87,16 @@ class ModelScheduler:
         replan_frames: frames between plan revisions.
     """
 
-    def __init__(self, keys, fixed: dict[str, int] | None = None, target_fps: float = 30.0, cores: int = 0,
-                 cpu_share: float = 0.85, max_every: int = 4, replan_frames: int = 15) -> None:
+    def __init__(
+        self,
+        keys,
+        fixed: dict[str, int] | None = None,
+        target_fps: float = 30.0,
+        cores: int = 0,
+        cpu_share: float = 0.85,
+        max_every: int = 4,
+        replan_frames: int = 15,
+    ) -> None:
         self.keys = tuple(keys)
         if not self.keys:
             raise ValueError("ModelScheduler needs at least one model key")
@@ -97,8 +105,10 @@ class ModelScheduler:
         if unknown:
             raise ValueError(f"fixed cadence for unknown models {sorted(unknown)}; known: {list(self.keys)}")
         if target_fps <= 0 or not 0 < cpu_share <= 1 or max_every < 1 or replan_frames < 1:
-            raise ValueError("ModelScheduler: target_fps > 0, cpu_share in (0, 1], max_every >= 1 and "
-                             f"replan_frames >= 1 needed, got {target_fps}, {cpu_share}, {max_every}, {replan_frames}")
+            raise ValueError(
+                "ModelScheduler: target_fps > 0, cpu_share in (0, 1], max_every >= 1 and "
+                f"replan_frames >= 1 needed, got {target_fps}, {cpu_share}, {max_every}, {replan_frames}"
+            )
         self.fixed = {k: int(v) for k, v in fixed.items() if v}
         self.target_fps = float(target_fps)
         self.cores = int(cores) or available_cores()
@@ -199,17 +209,33 @@ class ModelScheduler:
             self.base_ms = base
             self.cores_obtained = round(cores, 2)
             if chosen != self.every or not self.plans:
-                self.plans.append({"frame": self._frames, "every": dict(chosen), "base_ms": round(base, 2),
-                                   "cost_ms": {k: round(v or 0.0, 2) for k, v in costs.items()},
-                                   "load_ms": round(load(chosen), 2), "budget_ms": round(budget, 2)})
+                self.plans.append(
+                    {
+                        "frame": self._frames,
+                        "every": dict(chosen),
+                        "base_ms": round(base, 2),
+                        "cost_ms": {k: round(v or 0.0, 2) for k, v in costs.items()},
+                        "load_ms": round(load(chosen), 2),
+                        "budget_ms": round(budget, 2),
+                    }
+                )
             self.every = chosen
 
     def report(self) -> dict:
         with self._lock:
-            doc = {"every": dict(self.every), "fixed": dict(self.fixed), "target_fps": self.target_fps,
-                   "cores": self.cores, "cores_obtained": self.cores_obtained, "budget_ms": round(self.budget_ms, 2), "base_ms": round(self.base_ms, 2),
-                   "runs": dict(self._runs), "frames": self._frames, "plan_changes": len(self.plans),
-                   "plans": self.plans[-5:]}
+            doc = {
+                "every": dict(self.every),
+                "fixed": dict(self.fixed),
+                "target_fps": self.target_fps,
+                "cores": self.cores,
+                "cores_obtained": self.cores_obtained,
+                "budget_ms": round(self.budget_ms, 2),
+                "base_ms": round(self.base_ms, 2),
+                "runs": dict(self._runs),
+                "frames": self._frames,
+                "plan_changes": len(self.plans),
+                "plans": self.plans[-5:],
+            }
         doc["cost_ms"] = {k: None if (c := self.cost_ms(k)) is None else round(c, 2) for k in self.keys}
         return doc
 
@@ -357,8 +383,9 @@ class MotionField:
         return self._grids[key]
 
 
-def warp_instances(inst: Instances, flow: np.ndarray | None, size_hw: tuple[int, int],
-                   shifts_xy: np.ndarray | None = None) -> Instances:
+def warp_instances(
+    inst: Instances, flow: np.ndarray | None, size_hw: tuple[int, int], shifts_xy: np.ndarray | None = None
+) -> Instances:
     """Shifts each instance (box and mask) by its tracked motion where ``shifts_xy`` gives one,
     else by the median optical flow inside the middle of its mask (its box where it has no mask).
     Returns a new Instances; ``inst`` is not modified.
@@ -396,12 +423,13 @@ def warp_instances(inst: Instances, flow: np.ndarray | None, size_hw: tuple[int,
             sx0, sx1 = max(mx0, -ix), min(mx1, w - ix)
             sy0, sy1 = max(my0, -iy), min(my1, h - iy)
             if sx1 > sx0 and sy1 > sy0:
-                masks[i, sy0 + iy:sy1 + iy, sx0 + ix:sx1 + ix] = inst.masks[i, sy0:sy1, sx0:sx1]
+                masks[i, sy0 + iy : sy1 + iy, sx0 + ix : sx1 + ix] = inst.masks[i, sy0:sy1, sx0:sx1]
     return Instances(boxes, inst.scores, inst.labels, masks, inst.track_ids, inst.class_names, inst.mask_format)
 
 
-def _flow_shift(inst: Instances, i: int, flow: np.ndarray, box: tuple[int, int, int, int],
-                size_hw: tuple[int, int]) -> tuple[float, float] | None:
+def _flow_shift(
+    inst: Instances, i: int, flow: np.ndarray, box: tuple[int, int, int, int], size_hw: tuple[int, int]
+) -> tuple[float, float] | None:
     """Median flow (full-resolution pixels) over the middle half of instance ``i``'s box,
     restricted to its mask where it has one: the edges mix the object's motion with the
     background's."""
@@ -420,7 +448,7 @@ def _flow_shift(inst: Instances, i: int, flow: np.ndarray, box: tuple[int, int, 
             ys, xs = np.nonzero(inst.masks[i, y0:y1:step, x0:x1:step])
             cx0, cy0 = x0, y0
     else:
-        ys, xs = np.mgrid[0:cy1 - cy0:step, 0:cx1 - cx0:step].reshape(2, -1)
+        ys, xs = np.mgrid[0 : cy1 - cy0 : step, 0 : cx1 - cx0 : step].reshape(2, -1)
     if len(ys) == 0:
         return None
     fy = np.clip(((cy0 + ys * step) * sy).astype(np.int64), 0, fh - 1)
@@ -429,8 +457,9 @@ def _flow_shift(inst: Instances, i: int, flow: np.ndarray, box: tuple[int, int, 
     return float(np.median(v[:, 0])) / sx, float(np.median(v[:, 1])) / sy
 
 
-def warp_semantic(sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_width: int = 640,
-                  backward: bool = False) -> SemanticMap:
+def warp_semantic(
+    sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_width: int = 640, backward: bool = False
+) -> SemanticMap:
     """The class map (and drivable mask) remapped by the flow, at no more than ``max_width``
     columns and resized back (nearest). Returns a new SemanticMap without probabilities.
 
@@ -461,8 +490,13 @@ def warp_semantic(sem: SemanticMap, flow: np.ndarray, motion: MotionField, max_w
     drivable = None
     if sem.drivable_mask is not None:
         drivable = warp(sem.drivable_mask[::step, ::step].view(np.uint8)).view(bool)
-    return SemanticMap(class_ids=class_ids, class_names=sem.class_names, palette_bgr=sem.palette_bgr,
-                       probabilities=None, drivable_mask=drivable)
+    return SemanticMap(
+        class_ids=class_ids,
+        class_names=sem.class_names,
+        palette_bgr=sem.palette_bgr,
+        probabilities=None,
+        drivable_mask=drivable,
+    )
 
 
 class CarryStage(Stage):
@@ -513,8 +547,13 @@ class CarryStage(Stage):
             shifts = None
             if isinstance(old.value, Instances) and old.value.track_ids is not None:
                 dt = t_ms - old.t_ms
-                shifts = np.array([old.velocity[t] * dt if t in old.velocity else (np.nan, np.nan)
-                                   for t in old.value.track_ids.tolist()], np.float64).reshape(-1, 2)
+                shifts = np.array(
+                    [
+                        old.velocity[t] * dt if t in old.velocity else (np.nan, np.nan)
+                        for t in old.value.track_ids.tolist()
+                    ],
+                    np.float64,
+                ).reshape(-1, 2)
             if isinstance(old.value, Instances):
                 flow = flows.get(old.seq)
                 if flow is None and (shifts is None or not np.isfinite(shifts).all()):
@@ -533,8 +572,12 @@ class CarryStage(Stage):
             else:
                 frame.results[key] = old.value
             age = frame.seq - old.seq
-            freshness[key] = {"fresh": False, "from_frame": old.seq, "age_frames": age,
-                              "age_ms": round(t_ms - old.t_ms, 1)}
+            freshness[key] = {
+                "fresh": False,
+                "from_frame": old.seq,
+                "age_frames": age,
+                "age_ms": round(t_ms - old.t_ms, 1),
+            }
             self.carried[key] += 1
             self._age_max[key] = max(self._age_max[key], age)
         frame.results[FRESHNESS_KEY] = freshness

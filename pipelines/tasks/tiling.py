@@ -12,8 +12,8 @@ overlap removes that (measured in the README: the shape of the window does not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -43,14 +43,15 @@ def blend_window(tile_hw: tuple[int, int], overlap: int) -> np.ndarray:
         if k > 0:
             edge = (np.arange(k, dtype=np.float32) + 1) / (k + 1)
             r[:k] = edge
-            r[n - k:] = edge[::-1]
+            r[n - k :] = edge[::-1]
         return r
 
     return np.outer(ramp(th), ramp(tw))
 
 
-def predict_tiled(image: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], tile_hw: tuple[int, int],
-                  overlap: int = 64) -> np.ndarray:
+def predict_tiled(
+    image: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], tile_hw: tuple[int, int], overlap: int = 64
+) -> np.ndarray:
     """Runs ``predict`` on each tile and blends the class scores.
 
     Args:
@@ -67,15 +68,15 @@ def predict_tiled(image: np.ndarray, predict: Callable[[np.ndarray], np.ndarray]
     acc: np.ndarray | None = None
     weight = np.zeros((h, w), np.float32)
     for t in tiles:
-        scores = predict(image[t.y0:t.y1, t.x0:t.x1])
+        scores = predict(image[t.y0 : t.y1, t.x0 : t.x1])
         th, tw = t.y1 - t.y0, t.x1 - t.x0
         if scores.ndim != 3 or scores.shape[1:] != (th, tw):
             raise ValueError(f"predict must return (K, {th}, {tw}) scores for a {th}x{tw} tile, got {scores.shape}")
         if acc is None:
             acc = np.zeros((scores.shape[0], h, w), np.float32)
         win = blend_window((th, tw), overlap)
-        acc[:, t.y0:t.y1, t.x0:t.x1] += scores * win
-        weight[t.y0:t.y1, t.x0:t.x1] += win
+        acc[:, t.y0 : t.y1, t.x0 : t.x1] += scores * win
+        weight[t.y0 : t.y1, t.x0 : t.x1] += win
     assert acc is not None
     return acc / weight[None]
 
@@ -143,13 +144,17 @@ class TileStitcher:
             raise ValueError(f"got tile {tile}, expected {want}: tiles must arrive in grid order")
         th, tw = tile.y1 - tile.y0, tile.x1 - tile.x0
         if scores.shape != (self.num_classes, th, tw):
-            raise ValueError(f"expected ({self.num_classes}, {th}, {tw}) scores for tile {tile.index}, got {scores.shape}")
+            raise ValueError(
+                f"expected ({self.num_classes}, {th}, {tw}) scores for tile {tile.index}, got {scores.shape}"
+            )
         self._compare_handover(tile, scores)
         band_y0 = self.rows_done
         if tile.y1 - band_y0 > self._acc.shape[1]:
             grow = np.zeros((self.num_classes, tile.y1 - band_y0 - self._acc.shape[1], self.size_hw[1]), np.float32)
             self._acc = np.concatenate([self._acc, grow], axis=1)
-        self._acc[:, tile.y0 - band_y0:tile.y1 - band_y0, tile.x0:tile.x1] += scores * blend_window((th, tw), self.overlap)
+        self._acc[:, tile.y0 - band_y0 : tile.y1 - band_y0, tile.x0 : tile.x1] += scores * blend_window(
+            (th, tw), self.overlap
+        )
         self._next += 1
         final_to = self.size_hw[0] if self.complete else self.tiles[self._next].y0
         if final_to > band_y0:
@@ -164,11 +169,13 @@ class TileStitcher:
         their overlaps, and keeps its own for the neighbours below and to the right."""
         th, tw = tile.y1 - tile.y0, tile.x1 - tile.x0
         lines = []
-        for kind, start, size, other, prev, nxt in (("row", tile.y0, th, tile.x0, self._prev_y, self._next_y),
-                                                    ("col", tile.x0, tw, tile.y0, self._prev_x, self._next_x)):
-            if start in prev and prev[start] + size > start:      # the tile above / to the left
+        for kind, start, size, other, prev, nxt in (
+            ("row", tile.y0, th, tile.x0, self._prev_y, self._next_y),
+            ("col", tile.x0, tw, tile.y0, self._prev_x, self._next_x),
+        ):
+            if start in prev and prev[start] + size > start:  # the tile above / to the left
                 lines.append((kind, (start + prev[start] + size) // 2, other, "mine"))
-            if start in nxt and nxt[start] < start + size:        # the tile below / to the right
+            if start in nxt and nxt[start] < start + size:  # the tile below / to the right
                 lines.append((kind, (nxt[start] + start + size) // 2, other, "keep"))
         for kind, mid, other, role in lines:
             part = scores[:, mid - tile.y0, :] if kind == "row" else scores[:, :, mid - tile.x0]
@@ -213,10 +220,14 @@ class SeamCheck:
         return self.excess >= SEAM_EXCESS and (self.disagreement is None or self.disagreement >= SEAM_DISAGREEMENT)
 
     def to_json_dict(self) -> dict:
-        return {"lines": self.lines, "worst_line": self.worst_line, "change": round(self.change, 4),
-                "nearby": round(self.nearby, 4),
-                "tile_disagreement": None if self.disagreement is None else round(self.disagreement, 4),
-                "seam": self.seam}
+        return {
+            "lines": self.lines,
+            "worst_line": self.worst_line,
+            "change": round(self.change, 4),
+            "nearby": round(self.nearby, 4),
+            "tile_disagreement": None if self.disagreement is None else round(self.disagreement, 4),
+            "seam": self.seam,
+        }
 
 
 def seam_check(class_ids: np.ndarray, tiles: list[Tile], disagreement: float | None = None) -> SeamCheck | None:
@@ -239,8 +250,10 @@ def seam_check(class_ids: np.ndarray, tiles: list[Tile], disagreement: float | N
     if not tiles:
         return None
     found: list[tuple[float, str, float, float]] = []
-    for axis, size, starts in ((0, tiles[0].y1 - tiles[0].y0, sorted({t.y0 for t in tiles})),
-                               (1, tiles[0].x1 - tiles[0].x0, sorted({t.x0 for t in tiles}))):
+    for axis, size, starts in (
+        (0, tiles[0].y1 - tiles[0].y0, sorted({t.y0 for t in tiles})),
+        (1, tiles[0].x1 - tiles[0].x0, sorted({t.x0 for t in tiles})),
+    ):
         ids = class_ids if axis == 0 else class_ids.T
         length = ids.shape[0]
 

@@ -44,8 +44,9 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _small_mask(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
-    return cv2.resize(mask.astype(np.uint8), (max(1, w // _MASK_SCALE), max(1, h // _MASK_SCALE)),
-                      interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(
+        mask.astype(np.uint8), (max(1, w // _MASK_SCALE), max(1, h // _MASK_SCALE)), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
 
 
 @dataclass
@@ -107,9 +108,13 @@ class TrackStats:
 
     def to_json_dict(self) -> dict:
         share = self.confirmed_short / self.confirmed if self.confirmed else 0.0
-        return {"tracks_started": self.started, "tracks_confirmed": self.confirmed,
-                f"confirmed_under_{self.short_frames}_frames": self.confirmed_short,
-                "confirmed_short_share": round(share, 4), "confirmed_alive_at_end": self.alive_at_end}
+        return {
+            "tracks_started": self.started,
+            "tracks_confirmed": self.confirmed,
+            f"confirmed_under_{self.short_frames}_frames": self.confirmed_short,
+            "confirmed_short_share": round(share, 4),
+            "confirmed_alive_at_end": self.alive_at_end,
+        }
 
 
 class InstanceTracker:
@@ -136,8 +141,16 @@ class InstanceTracker:
         short_frames: the lifetime under which a confirmed track counts as short in ``stats``.
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_age: int = 15, match_labels: bool = True, min_hits: int = 1,
-                 coast_s: float | None = None, report_tentative: bool = False, short_frames: int = 5) -> None:
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_age: int = 15,
+        match_labels: bool = True,
+        min_hits: int = 1,
+        coast_s: float | None = None,
+        report_tentative: bool = False,
+        short_frames: int = 5,
+    ) -> None:
         if not 0 < iou_threshold < 1:
             raise ValueError(f"iou_threshold must be in (0, 1), got {iou_threshold}")
         if min_hits < 1:
@@ -240,16 +253,25 @@ class InstanceTracker:
         for j, t in enumerate(self.tracks):
             if j not in matched_tracks:
                 t.misses += 1
-                if not t.confirmed or t.misses > self.max_age or (
-                        self.coast_s is not None and t_now - t.last_t > self.coast_s):
+                if (
+                    not t.confirmed
+                    or t.misses > self.max_age
+                    or (self.coast_s is not None and t_now - t.last_t > self.coast_s)
+                ):
                     self._retire(t)
                     continue
             survivors.append(t)
         self.tracks = survivors
         for i in np.nonzero(ids < 0)[0]:
-            t = Track(self._next_id, int(inst.labels[i]), inst.boxes_xyxy[i].astype(np.float64),
-                      mask_small=smalls[i] if smalls is not None else None,
-                      first_seq=seq_i, last_seq=seq_i, last_t=t_now)
+            t = Track(
+                self._next_id,
+                int(inst.labels[i]),
+                inst.boxes_xyxy[i].astype(np.float64),
+                mask_small=smalls[i] if smalls is not None else None,
+                first_seq=seq_i,
+                last_seq=seq_i,
+                last_t=t_now,
+            )
             self._next_id += 1
             self.stats.started += 1
             if self.min_hits <= 1:
@@ -313,7 +335,9 @@ class IdSwitchCounter:
         self.matches = 0
         self.misses = 0
 
-    def update(self, gt_ids: np.ndarray, gt_boxes_xyxy: np.ndarray, track_ids: np.ndarray, boxes_xyxy: np.ndarray) -> None:
+    def update(
+        self, gt_ids: np.ndarray, gt_boxes_xyxy: np.ndarray, track_ids: np.ndarray, boxes_xyxy: np.ndarray
+    ) -> None:
         if len(gt_ids) == 0:
             return
         if len(track_ids) == 0:

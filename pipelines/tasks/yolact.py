@@ -36,6 +36,7 @@ OUTPUT_NAMES = ("boxes", "scores", "coeffs", "protos")
 
 # --------------------------------------------------------------------------- anchors
 
+
 def make_priors(
     conv_sizes_hw: list[tuple[int, int]],
     scales: list[list[float]],
@@ -61,8 +62,10 @@ def make_priors(
         (P, 4) float32 priors, centre-size form (cx, cy, w, h), normalised to [0, 1].
     """
     if not (len(conv_sizes_hw) == len(scales) == len(aspect_ratios)):
-        raise ValueError(f"make_priors: {len(conv_sizes_hw)} levels but {len(scales)} scale lists "
-                         f"and {len(aspect_ratios)} aspect-ratio lists")
+        raise ValueError(
+            f"make_priors: {len(conv_sizes_hw)} levels but {len(scales)} scale lists "
+            f"and {len(aspect_ratios)} aspect-ratio lists"
+        )
     levels = []
     for (h, w), level_scales, ars in zip(conv_sizes_hw, scales, aspect_ratios):
         per_loc = []
@@ -99,6 +102,7 @@ def decode_boxes(loc: np.ndarray, priors: np.ndarray, variances=(0.1, 0.2)) -> n
 
 # --------------------------------------------------------------------------- pre-processing
 
+
 @dataclass(frozen=True)
 class YolactFrameInfo:
     """What post-processing needs to undo pre-processing.
@@ -122,8 +126,13 @@ class YolactPreprocess:
         color_order: "RGB" (all released YOLACT models) or "BGR".
     """
 
-    def __init__(self, input_size_hw=(550, 550), mean=(123.68, 116.78, 103.94), std=(58.40, 57.12, 57.38),
-                 color_order: str = "RGB") -> None:
+    def __init__(
+        self,
+        input_size_hw=(550, 550),
+        mean=(123.68, 116.78, 103.94),
+        std=(58.40, 57.12, 57.38),
+        color_order: str = "RGB",
+    ) -> None:
         if color_order not in ("RGB", "BGR"):
             raise ValueError(f"color_order must be 'RGB' or 'BGR', got {color_order!r}")
         self.input_size_hw = (int(input_size_hw[0]), int(input_size_hw[1]))
@@ -131,7 +140,7 @@ class YolactPreprocess:
         self._mean, self._std = tuple(mean), tuple(std)
 
     @classmethod
-    def from_metadata(cls, meta: ArtifactMetadata) -> "YolactPreprocess":
+    def from_metadata(cls, meta: ArtifactMetadata) -> YolactPreprocess:
         if meta.input_size_hw is None:
             raise ModelError(f"{meta.model}: YOLACT artifacts need a fixed input size; re-export without --dynamic")
         return cls(meta.input_size_hw, meta.mean, meta.std, meta.color_order)
@@ -154,6 +163,7 @@ class YolactPreprocess:
 
 
 # --------------------------------------------------------------------------- post-processing
+
 
 def box_iou_batched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU (official ``jaccard``), batched.
@@ -208,8 +218,16 @@ def _fast_nms_keep(cls_boxes: np.ndarray, iou_thresh: float) -> np.ndarray:
     return iou.max(axis=1) <= iou_thresh if iou.shape[1] else np.ones(iou.shape[:2], bool)
 
 
-def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_thresh: float = 0.05,
-             iou_thresh: float = 0.5, top_k: int = 200, max_detections: int = 100) -> Detections:
+def fast_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    coeffs: np.ndarray,
+    *,
+    conf_thresh: float = 0.05,
+    iou_thresh: float = 0.5,
+    top_k: int = 200,
+    max_detections: int = 100,
+) -> Detections:
     """The official ``Detect``: candidate filter, per-class Fast NMS, global top-k.
 
     Priors whose best foreground score is <= ``conf_thresh`` are dropped. For each class, the
@@ -227,8 +245,12 @@ def fast_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_
     keep = fg.max(axis=1) > conf_thresh
     if not keep.any():
         k = coeffs.shape[1]
-        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64),
-                          np.zeros((0, k), np.float32))
+        return Detections(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0,), np.int64),
+            np.zeros((0, k), np.float32),
+        )
     cand_scores = np.ascontiguousarray(fg[keep].T)  # (C, n)
     cand_boxes = boxes[keep]
     cand_coeffs = coeffs[keep]
@@ -285,8 +307,16 @@ def _iou_plus_one(a: np.ndarray, b: np.ndarray, area_a: np.ndarray, area_b: np.n
     return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
-def standard_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, conf_thresh: float = 0.05,
-                 iou_thresh: float = 0.5, max_detections: int = 100, pixel_scale: float = 550.0) -> Detections:
+def standard_nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    coeffs: np.ndarray,
+    *,
+    conf_thresh: float = 0.05,
+    iou_thresh: float = 0.5,
+    max_detections: int = 100,
+    pixel_scale: float = 550.0,
+) -> Detections:
     """YolactEdge's ``Detect`` (``use_fast_nms=False``, its class default): per-class standard NMS.
 
     Priors whose best foreground score is <= ``conf_thresh`` are dropped (as ``fast_nms``). Then,
@@ -310,8 +340,12 @@ def standard_nms(boxes: np.ndarray, scores: np.ndarray, coeffs: np.ndarray, *, c
     keep = fg.max(axis=1) > conf_thresh
     k = coeffs.shape[1]
     if not keep.any():
-        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64),
-                          np.zeros((0, k), np.float32))
+        return Detections(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0,), np.int64),
+            np.zeros((0, k), np.float32),
+        )
     scale = np.float32(pixel_scale)
     cand_scores = np.ascontiguousarray(fg[keep].T, dtype=np.float32)  # (C, n)
     cand_px = boxes[keep].astype(np.float32) * scale
@@ -391,18 +425,35 @@ class YolactPostprocess:
         masks: assemble masks (False: boxes only).
     """
 
-    def __init__(self, class_names=(), *, conf_thresh: float = 0.05, iou_thresh: float = 0.5, top_k: int = 200,
-                 max_detections: int = 100, score_threshold: float = 0.0, mask_threshold: float = 0.5,
-                 masks: bool = True, nms_method: str = "fast", pixel_scale: float | None = None) -> None:
-        for name, v in (("conf_thresh", conf_thresh), ("iou_thresh", iou_thresh), ("score_threshold", score_threshold),
-                        ("mask_threshold", mask_threshold)):
+    def __init__(
+        self,
+        class_names=(),
+        *,
+        conf_thresh: float = 0.05,
+        iou_thresh: float = 0.5,
+        top_k: int = 200,
+        max_detections: int = 100,
+        score_threshold: float = 0.0,
+        mask_threshold: float = 0.5,
+        masks: bool = True,
+        nms_method: str = "fast",
+        pixel_scale: float | None = None,
+    ) -> None:
+        for name, v in (
+            ("conf_thresh", conf_thresh),
+            ("iou_thresh", iou_thresh),
+            ("score_threshold", score_threshold),
+            ("mask_threshold", mask_threshold),
+        ):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if top_k < 1 or max_detections < 1:
             raise ValueError(f"top_k and max_detections must be >= 1, got {top_k} and {max_detections}")
         if nms_method not in NMS_METHODS:
-            raise ModelError(f"NMS method {nms_method!r} is not known here; expected one of {', '.join(NMS_METHODS)} "
-                             "(re-export the model with this version of segstream)")
+            raise ModelError(
+                f"NMS method {nms_method!r} is not known here; expected one of {', '.join(NMS_METHODS)} "
+                "(re-export the model with this version of segstream)"
+            )
         if pixel_scale is not None and not pixel_scale > 0:
             raise ValueError(f"pixel_scale must be > 0, got {pixel_scale}")
         self.class_names = tuple(class_names)
@@ -424,7 +475,7 @@ class YolactPostprocess:
         self._taps: dict[tuple[int, int], tuple] = {}
 
     @classmethod
-    def from_metadata(cls, meta: ArtifactMetadata, **overrides) -> "YolactPostprocess":
+    def from_metadata(cls, meta: ArtifactMetadata, **overrides) -> YolactPostprocess:
         """Settings from ``meta.extra["nms"]`` (its "method" is ``nms_method``), then ``overrides``."""
         nms = dict(meta.extra.get("nms", {}))
         if "method" in nms:
@@ -436,12 +487,14 @@ class YolactPostprocess:
 
     def __call__(self, outputs: dict[str, np.ndarray], info: YolactFrameInfo) -> Instances:
         """Args:
-            outputs: the backend's outputs (see the module docstring), batch of one.
-            info: from ``YolactPreprocess``.
+        outputs: the backend's outputs (see the module docstring), batch of one.
+        info: from ``YolactPreprocess``.
         """
         missing = [n for n in OUTPUT_NAMES if n not in outputs]
         if missing:
-            raise ModelError(f"YOLACT outputs lack {missing}; expected {list(OUTPUT_NAMES)} (export with 'segstream export')")
+            raise ModelError(
+                f"YOLACT outputs lack {missing}; expected {list(OUTPUT_NAMES)} (export with 'segstream export')"
+            )
         boxes, scores, coeffs, protos = (outputs[n][0] for n in OUTPUT_NAMES)
         det = self._nms(boxes, scores, coeffs)
         if self.score_threshold > 0:
@@ -458,7 +511,7 @@ class YolactPostprocess:
         h, w = size_hw
         n = len(det.scores)
         boxes_px = np.zeros((n, 4), np.float32)
-        for j, (lo, hi, size) in enumerate(((0, 2, w), (1, 3, h))):
+        for _j, (lo, hi, size) in enumerate(((0, 2, w), (1, 3, h))):
             a = det.boxes[:, lo] * np.float32(size)
             b = det.boxes[:, hi] * np.float32(size)
             boxes_px[:, lo] = np.clip(np.minimum(a, b), 0, size)
@@ -467,8 +520,13 @@ class YolactPostprocess:
         masks = None
         if self.masks:
             masks = self._masks(det, protos, h, w)
-        return Instances(boxes_xyxy=boxes_px, scores=det.scores.astype(np.float32), labels=det.labels.astype(np.int64),
-                         masks=masks, class_names=self.class_names)
+        return Instances(
+            boxes_xyxy=boxes_px,
+            scores=det.scores.astype(np.float32),
+            labels=det.labels.astype(np.int64),
+            masks=masks,
+            class_names=self.class_names,
+        )
 
     def _masks(self, det: Detections, protos: np.ndarray, h: int, w: int) -> np.ndarray:
         hp, wp, k = protos.shape
@@ -487,16 +545,16 @@ class YolactPostprocess:
         for i in range(n):
             if xa[i] >= xb[i] or ya[i] >= yb[i] or ra[i] >= rb[i] or ca[i] >= cb[i]:
                 continue
-            region = protos[ya[i]:yb[i], xa[i]:xb[i]]
+            region = protos[ya[i] : yb[i], xa[i] : xb[i]]
             flat = np.ascontiguousarray(region).reshape(-1, k)
             logits = cv2.gemm(flat, coeffs[i], 1.0, None, 0.0).reshape(region.shape[:2])
             cells = 1.0 / (1.0 + np.exp(-logits))
             # Bilinear upsampling as two small matrix products; cells outside the crop are zero,
             # so their taps are simply left out. OpenCV's gemm: numpy's threaded BLAS spends more
             # time waking threads than multiplying matrices this small.
-            tmp = cv2.gemm(wy[ra[i]:rb[i], ya[i]:yb[i]], cells, 1.0, None, 0.0)
-            block = cv2.gemm(tmp, wx[ca[i]:cb[i], xa[i]:xb[i]], 1.0, None, 0.0, flags=cv2.GEMM_2_T)
-            out[i, ra[i]:rb[i], ca[i]:cb[i]] = block > self.mask_threshold
+            tmp = cv2.gemm(wy[ra[i] : rb[i], ya[i] : yb[i]], cells, 1.0, None, 0.0)
+            block = cv2.gemm(tmp, wx[ca[i] : cb[i], xa[i] : xb[i]], 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+            out[i, ra[i] : rb[i], ca[i] : cb[i]] = block > self.mask_threshold
         return out
 
     def _axis_matrix(self, out_size: int, in_size: int):
@@ -526,18 +584,33 @@ class YolactRunner:
             post-processing settings (None: the artifact's).
     """
 
-    def __init__(self, backend: Backend, *, score_threshold: float | None = None, max_detections: int | None = None,
-                 mask_threshold: float | None = None, nms_method: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+        mask_threshold: float | None = None,
+        nms_method: str | None = None,
+    ) -> None:
         meta = instance_artifact(backend, "yolact", "YOLACT", [INPUT_NAME], OUTPUT_NAMES)
         self.backend = backend
         self.metadata = meta
         self.preprocess = YolactPreprocess.from_metadata(meta)
-        overrides = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections),
-                                       ("mask_threshold", mask_threshold), ("nms_method", nms_method)) if v is not None}
+        overrides = {
+            k: v
+            for k, v in (
+                ("score_threshold", score_threshold),
+                ("max_detections", max_detections),
+                ("mask_threshold", mask_threshold),
+                ("nms_method", nms_method),
+            )
+            if v is not None
+        }
         self.postprocess = YolactPostprocess.from_metadata(meta, **overrides)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:
         """Args:
-            image_bgr: (H, W, 3) uint8. Returns: Instances in its pixel coordinates."""
+        image_bgr: (H, W, 3) uint8. Returns: Instances in its pixel coordinates."""
         feeds, info = self.preprocess(image_bgr)
         return self.postprocess(self.backend.run(feeds), info)

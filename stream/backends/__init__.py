@@ -4,9 +4,9 @@
 nothing here imports torch.
 """
 
-from segstream.stream.backends.base import Backend, ArtifactMetadata, METADATA_KEY
+from segstream.stream.backends.base import METADATA_KEY, ArtifactMetadata, Backend
+from segstream.stream.backends.factory import BACKENDS_BY_SUFFIX, open_backend
 from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
-from segstream.stream.backends.factory import open_backend, BACKENDS_BY_SUFFIX
 
 __all__ = [
     "Backend",

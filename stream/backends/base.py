@@ -56,17 +56,21 @@ class ArtifactMetadata:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, origin: str = "artifact") -> "ArtifactMetadata":
+    def from_json(cls, text: str, origin: str = "artifact") -> ArtifactMetadata:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ModelError(f"{origin}: metadata is not valid JSON ({exc}); re-export the model with 'segstream export'") from None
+            raise ModelError(
+                f"{origin}: metadata is not valid JSON ({exc}); re-export the model with 'segstream export'"
+            ) from None
         if not isinstance(d, dict):
             raise ModelError(f"{origin}: metadata must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         missing = [k for k in ("model", "task", "class_names", "mean", "std") if k not in d]
         if missing:
-            raise ModelError(f"{origin}: metadata lacks {', '.join(missing)}; re-export the model with 'segstream export'")
+            raise ModelError(
+                f"{origin}: metadata lacks {', '.join(missing)}; re-export the model with 'segstream export'"
+            )
         d = {k: v for k, v in d.items() if k in known}
         size = d.get("input_size_hw")
         d["input_size_hw"] = None if size is None else (int(size[0]), int(size[1]))
@@ -115,7 +119,7 @@ class Backend(ABC):
             output name -> numpy array on the host.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook, empty on purpose)
         """Releases runtime resources. Safe to call twice."""
 
     def require_io(self, inputs: list[str], outputs: list[str]) -> None:

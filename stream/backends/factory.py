@@ -52,6 +52,8 @@ def open_backend(path: str, **options: Any) -> Backend:
     suffix = os.path.splitext(str(path))[1].lower()
     factory = BACKENDS_BY_SUFFIX.get(suffix)
     if factory is None:
-        raise ConfigError(f"{path}: unknown artifact type {suffix!r}; expected one of {sorted(BACKENDS_BY_SUFFIX)} "
-                          f"or a URI starting {' or '.join(BACKENDS_BY_SCHEME)}")
+        raise ConfigError(
+            f"{path}: unknown artifact type {suffix!r}; expected one of {sorted(BACKENDS_BY_SUFFIX)} "
+            f"or a URI starting {' or '.join(BACKENDS_BY_SCHEME)}"
+        )
     return factory(str(path), **options)

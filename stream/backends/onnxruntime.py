@@ -145,8 +145,10 @@ class OnnxRuntimeBackend(Backend):
             log.warning("execution provider %s is not available (install %s); trying the next one", full, need)
         if not chosen:
             chosen = ["CPUExecutionProvider"]
-        entries = [provider_entry(p, device_id=device_id, trt_fp16=trt_fp16, trt_engine_cache_path=trt_engine_cache_path)
-                   for p in chosen]
+        entries = [
+            provider_entry(p, device_id=device_id, trt_fp16=trt_fp16, trt_engine_cache_path=trt_engine_cache_path)
+            for p in chosen
+        ]
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(intra_op_threads)
         so.inter_op_num_threads = int(inter_op_threads)
@@ -172,8 +174,13 @@ class OnnxRuntimeBackend(Backend):
                     f"{self.path}: asked for {requested[0]} but ONNX Runtime runs it on {first}; install {need} "
                     "(and the CUDA libraries it needs) or set allow_fallback = true"
                 )
-            log.warning("onnxruntime: %s runs on %s, not the %s asked for (fallback allowed; install %s)",
-                        os.path.basename(self.path), first, requested[0], need)
+            log.warning(
+                "onnxruntime: %s runs on %s, not the %s asked for (fallback allowed; install %s)",
+                os.path.basename(self.path),
+                first,
+                requested[0],
+                need,
+            )
         else:
             log.info("onnxruntime: %s runs on %s", os.path.basename(self.path), first)
         on_gpu = first in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -187,7 +194,9 @@ class OnnxRuntimeBackend(Backend):
             for o in self._session.get_outputs()
         ]
         props = self._session.get_modelmeta().custom_metadata_map
-        self.metadata = ArtifactMetadata.from_json(props[METADATA_KEY], origin=self.path) if METADATA_KEY in props else None
+        self.metadata = (
+            ArtifactMetadata.from_json(props[METADATA_KEY], origin=self.path) if METADATA_KEY in props else None
+        )
         self._output_names = [o.name for o in self.outputs]
         self.io_binding = (first == "CUDAExecutionProvider") if io_binding is None else bool(io_binding)
         if outputs_on == "device" and on_gpu:

@@ -56,7 +56,9 @@ def import_cudart() -> Any:
         try:
             from cuda import cudart
         except ImportError:
-            raise BackendError(f"cuda-python is not installed (needed for CUDA memory and streams): {INSTALL_HINT}") from None
+            raise BackendError(
+                f"cuda-python is not installed (needed for CUDA memory and streams): {INSTALL_HINT}"
+            ) from None
     return cudart
 
 
@@ -91,7 +93,9 @@ def read_engine_document(engine_path: str) -> dict | None:
         with open(side, encoding="utf-8") as f:
             doc = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{side}: cannot read the engine's metadata ({exc}); rebuild the engine with 'segstream export --format tensorrt'") from None
+        raise ModelError(
+            f"{side}: cannot read the engine's metadata ({exc}); rebuild the engine with 'segstream export --format tensorrt'"
+        ) from None
     if not isinstance(doc, dict):
         raise ModelError(f"{side}: expected a JSON object, found {type(doc).__name__}; rebuild the engine")
     return doc
@@ -126,7 +130,9 @@ class _HostDeviceBuffer:
         self.free()
         cudart = self._cudart
         self.device_ptr = int(cuda_call(cudart, cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes}) for '{self.name}'"))
-        self.host_ptr = int(cuda_call(cudart, cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes}) for '{self.name}'"))
+        self.host_ptr = int(
+            cuda_call(cudart, cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes}) for '{self.name}'")
+        )
         self.capacity = nbytes
         return True
 
@@ -217,8 +223,13 @@ class TensorRTBackend(Backend):
         self._buffers = {t.name: _HostDeviceBuffer(cudart, t.name) for t in self.inputs + self.outputs}
         self._input_shapes: dict[str, tuple[int, ...]] = {}
         self.device = f"cuda:{self._device_index}"
-        log.info("tensorrt: %s runs on %s (TensorRT %s, %s)", os.path.basename(self.path), self.device,
-                 trt.__version__, self.engine_info.get("precision", "precision unknown"))
+        log.info(
+            "tensorrt: %s runs on %s (TensorRT %s, %s)",
+            os.path.basename(self.path),
+            self.device,
+            trt.__version__,
+            self.engine_info.get("precision", "precision unknown"),
+        )
 
     def _set_input_shape(self, spec: TensorSpec, shape: tuple[int, ...]) -> None:
         if self._input_shapes.get(spec.name) == shape:
@@ -264,7 +275,9 @@ class TensorRTBackend(Backend):
         for spec in self.outputs:
             shape = tuple(int(d) for d in self._context.get_tensor_shape(spec.name))
             if any(d < 0 for d in shape):
-                raise BackendError(f"{self.path}: output '{spec.name}' has a data-dependent shape {shape}; not supported")
+                raise BackendError(
+                    f"{self.path}: output '{spec.name}' has a data-dependent shape {shape}; not supported"
+                )
             out_shapes[spec.name] = shape
         for spec in self.inputs + self.outputs:
             shape = arrays[spec.name].shape if spec.name in arrays else out_shapes[spec.name]
@@ -279,18 +292,26 @@ class TensorRTBackend(Backend):
             arr = arrays[spec.name]
             buf = self._buffers[spec.name]
             np.copyto(buf.host_view(arr.shape, spec.dtype), arr)
-            cuda_call(cudart, cudart.cudaMemcpyAsync(buf.device_ptr, buf.host_ptr, arr.nbytes, h2d, self._stream),
-                      f"host-to-device copy of '{spec.name}'")
+            cuda_call(
+                cudart,
+                cudart.cudaMemcpyAsync(buf.device_ptr, buf.host_ptr, arr.nbytes, h2d, self._stream),
+                f"host-to-device copy of '{spec.name}'",
+            )
         if not self._context.execute_async_v3(int(self._stream)):
             raise BackendError(f"{self.path}: TensorRT execute_async_v3 failed; see the TensorRT log above")
         for spec in self.outputs:
             buf = self._buffers[spec.name]
             nbytes = int(np.prod(out_shapes[spec.name], dtype=np.int64)) * spec.dtype.itemsize
-            cuda_call(cudart, cudart.cudaMemcpyAsync(buf.host_ptr, buf.device_ptr, nbytes, d2h, self._stream),
-                      f"device-to-host copy of '{spec.name}'")
+            cuda_call(
+                cudart,
+                cudart.cudaMemcpyAsync(buf.host_ptr, buf.device_ptr, nbytes, d2h, self._stream),
+                f"device-to-host copy of '{spec.name}'",
+            )
         cuda_call(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        return {spec.name: self._buffers[spec.name].host_view(out_shapes[spec.name], spec.dtype).copy()
-                for spec in self.outputs}
+        return {
+            spec.name: self._buffers[spec.name].host_view(out_shapes[spec.name], spec.dtype).copy()
+            for spec in self.outputs
+        }
 
     def close(self) -> None:
         if self._closed:

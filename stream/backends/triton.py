@@ -30,13 +30,24 @@ TRITON_METADATA_PARAMETER = "segstream_metadata"
 DEFAULT_GRPC_PORT = 8001
 
 _TRITON_TO_NUMPY = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
 }
 _NUMPY_TO_TRITON = {np.dtype(v): k for k, v in _TRITON_TO_NUMPY.items()}
 
-_URI = re.compile(r"^triton://(?P<host>\[[^\]]+\]|[^:/\[\]]+)(?::(?P<port>[0-9]+))?/(?P<model>[^/]+)(?:/(?P<version>[0-9]+))?/?$")
+_URI = re.compile(
+    r"^triton://(?P<host>\[[^\]]+\]|[^:/\[\]]+)(?::(?P<port>[0-9]+))?/(?P<model>[^/]+)(?:/(?P<version>[0-9]+))?/?$"
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,10 @@ def parse_triton_uri(uri: str) -> TritonAddress:
     """
     m = _URI.match(str(uri))
     if m is None:
-        raise ConfigError(f"{uri!r}: expected triton://host:port/model or triton://host:port/model/version "
-                          f"(for example triton://127.0.0.1:{DEFAULT_GRPC_PORT}/yolact)")
+        raise ConfigError(
+            f"{uri!r}: expected triton://host:port/model or triton://host:port/model/version "
+            f"(for example triton://127.0.0.1:{DEFAULT_GRPC_PORT}/yolact)"
+        )
     port = int(m["port"]) if m["port"] else DEFAULT_GRPC_PORT
     if not 0 < port < 65536:
         raise ConfigError(f"{uri!r}: port must be 1-65535, got {port}")
@@ -77,8 +90,10 @@ def _import_grpcclient() -> Any:
     try:
         import tritonclient.grpc as grpcclient
     except ImportError:
-        raise BackendError("the Triton backend needs the Triton client: pip install 'tritonclient[grpc]' "
-                           "(or pip install 'segstream[triton]')") from None
+        raise BackendError(
+            "the Triton backend needs the Triton client: pip install 'tritonclient[grpc]' "
+            "(or pip install 'segstream[triton]')"
+        ) from None
     return grpcclient
 
 
@@ -130,11 +145,15 @@ class TritonBackend(Backend):
         except self._exc_type as exc:
             status = str(exc.status() or "")
             if "DEADLINE_EXCEEDED" in status:
-                raise BackendError(f"{self.path}: no answer to {what} within {self.timeout_s:g} s; "
-                                   "check the address and that the server is up (or raise timeout_s)") from None
+                raise BackendError(
+                    f"{self.path}: no answer to {what} within {self.timeout_s:g} s; "
+                    "check the address and that the server is up (or raise timeout_s)"
+                ) from None
             if "UNAVAILABLE" in status:
-                raise BackendError(f"{self.path}: cannot reach a Triton server at {self.address.url} "
-                                   f"({_first_line(exc.message())}); start it or fix the address") from None
+                raise BackendError(
+                    f"{self.path}: cannot reach a Triton server at {self.address.url} "
+                    f"({_first_line(exc.message())}); start it or fix the address"
+                ) from None
             raise
 
     def _open(self) -> None:
@@ -142,15 +161,19 @@ class TritonBackend(Backend):
         if not self._call("the liveness check", self._client.is_server_live):
             raise BackendError(f"{self.path}: the Triton server at {a.url} says it is not live; check its log")
         try:
-            meta = self._call("the model metadata request", self._client.get_model_metadata, a.model, a.version,
-                              as_json=True)
-            config = self._call("the model config request", self._client.get_model_config, a.model, a.version,
-                                as_json=True)
+            meta = self._call(
+                "the model metadata request", self._client.get_model_metadata, a.model, a.version, as_json=True
+            )
+            config = self._call(
+                "the model config request", self._client.get_model_config, a.model, a.version, as_json=True
+            )
         except self._exc_type as exc:
             known = self._model_names()
-            raise ModelError(f"{self.path}: the server at {a.url} cannot serve model {a.model!r}"
-                             f"{' version ' + a.version if a.version else ''} ({_first_line(exc.message())}); "
-                             f"it has {known or 'no models'}") from None
+            raise ModelError(
+                f"{self.path}: the server at {a.url} cannot serve model {a.model!r}"
+                f"{' version ' + a.version if a.version else ''} ({_first_line(exc.message())}); "
+                f"it has {known or 'no models'}"
+            ) from None
         if not self._call("the readiness check", self._client.is_model_ready, a.model, a.version):
             raise BackendError(f"{self.path}: model {a.model!r} is on the server but not ready; check the server's log")
         self.inputs = [self._spec(t) for t in meta.get("inputs", [])]
@@ -172,8 +195,10 @@ class TritonBackend(Backend):
     def _spec(self, t: dict) -> TensorSpec:
         dtype = _TRITON_TO_NUMPY.get(t.get("datatype", ""))
         if dtype is None:
-            raise ModelError(f"{self.path}: tensor {t.get('name')!r} has Triton type {t.get('datatype')!r}; "
-                             f"segstream reads only {sorted(_TRITON_TO_NUMPY)}")
+            raise ModelError(
+                f"{self.path}: tensor {t.get('name')!r} has Triton type {t.get('datatype')!r}; "
+                f"segstream reads only {sorted(_TRITON_TO_NUMPY)}"
+            )
         shape = tuple(None if int(d) < 0 else int(d) for d in t.get("shape", []))
         return TensorSpec(t["name"], shape, np.dtype(dtype))
 
@@ -195,8 +220,9 @@ class TritonBackend(Backend):
         requested = [self._grpc.InferRequestedOutput(n) for n in self._output_names]
         a = self.address
         try:
-            result = self._call("an inference request", self._client.infer, a.model, inputs, model_version=a.version,
-                                outputs=requested)
+            result = self._call(
+                "an inference request", self._client.infer, a.model, inputs, model_version=a.version, outputs=requested
+            )
         except self._exc_type as exc:
             raise BackendError(f"{self.path}: the server refused the request ({_first_line(exc.message())})") from None
         return {n: result.as_numpy(n) for n in self._output_names}

@@ -44,7 +44,7 @@ def open_sink(uri: str, *, fps: float | None = None) -> Sink:
     if "://" in uri and not uri.startswith("file://"):
         raise ConfigError(f"{uri}: unknown output scheme; use a file, a folder/, display://0, gst:... or null://")
     if uri.startswith("file://"):
-        uri = uri[len("file://"):]
+        uri = uri[len("file://") :]
     suffix = os.path.splitext(uri)[1].lower()
     if suffix in FOURCC_BY_SUFFIX:
         return VideoFileSink(uri, fps=fps)

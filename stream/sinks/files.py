@@ -26,7 +26,9 @@ def writable_parent(path: str, what: str) -> None:
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as exc:
-        raise SinkError(f"{path}: cannot create the folder for the {what} ({exc.strerror}); choose another path") from None
+        raise SinkError(
+            f"{path}: cannot create the folder for the {what} ({exc.strerror}); choose another path"
+        ) from None
     if not os.access(parent, os.W_OK):
         raise SinkError(f"{path}: the folder {parent} is not writable; choose another path or fix its permissions")
 
@@ -76,7 +78,9 @@ class VideoFileSink(Sink):
             self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter.fourcc(*self.fourcc), self.fps, (w, h))
             if not self._writer.isOpened():
                 self._writer = None
-                raise SinkError(f"{self.path}: OpenCV cannot write {self.fourcc} video here; try .avi (MJPG) or .mp4 (mp4v)")
+                raise SinkError(
+                    f"{self.path}: OpenCV cannot write {self.fourcc} video here; try .avi (MJPG) or .mp4 (mp4v)"
+                )
             self._size_wh = (w, h)
         if (w, h) != self._size_wh:
             img = cv2.resize(img, self._size_wh, interpolation=cv2.INTER_AREA)
@@ -93,8 +97,10 @@ class VideoFileSink(Sink):
         need = per_frame * self.reserve_frames + (256 << 10)
         free = free_bytes(self.path)
         if free < need:
-            raise SinkError(f"{self.path}: disk nearly full ({free >> 10} KiB free) at frame {seq}; "
-                            f"stopped after {self.frames_written} frames so the file stays playable")
+            raise SinkError(
+                f"{self.path}: disk nearly full ({free >> 10} KiB free) at frame {seq}; "
+                f"stopped after {self.frames_written} frames so the file stays playable"
+            )
 
     def close(self) -> None:
         if self._writer is not None:
@@ -102,9 +108,13 @@ class VideoFileSink(Sink):
             self._writer = None
             if self.resized:
                 assert self._size_wh is not None  # resizing needs a first frame's size
-                log.warning("%s: %d frames of another size were resized to %dx%d", self.path, self.resized, *self._size_wh)
+                log.warning(
+                    "%s: %d frames of another size were resized to %dx%d", self.path, self.resized, *self._size_wh
+                )
             if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-                raise SinkError(f"{self.path}: the video file is empty after writing {self.frames_written} frames; is the disk full?")
+                raise SinkError(
+                    f"{self.path}: the video file is empty after writing {self.frames_written} frames; is the disk full?"
+                )
 
 
 class ImageFolderSink(Sink):

@@ -63,8 +63,9 @@ class GstSink(Sink):
     def _start(self, w: int, h: int) -> None:
         Gst = load_gst(SinkError)
         num = int(round(self.fps * 1000))
-        self._src.set_property("caps", Gst.Caps.from_string(
-            f"video/x-raw,format=BGR,width={w},height={h},framerate={num}/1000"))
+        self._src.set_property(
+            "caps", Gst.Caps.from_string(f"video/x-raw,format=BGR,width={w},height={h},framerate={num}/1000")
+        )
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             msg = bus_error(self._pipeline) or "state change failed"
             raise SinkError(f"{self.name}: cannot start: {msg}")
@@ -118,6 +119,8 @@ class DisplaySink(GstSink):
 
     def open(self) -> None:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise SinkError("display://: no display here (DISPLAY and WAYLAND_DISPLAY unset); "
-                            "write a video file instead, e.g. --output out.mp4")
+            raise SinkError(
+                "display://: no display here (DISPLAY and WAYLAND_DISPLAY unset); "
+                "write a video file instead, e.g. --output out.mp4"
+            )
         super().open()

@@ -70,8 +70,14 @@ class WebSocketSink(Sink):
         max_message_bytes: larger messages are not sent (counted in ``too_large``).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, max_clients: int = 8,
-                 max_message_bytes: int = 8 << 20) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        token: str | None = None,
+        max_clients: int = 8,
+        max_message_bytes: int = 8 << 20,
+    ) -> None:
         self.host = host
         self.port = port
         self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
@@ -88,17 +94,23 @@ class WebSocketSink(Sink):
         self.refused = 0
 
     @classmethod
-    def from_uri(cls, uri: str) -> "WebSocketSink":
+    def from_uri(cls, uri: str) -> WebSocketSink:
         parts = urlsplit(uri)
         allowed = {"token", "max_clients", "max_message_bytes"}
         q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(q) - allowed
         if unknown:
-            raise ConfigError(f"{parts.scheme}://{parts.netloc}: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise ConfigError(
+                f"{parts.scheme}://{parts.netloc}: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
         try:
-            return cls(host=parts.hostname or "127.0.0.1", port=parts.port if parts.port is not None else 8765,
-                       token=q.get("token"), max_clients=int(q.get("max_clients", 8)),
-                       max_message_bytes=int(q.get("max_message_bytes", 8 << 20)))
+            return cls(
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port if parts.port is not None else 8765,
+                token=q.get("token"),
+                max_clients=int(q.get("max_clients", 8)),
+                max_message_bytes=int(q.get("max_message_bytes", 8 << 20)),
+            )
         except ValueError as exc:
             raise ConfigError(f"ws:// output: {exc}") from None
 
@@ -107,7 +119,7 @@ class WebSocketSink(Sink):
             given = (parse_qs(urlsplit(request.path).query).get("token") or [""])[-1]
             auth = request.headers.get("Authorization", "")
             if auth.startswith("Bearer "):
-                given = auth[len("Bearer "):]
+                given = auth[len("Bearer ") :]
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 self.refused += 1
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
@@ -145,8 +157,9 @@ class WebSocketSink(Sink):
         except ImportError:
             raise SinkError("ws:// outputs need the 'websockets' package: pip install websockets") from None
         try:
-            self._server = serve(self._handle, self.host, self.port, process_request=self._check,
-                                 max_size=64 * 1024, compression=None)
+            self._server = serve(
+                self._handle, self.host, self.port, process_request=self._check, max_size=64 * 1024, compression=None
+            )
         except OSError as exc:
             raise SinkError(f"{self.name}: cannot listen ({exc.strerror}); choose another port") from None
         self.port = self._server.socket.getsockname()[1]

@@ -110,7 +110,9 @@ class ImageConverter:
         elif out.ndim == 3 and out.shape[2] == 4:
             out = np.ascontiguousarray(out[:, :, :3])
         elif not (out.ndim == 3 and out.shape[2] == 3):
-            raise SourceError(f"{self.origin}{where}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4")
+            raise SourceError(
+                f"{self.origin}{where}: unsupported image shape {img.shape}; expected HxW, HxWx3 or HxWx4"
+            )
         if out is not img:
             self.converted += 1
         return out

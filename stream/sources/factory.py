@@ -73,7 +73,10 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
         from segstream.stream.sources.stack import STACK_OPTIONS, stack_source_from_uri
         from segstream.stream.sources.tiles import TILE_OPTIONS, tile_source_from_uri
 
-        options, make = {"stack": (STACK_OPTIONS, stack_source_from_uri), "tiles": (TILE_OPTIONS, tile_source_from_uri)}[scheme]
+        options, make = {
+            "stack": (STACK_OPTIONS, stack_source_from_uri),
+            "tiles": (TILE_OPTIONS, tile_source_from_uri),
+        }[scheme]
         parts = urlsplit(uri)
         return make(uri, parts.netloc + parts.path, _query(uri, options))
     if scheme == "csi":
@@ -90,8 +93,10 @@ def open_source(uri: str, *, network_options: dict | None = None) -> Source:
     if scheme == "file":
         uri = urlsplit(uri).path
     elif scheme:
-        raise ConfigError(f"{scheme}:// sources are not supported; use a file, folder, camera, "
-                          f"{'/'.join(NETWORK_SCHEMES)}, csi://, gst:, synthetic://, stack:// or tiles://")
+        raise ConfigError(
+            f"{scheme}:// sources are not supported; use a file, folder, camera, "
+            f"{'/'.join(NETWORK_SCHEMES)}, csi://, gst:, synthetic://, stack:// or tiles://"
+        )
     m = re.fullmatch(r"(?:/dev/video)?(\d+)", uri)
     if m and not os.path.exists(uri) or uri.startswith("/dev/video"):
         from segstream.stream.sources.live import CameraSource

@@ -12,7 +12,22 @@ from segstream.stream.errors import SourceError
 from segstream.stream.sources.base import ImageConverter, Source, SourceItem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".h264", ".mjpeg", ".mjpg")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".avi",
+    ".mkv",
+    ".mov",
+    ".m4v",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".flv",
+    ".wmv",
+    ".h264",
+    ".mjpeg",
+    ".mjpg",
+)
 
 
 class VideoFileSource(Source):
@@ -39,7 +54,9 @@ class VideoFileSource(Source):
         cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"{self.path}: not a video OpenCV/FFmpeg can decode; check the file or convert it (e.g. to mp4)")
+            raise SourceError(
+                f"{self.path}: not a video OpenCV/FFmpeg can decode; check the file or convert it (e.g. to mp4)"
+            )
         fps = cap.get(cv2.CAP_PROP_FPS)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.fps = fps if fps and fps > 0 and fps < 1000 else None
@@ -67,8 +84,12 @@ class VideoFileSource(Source):
 
     def stats(self) -> dict:
         ended_early = self.frame_count is not None and self._read < self.frame_count
-        return {"frames_read": self._read, "announced_frames": self.frame_count, "ended_early": ended_early,
-                "converted": self._convert.converted}
+        return {
+            "frames_read": self._read,
+            "announced_frames": self.frame_count,
+            "ended_early": ended_early,
+            "converted": self._convert.converted,
+        }
 
 
 class ImageFolderSource(Source):

@@ -25,8 +25,16 @@ class _LiveCapture(Source):
 
     live = True
 
-    def __init__(self, name: str, reconnect: bool, open_timeout_s: float, read_timeout_s: float,
-                 backoff_initial_s: float = 0.25, backoff_max_s: float = 8.0, give_up_after_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        reconnect: bool,
+        open_timeout_s: float,
+        read_timeout_s: float,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 8.0,
+        give_up_after_s: float = 60.0,
+    ) -> None:
         self.name = name
         self.reconnect = reconnect
         self.open_timeout_s = open_timeout_s
@@ -107,9 +115,12 @@ class _LiveCapture(Source):
                 log.warning("%s: stream lost, reconnecting", self.name)
             if time.monotonic() - lost_at > self.give_up_after_s:
                 self.gap_s += time.monotonic() - lost_at
-                self._finish(error=SourceError(
-                    f"{self.name}: no frames for {self.give_up_after_s:g} s after {self.reconnects} reconnect attempts; "
-                    "check the camera or network"))
+                self._finish(
+                    error=SourceError(
+                        f"{self.name}: no frames for {self.give_up_after_s:g} s after {self.reconnects} reconnect attempts; "
+                        "check the camera or network"
+                    )
+                )
                 return
             self.state = "RESTARTING"
             if self._cap is not None:
@@ -163,15 +174,27 @@ class _LiveCapture(Source):
         return self.overwritten
 
     def stats(self) -> dict:
-        return {"state": self.state, "frames_grabbed": self.frames_grabbed, "overwritten": self.overwritten,
-                "reconnects": self.reconnects, "gap_s": round(self.gap_s, 3), "converted": self._convert.converted}
+        return {
+            "state": self.state,
+            "frames_grabbed": self.frames_grabbed,
+            "overwritten": self.overwritten,
+            "reconnects": self.reconnects,
+            "gap_s": round(self.gap_s, 3),
+            "converted": self._convert.converted,
+        }
 
 
 class CameraSource(_LiveCapture):
     """A V4L2 camera by index or ``/dev/videoN``."""
 
-    def __init__(self, device: int | str, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, open_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        device: int | str,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        open_timeout_s: float = 5.0,
+    ) -> None:
         super().__init__(f"camera:{device}", reconnect=False, open_timeout_s=open_timeout_s, read_timeout_s=5.0)
         self.device = device
         self.width, self.height, self.want_fps = width, height, fps
@@ -180,8 +203,10 @@ class CameraSource(_LiveCapture):
         cap = cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"camera {self.device!r} cannot be opened; list cameras with 'v4l2-ctl --list-devices' "
-                              "and check permissions (video group)")
+            raise SourceError(
+                f"camera {self.device!r} cannot be opened; list cameras with 'v4l2-ctl --list-devices' "
+                "and check permissions (video group)"
+            )
         if self.width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         if self.height:
@@ -201,24 +226,41 @@ class NetworkSource(_LiveCapture):
         give_up_after_s: fail the run after this long without frames.
     """
 
-    def __init__(self, url: str, open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 backoff_initial_s: float = 0.25, backoff_max_s: float = 8.0, give_up_after_s: float = 60.0,
-                 reconnect: bool = True) -> None:
-        super().__init__(redact_url(url), reconnect=reconnect, open_timeout_s=open_timeout_s,
-                         read_timeout_s=read_timeout_s, backoff_initial_s=backoff_initial_s,
-                         backoff_max_s=backoff_max_s, give_up_after_s=give_up_after_s)
+    def __init__(
+        self,
+        url: str,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 5.0,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 8.0,
+        give_up_after_s: float = 60.0,
+        reconnect: bool = True,
+    ) -> None:
+        super().__init__(
+            redact_url(url),
+            reconnect=reconnect,
+            open_timeout_s=open_timeout_s,
+            read_timeout_s=read_timeout_s,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            give_up_after_s=give_up_after_s,
+        )
         self._url = url
 
     def _open_capture(self):
         params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000),
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout_s * 1000),
         ]
         cap = cv2.VideoCapture(self._url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"{self.name}: cannot connect within {self.open_timeout_s:g} s; "
-                              "check the address, port, credentials and that the stream is up")
+            raise SourceError(
+                f"{self.name}: cannot connect within {self.open_timeout_s:g} s; "
+                "check the address, port, credentials and that the stream is up"
+            )
         return cap
 
 

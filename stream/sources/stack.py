@@ -59,8 +59,8 @@ class Window:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
     @classmethod
-    def parse(cls, text: str) -> "Window":
-        """"CENTER,WIDTH" (e.g. "40,400")."""
+    def parse(cls, text: str) -> Window:
+        """ "CENTER,WIDTH" (e.g. "40,400")."""
         try:
             center, width = (float(v) for v in text.split(","))
         except ValueError:
@@ -69,7 +69,7 @@ class Window:
 
 
 def parse_spacing(text: str) -> tuple[float, float]:
-    """"ROWxCOL" or one number, in mm -> (row spacing, column spacing); both > 0."""
+    """ "ROWxCOL" or one number, in mm -> (row spacing, column spacing); both > 0."""
     try:
         values = [float(v) for v in str(text).lower().split("x")]
     except ValueError:
@@ -147,8 +147,13 @@ class SliceStackSource(Source):
 
     live = False
 
-    def __init__(self, folder: str, spacing_mm: tuple[float, float] | None = None, thickness_mm: float | None = None,
-                 window: Window | None = None) -> None:
+    def __init__(
+        self,
+        folder: str,
+        spacing_mm: tuple[float, float] | None = None,
+        thickness_mm: float | None = None,
+        window: Window | None = None,
+    ) -> None:
         if thickness_mm is not None and thickness_mm <= 0:
             raise ConfigError(f"{folder}: slice thickness must be > 0 mm, got {thickness_mm:g}")
         self.folder = folder
@@ -186,12 +191,19 @@ class SliceStackSource(Source):
                 f"({os.path.basename(self._slices[0].path)}); a window maps raw values (16-bit slices, DICOM "
                 f"Hounsfield units) to 0-255, and these slices hold display values 0-255 already (it would turn "
                 f"0..255 into {lo}..{hi} and change what the model sees); drop window= for 8-bit slices, or give "
-                "the 16-bit or DICOM series")
+                "the 16-bit or DICOM series"
+            )
         self._info = SeriesInfo(
-            folder=self.folder, slice_count=len(self._slices), size_hw=(int(first.shape[0]), int(first.shape[1])),
-            dtype=str(first.dtype), dicom=self.dicom,
+            folder=self.folder,
+            slice_count=len(self._slices),
+            size_hw=(int(first.shape[0]), int(first.shape[1])),
+            dtype=str(first.dtype),
+            dicom=self.dicom,
             spacing_mm=None if self.spacing_mm is None else (float(self.spacing_mm[0]), float(self.spacing_mm[1])),
-            thickness_mm=self.thickness_mm, slice_spacing_mm=self._slice_spacing_mm, window=self.window)
+            thickness_mm=self.thickness_mm,
+            slice_spacing_mm=self._slice_spacing_mm,
+            window=self.window,
+        )
         return self._info
 
     def open(self) -> None:
@@ -228,8 +240,9 @@ class SliceStackSource(Source):
             try:
                 headers.append((p, pydicom.dcmread(p, stop_before_pixels=True)))
             except Exception as exc:  # pydicom raises several types for damaged files
-                raise SourceError(f"{p}: not a readable DICOM file ({type(exc).__name__}: {exc}); "
-                                  "remove it from the folder or fix it") from None
+                raise SourceError(
+                    f"{p}: not a readable DICOM file ({type(exc).__name__}: {exc}); remove it from the folder or fix it"
+                ) from None
         first = headers[0][1]
         positions = self._positions(headers)
         if positions is not None:
@@ -242,8 +255,13 @@ class SliceStackSource(Source):
         else:
             order = np.arange(len(headers))
         self._slices = [_Slice(headers[i][0], None if positions is None else float(positions[i])) for i in order]
-        self._rescale = [(float(getattr(headers[i][1], "RescaleSlope", 1) or 1),
-                          float(getattr(headers[i][1], "RescaleIntercept", 0) or 0)) for i in order]
+        self._rescale = [
+            (
+                float(getattr(headers[i][1], "RescaleSlope", 1) or 1),
+                float(getattr(headers[i][1], "RescaleIntercept", 0) or 0),
+            )
+            for i in order
+        ]
         if self.spacing_mm is None and "PixelSpacing" in first:
             self.spacing_mm = (float(first.PixelSpacing[0]), float(first.PixelSpacing[1]))
         if self.thickness_mm is None and "SliceThickness" in first and first.SliceThickness:
@@ -273,8 +291,12 @@ class SliceStackSource(Source):
         for i in range(1, len(self._slices)):
             raw = self._raw(i)
             lo, hi = min(lo, float(raw.min())), max(hi, float(raw.max()))
-        log.info("%s: no window given; using the series' value range %g..%g (add window=CENTER,WIDTH to set one)",
-                 self.folder, lo, hi)
+        log.info(
+            "%s: no window given; using the series' value range %g..%g (add window=CENTER,WIDTH to set one)",
+            self.folder,
+            lo,
+            hi,
+        )
         return Window((lo + hi) / 2.0, max(hi - lo, 1.0))
 
     # -- reading ------------------------------------------------------------------------------
@@ -286,10 +308,14 @@ class SliceStackSource(Source):
                 ds = self._pydicom.dcmread(path)
                 raw = ds.pixel_array
             except Exception as exc:  # decoding errors come in many types (missing codecs, damage)
-                raise SourceError(f"{path}: cannot decode the DICOM pixel data ({type(exc).__name__}: {exc}); "
-                                  "compressed series may need pylibjpeg or gdcm") from None
+                raise SourceError(
+                    f"{path}: cannot decode the DICOM pixel data ({type(exc).__name__}: {exc}); "
+                    "compressed series may need pylibjpeg or gdcm"
+                ) from None
             if raw.ndim != 2:
-                raise SourceError(f"{path}: pixel data of shape {raw.shape}; only single-frame grayscale slices are supported")
+                raise SourceError(
+                    f"{path}: pixel data of shape {raw.shape}; only single-frame grayscale slices are supported"
+                )
             slope, intercept = self._rescale[i]
             if (slope, intercept) != (1.0, 0.0):
                 raw = raw.astype(np.float32) * np.float32(slope) + np.float32(intercept)
@@ -301,8 +327,10 @@ class SliceStackSource(Source):
         if self._size_hw is None:
             self._size_hw = size
         elif size != self._size_hw:
-            raise SourceError(f"{path}: slice is {size[0]}x{size[1]} but the series' slices are "
-                              f"{self._size_hw[0]}x{self._size_hw[1]}; keep one series of equal-sized slices per folder")
+            raise SourceError(
+                f"{path}: slice is {size[0]}x{size[1]} but the series' slices are "
+                f"{self._size_hw[0]}x{self._size_hw[1]}; keep one series of equal-sized slices per folder"
+            )
         return raw
 
     def read(self, stop: threading.Event) -> SourceItem | None:

@@ -27,8 +27,15 @@ class SyntheticSource(Source):
 
     fps: float  # always known here (the base class allows None)
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30.0, frames: int | None = 300,
-                 live: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 720,
+        fps: float = 30.0,
+        frames: int | None = 300,
+        live: bool = False,
+        seed: int = 0,
+    ) -> None:
         if width < 1 or height < 1 or width > 16384 or height > 16384:
             raise ValueError(f"synthetic source: width and height must be in 1..16384, got {width}x{height}")
         if fps <= 0:

@@ -100,8 +100,11 @@ def read_georeference(path: str) -> tuple[tuple[float, ...] | None, str | None, 
     except ImportError:
         if path not in _NOTED_WITHOUT_RASTERIO:
             _NOTED_WITHOUT_RASTERIO.add(path)
-            log.warning("%s: rasterio is not installed, so GeoTIFF georeferencing is not read; areas use gsd= and "
-                        "polygons stay in pixel coordinates (pip install rasterio)", path)
+            log.warning(
+                "%s: rasterio is not installed, so GeoTIFF georeferencing is not read; areas use gsd= and "
+                "polygons stay in pixel coordinates (pip install rasterio)",
+                path,
+            )
         return None, None, False
     with rasterio.open(path) as ds:
         crs = ds.crs
@@ -127,8 +130,9 @@ class TileSource(Source):
 
     live = False
 
-    def __init__(self, path: str, tile_hw: tuple[int, int] = (512, 512), overlap: int | None = None,
-                 gsd_m: float | None = None) -> None:
+    def __init__(
+        self, path: str, tile_hw: tuple[int, int] = (512, 512), overlap: int | None = None, gsd_m: float | None = None
+    ) -> None:
         if gsd_m is not None and gsd_m <= 0:
             raise ConfigError(f"{path}: gsd must be > 0 metres per pixel, got {gsd_m:g}")
         if overlap is not None and overlap < 0:
@@ -156,8 +160,10 @@ class TileSource(Source):
         if self._scanned:
             return
         if self.overlap is not None and self.overlap >= min(self.tile_hw):
-            raise ConfigError(f"{self.path}: overlap {self.overlap} must be smaller than the tile "
-                              f"({self.tile_hw[0]}x{self.tile_hw[1]}); lower overlap= or raise tile=")
+            raise ConfigError(
+                f"{self.path}: overlap {self.overlap} must be smaller than the tile "
+                f"({self.tile_hw[0]}x{self.tile_hw[1]}); lower overlap= or raise tile="
+            )
         if not os.path.isfile(self.path):
             raise SourceError(f"{self.path}: no such image; check the path")
         if not cv2.haveImageReader(self.path):
@@ -180,8 +186,10 @@ class TileSource(Source):
         if self.overlap is None:
             self.overlap = default_overlap(tile_hw)
         elif self.overlap >= min(tile_hw):
-            raise ConfigError(f"{self.path}: overlap {self.overlap} must be smaller than the tile "
-                              f"({tile_hw[0]}x{tile_hw[1]}); lower overlap= or raise tile=")
+            raise ConfigError(
+                f"{self.path}: overlap {self.overlap} must be smaller than the tile "
+                f"({tile_hw[0]}x{tile_hw[1]}); lower overlap= or raise tile="
+            )
         self.tiles = tile_grid((h, w), tile_hw, self.overlap)
         self.frame_count = len(self.tiles)
         self._image = image
@@ -202,7 +210,7 @@ class TileSource(Source):
             "geotransform": None if self.geotransform is None else list(self.geotransform),
             "crs": self.crs,
         }
-        return SourceItem(self._image[t.y0:t.y1, t.x0:t.x1], None, meta)
+        return SourceItem(self._image[t.y0 : t.y1, t.x0 : t.x1], None, meta)
 
     def close(self) -> None:
         self._image = None

@@ -68,6 +68,7 @@ def index_of(chw: np.ndarray) -> int:
 
 # ---------------------------------------------------------------- calibration feeder
 
+
 def test_feeder_on_a_video_gives_full_batches_and_stops_after_max_frames(tmp_path):
     video = write_video(str(tmp_path / "calib.avi"), 12, size_hw=(120, 160))
     feeder = CalibrationFeeder(source=video, preprocess=to_chw((120, 160)), max_frames=7, batch_size=2)
@@ -121,7 +122,9 @@ def test_feeder_with_too_few_frames_for_a_batch(tmp_path):
         list(CalibrationFeeder(source=video, preprocess=to_chw((120, 160)), max_frames=8, batch_size=4))
 
 
-@pytest.mark.parametrize("kwargs", [{"max_frames": 0}, {"batch_size": 0}, {"stride": 0}, {"max_frames": 2, "batch_size": 4}])
+@pytest.mark.parametrize(
+    "kwargs", [{"max_frames": 0}, {"batch_size": 0}, {"stride": 0}, {"max_frames": 2, "batch_size": 4}]
+)
 def test_feeder_argument_checks(kwargs):
     with pytest.raises(ConfigError):
         CalibrationFeeder(source="x.mp4", preprocess=to_chw((8, 8)), **kwargs)
@@ -129,12 +132,13 @@ def test_feeder_argument_checks(kwargs):
 
 # ---------------------------------------------------------------- profile shapes
 
+
 @pytest.mark.parametrize(
     "onnx_shape, size_hw, expected",
     [
-        ((1, 3, 360, 640), None, ((1, 3, 360, 640),) * 3),                      # fixed ONNX wins
-        ((1, 3, None, None), (550, 550), ((1, 3, 550, 550),) * 3),              # fixed metadata size
-        ((None, 3, 512, 512), None, ((1, 3, 512, 512),) * 3),                   # dynamic batch -> 1
+        ((1, 3, 360, 640), None, ((1, 3, 360, 640),) * 3),  # fixed ONNX wins
+        ((1, 3, None, None), (550, 550), ((1, 3, 550, 550),) * 3),  # fixed metadata size
+        ((None, 3, 512, 512), None, ((1, 3, 512, 512),) * 3),  # dynamic batch -> 1
         ((1, 3, None, None), None, tuple((1, 3, *hw) for hw in DEFAULT_DYNAMIC_HW)),  # dynamic H/W
         ((None, 3, None, None), None, tuple((1, 3, *hw) for hw in DEFAULT_DYNAMIC_HW)),
     ],
@@ -150,8 +154,11 @@ def test_profile_shapes_explicit_entries_and_their_checks():
     with pytest.raises(ConfigError, match="axis 1 is fixed at 3"):
         profile_shapes(onnx_shapes=shapes, input_size_hw=None, input_shapes={"image": [(1, 4, 8, 8)] * 3})
     with pytest.raises(ConfigError, match="min <= opt <= max"):
-        profile_shapes(onnx_shapes=shapes, input_size_hw=None,
-                       input_shapes={"image": [(1, 3, 64, 64), (1, 3, 32, 32), (1, 3, 128, 128)]})
+        profile_shapes(
+            onnx_shapes=shapes,
+            input_size_hw=None,
+            input_shapes={"image": [(1, 3, 64, 64), (1, 3, 32, 32), (1, 3, 128, 128)]},
+        )
     with pytest.raises(ConfigError, match="ONNX inputs are"):
         profile_shapes(onnx_shapes=shapes, input_size_hw=None, input_shapes={"img": [(1, 3, 8, 8)] * 3})
     with pytest.raises(ConfigError, match="axis 1 is dynamic"):
@@ -167,6 +174,7 @@ def test_onnx_input_shapes_reads_dynamic_and_fixed_dims(tmp_path):
 
 # ---------------------------------------------------------------- caches and the side file
 
+
 def test_cache_files_round_trip_and_empty_ones_are_ignored(tmp_path):
     path = str(tmp_path / "sub" / "calib.cache")
     assert read_cache(path) is None and read_cache(None) is None
@@ -180,8 +188,13 @@ def test_cache_files_round_trip_and_empty_ones_are_ignored(tmp_path):
 def test_engine_side_file_round_trip(tmp_path):
     engine = str(tmp_path / "tiny.engine")
     profiles = {"image": ((1, 3, 128, 128), (1, 3, 384, 640), (1, 3, 1088, 1920))}
-    doc = engine_document(metadata=TINY_META, precision=precision_name(fp16=True, int8=False),
-                          tensorrt_version="10.7.0", profiles=profiles, onnx_path="/x/tiny.onnx")
+    doc = engine_document(
+        metadata=TINY_META,
+        precision=precision_name(fp16=True, int8=False),
+        tensorrt_version="10.7.0",
+        profiles=profiles,
+        onnx_path="/x/tiny.onnx",
+    )
     side = write_engine_document(engine, doc)
     assert side == engine_metadata_path(engine) == engine + ".json"
     meta = read_engine_metadata(engine)
@@ -202,12 +215,16 @@ def test_engine_without_side_file_has_no_metadata_and_a_bad_one_is_an_error(tmp_
         read_engine_metadata(engine)
 
 
-@pytest.mark.parametrize("fp16, int8, name", [(False, False, "fp32"), (True, False, "fp16"), (False, True, "int8"), (True, True, "int8+fp16")])
+@pytest.mark.parametrize(
+    "fp16, int8, name",
+    [(False, False, "fp32"), (True, False, "fp16"), (False, True, "int8"), (True, True, "int8+fp16")],
+)
 def test_precision_names(fp16, int8, name):
     assert precision_name(fp16=fp16, int8=int8) == name
 
 
 # ---------------------------------------------------------------- build_engine before TensorRT
+
 
 def test_int8_without_calibration_or_cache_is_refused_before_tensorrt(tmp_path):
     with pytest.raises(ConfigError, match="INT8 needs calibration"):
@@ -223,6 +240,7 @@ def test_build_engine_without_tensorrt_says_what_to_install(tmp_path):
 
 
 # ---------------------------------------------------------------- TensorRT and a GPU
+
 
 @pytest.fixture(scope="module")
 def tiny_dynamic_onnx(tmp_path_factory):
@@ -267,8 +285,14 @@ def test_int8_engine_calibrates_from_a_video_and_reuses_the_cache(tmp_path, tiny
     shapes = {"image": [(1, 3, 32, 32), (1, 3, 64, 96), (1, 3, 128, 160)]}
     feeder = CalibrationFeeder(source=video, preprocess=lambda img: to_chw((64, 96))(img) / 255.0, max_frames=8)
     engine = str(tmp_path / "int8.engine")
-    build_engine(onnx_path=tiny_dynamic_onnx, out_path=engine, int8=True, calibration=feeder,
-                 calibration_cache=cache, input_shapes=shapes)
+    build_engine(
+        onnx_path=tiny_dynamic_onnx,
+        out_path=engine,
+        int8=True,
+        calibration=feeder,
+        calibration_cache=cache,
+        input_shapes=shapes,
+    )
     assert feeder.frames_used == 8 and read_cache(cache) is not None
     again = str(tmp_path / "int8_cached.engine")
     build_engine(onnx_path=tiny_dynamic_onnx, out_path=again, int8=True, calibration_cache=cache, input_shapes=shapes)

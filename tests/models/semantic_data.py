@@ -23,12 +23,14 @@ def road_scene(seed: int, size_hw=(64, 128)) -> tuple[np.ndarray, np.ndarray]:
     label[:horizon] = SKY
     cx = w / 2 + rng.uniform(-0.1, 0.1) * w
     top_half, bottom_half = w * rng.uniform(0.04, 0.1), w * rng.uniform(0.35, 0.5)
-    road = np.array([[cx - top_half, horizon], [cx + top_half, horizon], [cx + bottom_half, h], [cx - bottom_half, h]], np.int32)
+    road = np.array(
+        [[cx - top_half, horizon], [cx + top_half, horizon], [cx + bottom_half, h], [cx - bottom_half, h]], np.int32
+    )
     cv2.fillPoly(label, [road], ROAD)
     cw, ch = int(w * rng.uniform(0.12, 0.2)), int(h * rng.uniform(0.12, 0.2))
     x0 = int(cx + rng.uniform(-0.25, 0.1) * w)
     y0 = int(rng.uniform(horizon + 2, h - ch - 2))
-    label[y0:y0 + ch, x0:x0 + cw] = CAR
+    label[y0 : y0 + ch, x0 : x0 + cw] = CAR
     colours = {ROAD: (90, 90, 95), TERRAIN: (40, 140, 70), SKY: (220, 170, 120), CAR: (40, 30, 170)}
     img = np.zeros((h, w, 3), np.float32)
     for cid, bgr in colours.items():

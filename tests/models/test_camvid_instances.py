@@ -17,9 +17,9 @@ import pytest
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
+from segstream.cli import main
 from segstream.models.datasets.camvid_instances import convert_camvid_instances, label_instances
 from segstream.models.yolact.data import CocoInstances
-from segstream.cli import main
 from segstream.stream.errors import ConfigError
 
 CAMVID = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid"
@@ -45,11 +45,26 @@ def _scene() -> tuple[np.ndarray, list[tuple[str, np.ndarray]], np.ndarray]:
     thin_pedestrian = _rect(22, 32, 40, 45) | _rect(32, 40, 42, 43)  # one-pixel-wide leg down to the border
     label = np.full((H, W), ROAD, np.uint8)
     label[0, 40:] = VOID
-    for cls, m in ((CAR, touching_cars), (CAR, diagonal_cars), (CAR, car_49), (CAR, car_50), (CAR, ring_car),
-                   (BICYCLIST, cyclist_l), (PEDESTRIAN, pedestrian), (PEDESTRIAN, thin_pedestrian)):
+    for cls, m in (
+        (CAR, touching_cars),
+        (CAR, diagonal_cars),
+        (CAR, car_49),
+        (CAR, car_50),
+        (CAR, ring_car),
+        (BICYCLIST, cyclist_l),
+        (PEDESTRIAN, pedestrian),
+        (PEDESTRIAN, thin_pedestrian),
+    ):
         label[m] = cls
-    expected = [("car", touching_cars), ("car", diagonal_cars), ("car", car_50), ("car", ring_car),
-                ("person", pedestrian), ("person", thin_pedestrian), ("cyclist", cyclist_l)]
+    expected = [
+        ("car", touching_cars),
+        ("car", diagonal_cars),
+        ("car", car_50),
+        ("car", ring_car),
+        ("person", pedestrian),
+        ("person", thin_pedestrian),
+        ("cyclist", cyclist_l),
+    ]
     return label, expected, car_49
 
 
@@ -78,8 +93,10 @@ def test_components_become_instances(tmp_path, min_area, keeps_49):
     coco = convert_camvid_instances(str(images), str(labels), min_area=min_area).coco
 
     assert coco["categories"] == [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}, {"id": 3, "name": "cyclist"}]
-    assert coco["images"] == [{"id": 1, "file_name": "a.png", "width": W, "height": H},
-                              {"id": 2, "file_name": "empty.png", "width": W, "height": H}]
+    assert coco["images"] == [
+        {"id": 1, "file_name": "a.png", "width": W, "height": H},
+        {"id": 2, "file_name": "empty.png", "width": W, "height": H},
+    ]
     names = {c["id"]: c["name"] for c in coco["categories"]}
     anns = coco["annotations"]
     assert len(anns) == len(expected)
@@ -150,6 +167,7 @@ def _bad_label(label: np.ndarray):
         images, labels = _dataset(root, {"a": _scene()[0]})
         cv2.imwrite(str(labels / "a.png"), label)
         return ["--images", str(images), "--labels", str(labels)]
+
     return make
 
 
@@ -158,17 +176,29 @@ def _min_area_zero(root: Path) -> list[str]:
     return ["--images", str(images), "--labels", str(labels), "--min-area", "0"]
 
 
-@pytest.mark.parametrize("make_args, says", [
-    (_missing_images, "image folder"),
-    (_missing_labels, "label folder"),
-    (_image_without_label, "image b.png has no label"),
-    (_bad_label(np.full((H, W, 3), CAR, np.uint8)), "found 3 channel(s) of uint8"),
-    (_bad_label(np.full((H, W), CAR, np.uint16)), "found 1 channel(s) of uint16"),
-    (_bad_label(np.full((H, W), 255, np.uint8)), "class ids 0..11, found 255"),
-    (_bad_label(np.full((H + 1, W), CAR, np.uint8)), "labels must match their images"),
-    (_min_area_zero, "--min-area"),
-], ids=["no-images", "no-labels", "image-without-label", "colour-label", "16-bit-label", "not-camvid-ids",
-        "size-mismatch", "min-area-0"])
+@pytest.mark.parametrize(
+    "make_args, says",
+    [
+        (_missing_images, "image folder"),
+        (_missing_labels, "label folder"),
+        (_image_without_label, "image b.png has no label"),
+        (_bad_label(np.full((H, W, 3), CAR, np.uint8)), "found 3 channel(s) of uint8"),
+        (_bad_label(np.full((H, W), CAR, np.uint16)), "found 1 channel(s) of uint16"),
+        (_bad_label(np.full((H, W), 255, np.uint8)), "class ids 0..11, found 255"),
+        (_bad_label(np.full((H + 1, W), CAR, np.uint8)), "labels must match their images"),
+        (_min_area_zero, "--min-area"),
+    ],
+    ids=[
+        "no-images",
+        "no-labels",
+        "image-without-label",
+        "colour-label",
+        "16-bit-label",
+        "not-camvid-ids",
+        "size-mismatch",
+        "min-area-0",
+    ],
+)
 def test_bad_input_is_one_line_with_exit_code_2(tmp_path, capsys, make_args, says):
     out = tmp_path / "coco.json"
     rc = main(["convert", "camvid-instances", *make_args(tmp_path), "--out", str(out)])
@@ -183,8 +213,10 @@ def test_library_raises_config_error(tmp_path):
         convert_camvid_instances(str(tmp_path), str(tmp_path))
 
 
-@pytest.mark.skipif(not (CAMVID / "val").is_dir() or not (CAMVID / "valannot").is_dir(),
-                    reason=f"real CamVid data is absent (expected {CAMVID}/val and valannot, in ../shared/data)")
+@pytest.mark.skipif(
+    not (CAMVID / "val").is_dir() or not (CAMVID / "valannot").is_dir(),
+    reason=f"real CamVid data is absent (expected {CAMVID}/val and valannot, in ../shared/data)",
+)
 def test_real_camvid_val(tmp_path):
     result = convert_camvid_instances(str(CAMVID / "val"), str(CAMVID / "valannot"))
     assert list(result.counts) == ["car", "person", "cyclist"] and all(n > 0 for n in result.counts.values())

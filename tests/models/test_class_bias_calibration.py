@@ -47,11 +47,40 @@ def test_write_puts_the_offsets_in_the_classifier_bias(tmp_path):
 
     images, labels = write_dataset(str(tmp_path / "data"), 6, size_hw=(64, 128))
     ckpt = str(tmp_path / "tiny.pth")
-    train(TrainConfig(model="deeplab_tiny", images=images, labels=labels, out=ckpt, input_size_hw=(64, 128),
-                      iters=30, batch_size=2, lr=0.05, progress=False, threads=1))
+    train(
+        TrainConfig(
+            model="deeplab_tiny",
+            images=images,
+            labels=labels,
+            out=ckpt,
+            input_size_hw=(64, 128),
+            iters=30,
+            batch_size=2,
+            lr=0.05,
+            progress=False,
+            threads=1,
+        )
+    )
     out = str(tmp_path / "calibrated.pth")
-    run = subprocess.run([sys.executable, SCRIPT, "--weights", ckpt, "--input-size", "64x128", "--images", images,
-                          "--labels", labels, "--write", out], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            SCRIPT,
+            "--weights",
+            ckpt,
+            "--input-size",
+            "64x128",
+            "--images",
+            images,
+            "--labels",
+            labels,
+            "--write",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     before, after = (float(v) for v in run.stdout.split(":")[1].split("\n")[0].split("->"))
     assert after >= before
@@ -64,6 +93,24 @@ def test_write_puts_the_offsets_in_the_classifier_bias(tmp_path):
     res = tmp_path / "eval.json"
     from segstream.cli import main
 
-    assert main(["eval", "--model", "deeplab_tiny", "--weights", out, "--input-size", "64x128", "--images", images,
-                 "--labels", labels, "--json", str(res)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "deeplab_tiny",
+                "--weights",
+                out,
+                "--input-size",
+                "64x128",
+                "--images",
+                images,
+                "--labels",
+                labels,
+                "--json",
+                str(res),
+            ]
+        )
+        == 0
+    )
     assert abs(json.loads(res.read_text())["miou"] - after) < 0.02

@@ -14,9 +14,18 @@ from segstream.models.semantic.zoo import LogitsOnly, load_model, save_checkpoin
 from tests.conftest import ROOT, segstream_cmd  # noqa: E402
 
 SKIP_LAYERS = {
-    "32s": ({"score_fr", "upscore"}, {"upscore2", "score_pool4", "upscore16", "upscore_pool4", "score_pool3", "upscore8"}),
-    "16s": ({"score_fr", "upscore2", "score_pool4", "upscore16"}, {"upscore", "upscore_pool4", "score_pool3", "upscore8"}),
-    "8s": ({"score_fr", "upscore2", "score_pool4", "upscore_pool4", "score_pool3", "upscore8"}, {"upscore", "upscore16"}),
+    "32s": (
+        {"score_fr", "upscore"},
+        {"upscore2", "score_pool4", "upscore16", "upscore_pool4", "score_pool3", "upscore8"},
+    ),
+    "16s": (
+        {"score_fr", "upscore2", "score_pool4", "upscore16"},
+        {"upscore", "upscore_pool4", "score_pool3", "upscore8"},
+    ),
+    "8s": (
+        {"score_fr", "upscore2", "score_pool4", "upscore_pool4", "score_pool3", "upscore8"},
+        {"upscore", "upscore16"},
+    ),
 }
 
 
@@ -57,7 +66,9 @@ def test_layer_layout_and_initialisation_follow_the_paper(variant):
             k = layer.kernel_size[0]
             assert layer.stride[0] * 2 == k and torch.equal(layer.weight, bilinear_kernel(3, k))
             assert layer.weight.requires_grad == (name in ("upscore2", "upscore_pool4"))
-    assert net.score_fr.in_channels == 512 and {"layer4.0.conv1.weight"} <= {k[len("backbone."):] for k in net.state_dict()}
+    assert net.score_fr.in_channels == 512 and {"layer4.0.conv1.weight"} <= {
+        k[len("backbone.") :] for k in net.state_dict()
+    }
     assert loaded.spec.classifier_key == "score_fr.weight" and loaded.class_names[0] == "class_0"
 
 
@@ -65,7 +76,12 @@ def test_vgg16_keeps_the_paper_layout():
     net = FCN(FCNConfig(backbone="vgg16", variant="8s", num_classes=21))
     sd = net.state_dict()
     assert sd["backbone.features.0.weight"].shape == (64, 3, 3, 3) and net.backbone.features[0].padding == (100, 100)
-    assert sd["backbone.fc6.weight"].shape == (4096, 512, 7, 7) and sd["backbone.fc7.weight"].shape == (4096, 4096, 1, 1)
+    assert sd["backbone.fc6.weight"].shape == (4096, 512, 7, 7) and sd["backbone.fc7.weight"].shape == (
+        4096,
+        4096,
+        1,
+        1,
+    )
     assert net.score_pool4.in_channels == 512 and net.score_pool3.in_channels == 256
     assert all(m.ceil_mode for m in net.backbone.features if isinstance(m, torch.nn.MaxPool2d))
 
@@ -87,8 +103,20 @@ def test_training_learns_intermediate_upsampling_and_keeps_the_final_one_fixed(t
 
     images, labels = write_dataset(str(tmp_path / "data"), 8, size_hw=(48, 64))
     ckpt = str(tmp_path / "fcn8s.pth")
-    report = train(TrainConfig(model="fcn8s_resnet18", images=images, labels=labels, out=ckpt, input_size_hw=(48, 64),
-                               iters=12, batch_size=4, lr=0.01, progress=False, threads=2))
+    report = train(
+        TrainConfig(
+            model="fcn8s_resnet18",
+            images=images,
+            labels=labels,
+            out=ckpt,
+            input_size_hw=(48, 64),
+            iters=12,
+            batch_size=4,
+            lr=0.01,
+            progress=False,
+            threads=2,
+        )
+    )
     assert report.last_loss < report.first_loss
     trained, fresh = load_model("fcn8s_resnet18", ckpt).model, load_model("fcn8s_resnet18").model
     assert torch.equal(trained.upscore8.weight, fresh.upscore8.weight)
@@ -104,8 +132,15 @@ def test_export_and_onnxruntime_parity_at_sizes_other_than_the_trace_size(tmp_pa
     _randomise_scores(loaded.model)
     ckpt = save_checkpoint(str(tmp_path / "fcn.pth"), loaded)
     out = str(tmp_path / "fcn.onnx")
-    res = subprocess.run(segstream_cmd("export", "--model", model, "--weights", ckpt, "--dynamic", "--input-size", "64x96",
-                                       "--out", out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        segstream_cmd(
+            "export", "--model", model, "--weights", ckpt, "--dynamic", "--input-size", "64x96", "--out", out
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert os.path.isfile(out)
     module = LogitsOnly(load_model(model, ckpt).model).eval()

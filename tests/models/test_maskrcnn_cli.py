@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 mask_util = pytest.importorskip("pycocotools.mask")
 
+from segstream.cli import main  # noqa: E402
 from segstream.models.maskrcnn.commands import dataset_labels  # noqa: E402
 from segstream.models.maskrcnn.zoo import coco_class_names, load_maskrcnn, save_maskrcnn  # noqa: E402
-from segstream.cli import main  # noqa: E402
 from segstream.stream.errors import ConfigError  # noqa: E402
 from tests.models.yolact_helpers import SHAPE_CLASSES, write_shapes_dataset  # noqa: E402
 
@@ -51,9 +51,29 @@ def test_predict_torch_and_onnxruntime_agree(artifacts, tmp_path):
     outs = {}
     for backend, weights in (("torch", ckpt), ("onnxruntime", onnx_path)):
         path = tmp_path / f"{backend}.json"
-        assert main(["predict", "--model", "maskrcnn_tiny", "--weights", weights, "--backend", backend,
-                     "--score-threshold", "0.2", "--top-k", "5", "--json", str(path), "--overlay",
-                     str(tmp_path / backend), images[0]]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--model",
+                    "maskrcnn_tiny",
+                    "--weights",
+                    weights,
+                    "--backend",
+                    backend,
+                    "--score-threshold",
+                    "0.2",
+                    "--top-k",
+                    "5",
+                    "--json",
+                    str(path),
+                    "--overlay",
+                    str(tmp_path / backend),
+                    images[0],
+                ]
+            )
+            == 0
+        )
         outs[backend] = json.loads(path.read_text())
     assert len(outs["torch"]) == 5 and len(os.listdir(tmp_path / "torch")) == 1
     a, b = outs["torch"], outs["onnxruntime"]
@@ -69,8 +89,26 @@ def test_predict_torch_and_onnxruntime_agree(artifacts, tmp_path):
 def test_eval_reports_coco_figures(artifacts, tmp_path, capsys):
     _, onnx_path, ann, imgs, _ = artifacts
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", "maskrcnn_tiny", "--weights", onnx_path, "--backend", "onnxruntime",
-                 "--annotations", ann, "--images", imgs, "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "maskrcnn_tiny",
+                "--weights",
+                onnx_path,
+                "--backend",
+                "onnxruntime",
+                "--annotations",
+                ann,
+                "--images",
+                imgs,
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     figures = json.loads(out.read_text())
     assert figures["images"] == 4 and figures["detections"] > 0
     for kind in ("box", "mask"):
@@ -90,18 +128,38 @@ def test_coco_labels_map_by_name():
         dataset_labels(names, ("disc",), "shapes.json")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["predict", "--model", "maskrcnn_resnet50_fpn", "--weights", "{onnx}", "--backend", "onnxruntime", "--json",
-      "x.json", "{img}"], "exported from 'maskrcnn_tiny'"),
-    (["predict", "--model", "maskrcnn_tiny", "--weights", "{onnx}", "--json", "x.json", "{img}"],
-     "run it with --backend onnxruntime"),
-    (["predict", "--model", "maskrcnn_resnet50_fpn_v2", "--weights", "{ckpt}", "--json", "x.json", "{img}"],
-     "a segstream checkpoint of 'maskrcnn_tiny', not 'maskrcnn_resnet50_fpn_v2'"),
-    (["export", "--model", "maskrcnn_tiny", "--input-size", "512x512", "--out", "x.onnx"], "drop --input-size"),
-    (["export", "--model", "maskrcnn_tiny", "--format", "tensorrt", "--out", "x.onnx"], "ONNX only"),
-    (["verify", "{onnx}", "--model", "maskrcnn_resnet50_fpn"], "exported from 'maskrcnn_tiny'"),
-    (["train", "--model", "maskrcnn_tiny", "--out", "x.pth"], "not wired"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            [
+                "predict",
+                "--model",
+                "maskrcnn_resnet50_fpn",
+                "--weights",
+                "{onnx}",
+                "--backend",
+                "onnxruntime",
+                "--json",
+                "x.json",
+                "{img}",
+            ],
+            "exported from 'maskrcnn_tiny'",
+        ),
+        (
+            ["predict", "--model", "maskrcnn_tiny", "--weights", "{onnx}", "--json", "x.json", "{img}"],
+            "run it with --backend onnxruntime",
+        ),
+        (
+            ["predict", "--model", "maskrcnn_resnet50_fpn_v2", "--weights", "{ckpt}", "--json", "x.json", "{img}"],
+            "a segstream checkpoint of 'maskrcnn_tiny', not 'maskrcnn_resnet50_fpn_v2'",
+        ),
+        (["export", "--model", "maskrcnn_tiny", "--input-size", "512x512", "--out", "x.onnx"], "drop --input-size"),
+        (["export", "--model", "maskrcnn_tiny", "--format", "tensorrt", "--out", "x.onnx"], "ONNX only"),
+        (["verify", "{onnx}", "--model", "maskrcnn_resnet50_fpn"], "exported from 'maskrcnn_tiny'"),
+        (["train", "--model", "maskrcnn_tiny", "--out", "x.pth"], "not wired"),
+    ],
+)
 def test_usage_errors_are_one_line(artifacts, tmp_path, capsys, argv, message):
     ckpt, onnx_path, _, _, images = artifacts
     argv = [a.format(ckpt=ckpt, onnx=onnx_path, img=images[0]) for a in argv]

@@ -107,8 +107,10 @@ def test_torchvision_layouts_load_and_the_wrong_one_is_named(tmp_path):
     torch.save({"model": state, "epoch": 26}, path)
     loaded = load_maskrcnn(str(path), "maskrcnn_resnet50_fpn")
     assert loaded.class_names == coco_class_names() and len(loaded.class_names) == 90
-    assert torch.equal(loaded.model.state_dict()["roi_heads.mask_predictor.mask_fcn_logits.weight"],
-                       state["roi_heads.mask_predictor.mask_fcn_logits.weight"])
+    assert torch.equal(
+        loaded.model.state_dict()["roi_heads.mask_predictor.mask_fcn_logits.weight"],
+        state["roi_heads.mask_predictor.mask_fcn_logits.weight"],
+    )
     with pytest.raises(ModelError) as err:
         load_maskrcnn(str(path), "maskrcnn_resnet50_fpn_v2")
     msg = str(err.value)

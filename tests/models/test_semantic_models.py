@@ -6,7 +6,11 @@ torch = pytest.importorskip("torch")
 
 from segstream.models.semantic.deeplabv3plus import DeepLabV3PlusConfig  # noqa: E402
 from segstream.models.semantic.zoo import (  # noqa: E402
-    LogitsOnly, build_model, load_model, output_stride_from_filename, save_checkpoint,
+    LogitsOnly,
+    build_model,
+    load_model,
+    output_stride_from_filename,
+    save_checkpoint,
 )
 from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 
@@ -19,10 +23,13 @@ def _dilations(model):
 
 
 # Key counts and parameter counts of VainF's builders at 19 classes (reference, section 2.1).
-@pytest.mark.parametrize("name, keys, params, first, low_level", [
-    ("deeplabv3plus_mobilenet", 356, 5_225_203, "backbone.low_level_features.0.0.weight", 24),
-    ("deeplabv3plus_resnet101", 674, 58_753_459, "backbone.conv1.weight", 256),
-])
+@pytest.mark.parametrize(
+    "name, keys, params, first, low_level",
+    [
+        ("deeplabv3plus_mobilenet", 356, 5_225_203, "backbone.low_level_features.0.0.weight", 24),
+        ("deeplabv3plus_resnet101", 674, 58_753_459, "backbone.conv1.weight", 256),
+    ],
+)
 def test_deeplabv3plus_key_layout_matches_vainf(name, keys, params, first, low_level):
     model = build_model(name, num_classes=19)
     sd = model.state_dict()
@@ -67,10 +74,15 @@ def test_config_rejects_unknown_settings():
         DeepLabV3PlusConfig(backbone="xception")
 
 
-@pytest.mark.parametrize("filename, stride", [
-    ("best_deeplabv3plus_mobilenet_cityscapes_os16.pth", 16), ("best_deeplabv3plus_resnet101_voc_os8.pth", 8),
-    ("my_weights.pth", None), ("model_os160.pth", None),
-])
+@pytest.mark.parametrize(
+    "filename, stride",
+    [
+        ("best_deeplabv3plus_mobilenet_cityscapes_os16.pth", 16),
+        ("best_deeplabv3plus_resnet101_voc_os8.pth", 8),
+        ("my_weights.pth", None),
+        ("model_os160.pth", None),
+    ],
+)
 def test_output_stride_from_filename(filename, stride):
     assert output_stride_from_filename(filename) == stride
 
@@ -99,8 +111,9 @@ def test_vainf_checkpoint_without_stride_in_name_defaults_to_16(tmp_path):
     assert load_model("deeplab_tiny", str(path), output_stride=8).output_stride == 8
 
 
-@pytest.mark.parametrize("name, aux", [("deeplabv3_mobilenet_v3_large", True), ("lraspp_mobilenet_v3_large", False),
-                                       ("fcn_resnet50", True)])
+@pytest.mark.parametrize(
+    "name, aux", [("deeplabv3_mobilenet_v3_large", True), ("lraspp_mobilenet_v3_large", False), ("fcn_resnet50", True)]
+)
 def test_torchvision_weight_file_round_trip(tmp_path, name, aux):
     from torchvision.models import segmentation
 
@@ -189,7 +202,10 @@ def test_torchvision_file_from_the_hub_cache(tmp_path, monkeypatch):
     src = segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None)
     torch.save(src.state_dict(), tmp_path / "hub" / "checkpoints" / "lraspp_mobilenet_v3_large-d234d4ea.pth")
     loaded = load_model("lraspp_mobilenet_v3_large", "torchvision")
-    assert torch.equal(loaded.model.state_dict()["classifier.high_classifier.weight"], src.state_dict()["classifier.high_classifier.weight"])
+    assert torch.equal(
+        loaded.model.state_dict()["classifier.high_classifier.weight"],
+        src.state_dict()["classifier.high_classifier.weight"],
+    )
     with pytest.raises(ModelError, match="publishes no weights"):
         load_model("deeplab_tiny", "torchvision")
 

@@ -1,4 +1,5 @@
 """Synthetic road scenes: determinism, exact ground truth, stable ids, writers that read back."""
+
 import dataclasses
 import json
 
@@ -9,7 +10,13 @@ from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
 from segstream.models.synthetic import (
-    CITYSCAPES_CLASSES, COCO_CATEGORIES, IGNORE_ID, SceneConfig, SceneSequence, colorize, generate_scene,
+    CITYSCAPES_CLASSES,
+    COCO_CATEGORIES,
+    IGNORE_ID,
+    SceneConfig,
+    SceneSequence,
+    colorize,
+    generate_scene,
 )
 from segstream.models.synthetic.commands import GenerateOptions, generate
 from segstream.models.synthetic.scene import SceneObject
@@ -29,7 +36,9 @@ def test_same_seed_same_scene(seed):
     a, b = generate_scene(seed, SMALL), generate_scene(seed, SMALL)
     np.testing.assert_array_equal(a.image_bgr, b.image_bgr)
     np.testing.assert_array_equal(a.class_map, b.class_map)
-    assert [(o.object_id, o.label, o.area) for o in a.instances] == [(o.object_id, o.label, o.area) for o in b.instances]
+    assert [(o.object_id, o.label, o.area) for o in a.instances] == [
+        (o.object_id, o.label, o.area) for o in b.instances
+    ]
     for oa, ob in zip(a.instances, b.instances):
         np.testing.assert_array_equal(oa.mask, ob.mask)
 
@@ -62,7 +71,9 @@ def test_ground_truth_is_exact(seed):
         for obj in s.instances:
             if obj.label == label:
                 union |= obj.mask
-        np.testing.assert_array_equal(s.class_map == train_id, union, err_msg=f"{label} pixels != union of {label} masks")
+        np.testing.assert_array_equal(
+            s.class_map == train_id, union, err_msg=f"{label} pixels != union of {label} masks"
+        )
 
 
 def test_scenes_have_cars_and_people():
@@ -88,7 +99,9 @@ def test_clip_ids_are_stable_and_objects_move():
         assert len(ids) == len(set(ids))
         for o in f.instances:
             assert labels.setdefault(o.object_id, o.label) == o.label  # an id never changes class
-            centres.setdefault(o.object_id, []).append((f.index, o.mask.nonzero()[1].mean(), o.mask.nonzero()[0].mean()))
+            centres.setdefault(o.object_id, []).append(
+                (f.index, o.mask.nonzero()[1].mean(), o.mask.nonzero()[0].mean())
+            )
     # the same object stays under the same id from frame to frame: its centre moves smoothly
     jumps = [np.hypot(b[1] - a[1], b[2] - a[2]) for c in centres.values() for a, b in zip(c, c[1:]) if b[0] == a[0] + 1]
     assert jumps and np.median(jumps) < 6
@@ -130,8 +143,9 @@ def test_bad_config_says_what_was_wrong():
 
 
 def _args(out, kind, count, seed=5):
-    return GenerateOptions(out=str(out), kind=kind, count=count, width=SMALL.width, height=SMALL.height,
-                           seed=seed, fps=8.0)
+    return GenerateOptions(
+        out=str(out), kind=kind, count=count, width=SMALL.width, height=SMALL.height, seed=seed, fps=8.0
+    )
 
 
 def _check_coco(json_path, samples):
@@ -178,7 +192,9 @@ def test_generate_video_reads_back(tmp_path):
     assert np.abs(read[5].astype(int) - samples[5].image_bgr).mean() < 12  # lossy mp4v
     _check_coco(tmp_path / "instances.json", samples)
     tracks = json.loads((tmp_path / "tracks.json").read_text())
-    assert [[o["track_id"] for o in f["objects"]] for f in tracks["frames"]] == [[o.object_id for o in s.instances] for s in samples]
+    assert [[o["track_id"] for o in f["objects"]] for f in tracks["frames"]] == [
+        [o.object_id for o in s.instances] for s in samples
+    ]
     for i in range(12):
         label = cv2.imread(str(tmp_path / "labels" / f"{i:06d}.png"), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(label, samples[i].class_map)

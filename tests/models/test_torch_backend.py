@@ -26,8 +26,9 @@ def tiny_onnx(tmp_path_factory):
 @pytest.mark.parametrize("size_hw", [(32, 48), (45, 70)])  # the export size and another one
 def test_torch_backend_matches_onnxruntime(tiny_onnx, channels_last, size_hw):
     ort = OnnxRuntimeBackend(tiny_onnx, intra_op_threads=1)
-    ref = TorchBackend(tiny_net(), input_names=["image"], output_names=["logits"],
-                       channels_last=channels_last, metadata=TINY_META)
+    ref = TorchBackend(
+        tiny_net(), input_names=["image"], output_names=["logits"], channels_last=channels_last, metadata=TINY_META
+    )
     assert ref.device == "cpu" and ref.metadata == ort.metadata
     x = image_batch(size_hw)
     a = ref.run({"image": x})
@@ -90,7 +91,9 @@ def test_cuda_without_a_gpu_is_refused():
 @needs_cuda
 @pytest.mark.parametrize("precision, tol", [("fp32", 1e-3), ("fp16", 2e-2)])
 def test_cuda_matches_onnxruntime(tiny_onnx, precision, tol):
-    backend = TorchBackend(tiny_net(), input_names=["image"], output_names=["logits"], device="cuda", precision=precision)
+    backend = TorchBackend(
+        tiny_net(), input_names=["image"], output_names=["logits"], device="cuda", precision=precision
+    )
     assert backend.device.startswith("cuda:")
     x = image_batch((40, 56))
     out = backend.run({"image": x})["logits"]

@@ -5,11 +5,14 @@ torch = pytest.importorskip("torch")
 from segstream.models.unet import UNet, UNetConfig  # noqa: E402
 
 
-@pytest.mark.parametrize("cfg", [
-    UNetConfig(in_channels=3, num_classes=4, depth=3, width=8, norm="batch", upsampling="transpose"),
-    UNetConfig(in_channels=1, num_classes=1, depth=2, width=4, norm="group", upsampling="bilinear"),
-    UNetConfig(in_channels=3, num_classes=2, depth=4, width=4, norm="none", upsampling="transpose"),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        UNetConfig(in_channels=3, num_classes=4, depth=3, width=8, norm="batch", upsampling="transpose"),
+        UNetConfig(in_channels=1, num_classes=1, depth=2, width=4, norm="group", upsampling="bilinear"),
+        UNetConfig(in_channels=3, num_classes=2, depth=4, width=4, norm="none", upsampling="transpose"),
+    ],
+)
 @pytest.mark.parametrize("size", [(64, 64), (37, 53)])
 def test_output_shape_for_any_input_size(cfg, size):
     net = UNet(cfg).eval()
@@ -25,10 +28,14 @@ def test_skip_connections_at_every_level():
     assert [b.conv[0].in_channels for b in net.up] == [32 + 32, 16 + 16, 8 + 8]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(depth=0), "depth must be in 1..6"), (dict(norm="layer"), "norm must be"),
-    (dict(upsampling="pixelshuffle"), "upsampling must be"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(depth=0), "depth must be in 1..6"),
+        (dict(norm="layer"), "norm must be"),
+        (dict(upsampling="pixelshuffle"), "upsampling must be"),
+    ],
+)
 def test_config_validation(bad, message):
     with pytest.raises(ValueError, match=message):
         UNetConfig(**bad)
@@ -36,7 +43,7 @@ def test_config_validation(bad, message):
 
 def test_predict_of_a_binary_model_prints_no_drivable_share(tmp_path, capsys):
     """A two-class model has no road class: predict says nothing of a drivable area."""
-    
+
     import cv2
     import numpy as np
 
@@ -45,7 +52,15 @@ def test_predict_of_a_binary_model_prints_no_drivable_share(tmp_path, capsys):
 
     path = str(tmp_path / "slice.png")
     cv2.imwrite(path, np.full((32, 32, 3), 90, np.uint8))
-    predict(PredictOptions(model="unet_tiny_binary", weights=None, backend="torch", mask_dir=str(tmp_path / "m"),
-                           overlay=None, images=(path,)))
+    predict(
+        PredictOptions(
+            model="unet_tiny_binary",
+            weights=None,
+            backend="torch",
+            mask_dir=str(tmp_path / "m"),
+            overlay=None,
+            images=(path,),
+        )
+    )
     out = capsys.readouterr().out
     assert "slice.png: 32x32" in out and "drivable" not in out

@@ -24,8 +24,13 @@ MODEL = "unet_tiny_binary"
 @pytest.fixture(scope="module")
 def unet_onnx(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("unet") / f"{MODEL}.onnx")
-    res = subprocess.run(segstream_cmd("export", "--model", MODEL, "--dynamic", "--input-size", "60x90", "--out", out),
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        segstream_cmd("export", "--model", MODEL, "--dynamic", "--input-size", "60x90", "--out", out),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -73,6 +78,7 @@ def test_verify_and_runners_pad_odd_frames_and_crop_back(unet_onnx, tmp_path, ca
 
 def test_fixed_size_export_refuses_a_size_the_unet_cannot_take(tmp_path):
     with pytest.raises(ConfigError, match=r"multiple of 8, got 60x90; use 64x96 or --dynamic"):
-        export_semantic(model=MODEL, weights=None, out_path=str(tmp_path / "x.onnx"), trace_size_hw=(60, 90),
-                        dynamic_hw=False)
+        export_semantic(
+            model=MODEL, weights=None, out_path=str(tmp_path / "x.onnx"), trace_size_hw=(60, 90), dynamic_hw=False
+        )
     assert not os.path.exists(tmp_path / "x.onnx")

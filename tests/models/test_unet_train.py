@@ -28,10 +28,14 @@ def write_shapes(root: str, n: int, seed: int, size_hw=(64, 64)) -> tuple[str, s
     for k in range(n):
         mask = np.zeros((h, w), np.uint8)
         if k % 2:
-            cv2.circle(mask, (int(rng.integers(16, w - 16)), int(rng.integers(16, h - 16))), int(rng.integers(6, 15)), 255, -1)
+            cv2.circle(
+                mask, (int(rng.integers(16, w - 16)), int(rng.integers(16, h - 16))), int(rng.integers(6, 15)), 255, -1
+            )
         else:
             x0, y0 = int(rng.integers(2, w // 2)), int(rng.integers(2, h // 2))
-            cv2.rectangle(mask, (x0, y0), (x0 + int(rng.integers(8, w // 2)), y0 + int(rng.integers(8, h // 2))), 255, -1)
+            cv2.rectangle(
+                mask, (x0, y0), (x0 + int(rng.integers(8, w // 2)), y0 + int(rng.integers(8, h // 2))), 255, -1
+            )
         img = rng.normal(90, 25, (h, w, 3))
         img[mask > 0] += 70
         cv2.imwrite(os.path.join(images, f"{k}.png"), np.clip(img, 0, 255).astype(np.uint8))
@@ -52,7 +56,7 @@ def test_binary_layout_reads_0_255_and_0_1_masks(tmp_path):
 def test_unet_specs_have_two_binary_classes_and_pad_to_their_depth():
     tiny = load_model("unet_tiny_binary")
     assert tiny.num_classes == 2 and tiny.class_names == ("background", "foreground")
-    assert tiny.spec.size_policy.pad_multiple == 2 ** 3
+    assert tiny.spec.size_policy.pad_multiple == 2**3
     assert load_model("unet_tiny").num_classes == 19
     with torch.no_grad():
         assert tiny.model(torch.zeros(1, 3, 40, 48))["out"].shape == (1, 2, 40, 48)
@@ -73,8 +77,21 @@ def test_dice_on_a_hand_made_pair():
 def test_tiny_unet_learns_binary_shapes_to_dice_above_0_9(tmp_path, capsys):
     images, labels = write_shapes(str(tmp_path / "train"), 32, seed=1)
     ckpt = str(tmp_path / "unet_tiny_binary.pth")
-    report = train(TrainConfig(model="unet_tiny_binary", images=images, labels=labels, out=ckpt, layout="binary",
-                               input_size_hw=(64, 64), iters=40, batch_size=8, lr=0.05, progress=False, threads=2))
+    report = train(
+        TrainConfig(
+            model="unet_tiny_binary",
+            images=images,
+            labels=labels,
+            out=ckpt,
+            layout="binary",
+            input_size_hw=(64, 64),
+            iters=40,
+            batch_size=8,
+            lr=0.05,
+            progress=False,
+            threads=2,
+        )
+    )
     assert report.iters == 40
 
     from segstream.models.options import EvalOptions
@@ -82,8 +99,20 @@ def test_tiny_unet_learns_binary_shapes_to_dice_above_0_9(tmp_path, capsys):
 
     val_images, val_labels = write_shapes(str(tmp_path / "val"), 8, seed=99, size_hw=(61, 75))
     out = str(tmp_path / "eval.json")
-    assert evaluate(EvalOptions(model="unet_tiny_binary", weights=ckpt, backend="torch", images=val_images,
-                                labels=val_labels, layout="binary", json_out=out)) == 0
+    assert (
+        evaluate(
+            EvalOptions(
+                model="unet_tiny_binary",
+                weights=ckpt,
+                backend="torch",
+                images=val_images,
+                labels=val_labels,
+                layout="binary",
+                json_out=out,
+            )
+        )
+        == 0
+    )
     doc = json.load(open(out))
     assert doc["per_class_dice"]["foreground"] > 0.9, doc
     assert doc["mean_dice"] == pytest.approx(np.mean(list(doc["per_class_dice"].values())))

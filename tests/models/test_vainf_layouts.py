@@ -29,7 +29,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from segstream.models.semantic.zoo import (  # noqa: E402
-    LogitsOnly, build_model, guess_vainf_model, load_model, spec_for_state, spec_of,
+    LogitsOnly,
+    build_model,
+    guess_vainf_model,
+    load_model,
+    spec_for_state,
+    spec_of,
 )
 from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 
@@ -43,26 +48,61 @@ from segstream.stream.errors import ConfigError, ModelError  # noqa: E402
 #   DeepLabHead: classifier.0 = ASPP (30 + 6), .1 conv 1, .2 BN 5, .4 conv w, b 2.
 BACKBONE_COUNTS = {
     "mobilenet": {"backbone.low_level_features.": 54, "backbone.high_level_features.": 252},
-    "resnet50": {"backbone.conv1.": 1, "backbone.bn1.": 5, "backbone.layer1.": 3 * 18 + 6, "backbone.layer2.": 4 * 18 + 6,
-                 "backbone.layer3.": 6 * 18 + 6, "backbone.layer4.": 3 * 18 + 6},
-    "resnet101": {"backbone.conv1.": 1, "backbone.bn1.": 5, "backbone.layer1.": 3 * 18 + 6, "backbone.layer2.": 4 * 18 + 6,
-                  "backbone.layer3.": 23 * 18 + 6, "backbone.layer4.": 3 * 18 + 6},
+    "resnet50": {
+        "backbone.conv1.": 1,
+        "backbone.bn1.": 5,
+        "backbone.layer1.": 3 * 18 + 6,
+        "backbone.layer2.": 4 * 18 + 6,
+        "backbone.layer3.": 6 * 18 + 6,
+        "backbone.layer4.": 3 * 18 + 6,
+    },
+    "resnet101": {
+        "backbone.conv1.": 1,
+        "backbone.bn1.": 5,
+        "backbone.layer1.": 3 * 18 + 6,
+        "backbone.layer2.": 4 * 18 + 6,
+        "backbone.layer3.": 23 * 18 + 6,
+        "backbone.layer4.": 3 * 18 + 6,
+    },
 }
 HEAD_COUNTS = {
-    "deeplabv3plus": {"classifier.project.": 6, "classifier.aspp.convs.": 30, "classifier.aspp.project.": 6,
-                      "classifier.classifier.": 8},
-    "deeplabv3": {"classifier.classifier.0.convs.": 30, "classifier.classifier.0.project.": 6,
-                  "classifier.classifier.1.": 1, "classifier.classifier.2.": 5, "classifier.classifier.4.": 2},
+    "deeplabv3plus": {
+        "classifier.project.": 6,
+        "classifier.aspp.convs.": 30,
+        "classifier.aspp.project.": 6,
+        "classifier.classifier.": 8,
+    },
+    "deeplabv3": {
+        "classifier.classifier.0.convs.": 30,
+        "classifier.classifier.0.project.": 6,
+        "classifier.classifier.1.": 1,
+        "classifier.classifier.2.": 5,
+        "classifier.classifier.4.": 2,
+    },
 }
 #: Total keys: 306 (MobileNetV2), 318 (ResNet-50), 624 (ResNet-101) backbone keys + 50 (V3+) or 44 (V3).
-TOTALS = {"deeplabv3plus_mobilenet": 356, "deeplabv3plus_resnet50": 368, "deeplabv3plus_resnet101": 674,
-          "deeplabv3_mobilenet": 350, "deeplabv3_resnet50": 362, "deeplabv3_resnet101": 668}
+TOTALS = {
+    "deeplabv3plus_mobilenet": 356,
+    "deeplabv3plus_resnet50": 368,
+    "deeplabv3plus_resnet101": 674,
+    "deeplabv3_mobilenet": 350,
+    "deeplabv3_resnet50": 362,
+    "deeplabv3_resnet101": 668,
+}
 #: The head convs with a 3x3 kernel, which --separable_conv turns into body.0 (depthwise) + body.1 (pointwise).
 SEPARABLE = {
-    "deeplabv3plus": ["classifier.aspp.convs.1.0", "classifier.aspp.convs.2.0", "classifier.aspp.convs.3.0",
-                      "classifier.classifier.0"],
-    "deeplabv3": ["classifier.classifier.0.convs.1.0", "classifier.classifier.0.convs.2.0",
-                  "classifier.classifier.0.convs.3.0", "classifier.classifier.1"],
+    "deeplabv3plus": [
+        "classifier.aspp.convs.1.0",
+        "classifier.aspp.convs.2.0",
+        "classifier.aspp.convs.3.0",
+        "classifier.classifier.0",
+    ],
+    "deeplabv3": [
+        "classifier.classifier.0.convs.1.0",
+        "classifier.classifier.0.convs.2.0",
+        "classifier.classifier.0.convs.3.0",
+        "classifier.classifier.1",
+    ],
 }
 ARCHS = sorted(TOTALS)
 
@@ -91,14 +131,21 @@ def _randomise(model, seed=0):
 
 def _save_vainf(path, model):
     """VainF's save_ckpt layout, with optimizer and scheduler state of plain numbers and lists."""
-    torch.save({
-        "cur_itrs": 30000,
-        "model_state": model.state_dict(),
-        "optimizer_state": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.9, "nesterov": False, "foreach": None,
-                                                           "params": [0, 1, 2]}]},
-        "scheduler_state": {"last_epoch": 30000, "base_lrs": [0.01], "max_iters": 30000, "power": 0.9},
-        "best_score": np.float64(0.72),
-    }, path)
+    torch.save(
+        {
+            "cur_itrs": 30000,
+            "model_state": model.state_dict(),
+            "optimizer_state": {
+                "state": {},
+                "param_groups": [
+                    {"lr": 0.01, "momentum": 0.9, "nesterov": False, "foreach": None, "params": [0, 1, 2]}
+                ],
+            },
+            "scheduler_state": {"last_epoch": 30000, "base_lrs": [0.01], "max_iters": 30000, "power": 0.9},
+            "best_score": np.float64(0.72),
+        },
+        path,
+    )
     return str(path)
 
 
@@ -116,7 +163,12 @@ def test_key_layout_per_prefix_matches_vainf(name):
         assert hl[0] == "backbone.high_level_features.4.conv.0.0.weight"
         assert hl[-1] == "backbone.high_level_features.17.conv.3.num_batches_tracked"
         assert sorted({int(k.split(".")[2]) for k in hl}) == list(range(4, 18))
-        assert sorted({int(k.split(".")[2]) for k in sd if k.startswith("backbone.low_level_features.")}) == [0, 1, 2, 3]
+        assert sorted({int(k.split(".")[2]) for k in sd if k.startswith("backbone.low_level_features.")}) == [
+            0,
+            1,
+            2,
+            3,
+        ]
         assert sd["backbone.low_level_features.0.0.weight"].shape == (32, 3, 3, 3)
         assert sd["backbone.low_level_features.1.conv.0.0.weight"].shape == (32, 1, 3, 3)  # t=1: no expansion
         assert sd["backbone.high_level_features.17.conv.2.weight"].shape == (320, 960, 1, 1)
@@ -183,17 +235,21 @@ def test_output_stride_rates_and_feature_sizes(name, stride, rates):
         assert feats["out"].shape[2:] == ((4, 6) if stride == 16 else (8, 12))
     else:
         # replace_stride_with_dilation: OS16 dilates layer4 only, OS8 layer3 and layer4
-        assert [model.backbone.layer3[1].conv2.dilation[0], model.backbone.layer4[1].conv2.dilation[0]] == \
-            ([1, 2] if stride == 16 else [2, 4])
+        assert [model.backbone.layer3[1].conv2.dilation[0], model.backbone.layer4[1].conv2.dilation[0]] == (
+            [1, 2] if stride == 16 else [2, 4]
+        )
         assert feats["out"].shape[2:] == ((5, 7) if stride == 16 else (9, 13))
 
 
-@pytest.mark.parametrize("name, dataset, stride, separable", [
-    ("deeplabv3plus_mobilenet", "cityscapes", 16, False),
-    ("deeplabv3plus_mobilenet", "voc", 8, True),
-    ("deeplabv3_mobilenet", "voc", 16, False),
-    ("deeplabv3_mobilenet", "cityscapes", 8, True),
-])
+@pytest.mark.parametrize(
+    "name, dataset, stride, separable",
+    [
+        ("deeplabv3plus_mobilenet", "cityscapes", 16, False),
+        ("deeplabv3plus_mobilenet", "voc", 8, True),
+        ("deeplabv3_mobilenet", "voc", 16, False),
+        ("deeplabv3_mobilenet", "cityscapes", 8, True),
+    ],
+)
 def test_vainf_file_loads_with_its_classes_stride_and_head(tmp_path, name, dataset, stride, separable):
     classes = 19 if dataset == "cityscapes" else 21
     src = _randomise(_vainf_model(name, num_classes=classes, output_stride=stride, separable=separable))
@@ -201,7 +257,10 @@ def test_vainf_file_loads_with_its_classes_stride_and_head(tmp_path, name, datas
     sd = src.state_dict()
     # the file's names are the derived ones
     assert len(sd) == TOTALS[name] + (4 if separable else 0)
-    assert "backbone.high_level_features.17.conv.3.running_var" in sd and "backbone.high_level_features.18.conv.0.0.weight" not in sd
+    assert (
+        "backbone.high_level_features.17.conv.3.running_var" in sd
+        and "backbone.high_level_features.18.conv.0.0.weight" not in sd
+    )
     path = _save_vainf(tmp_path / f"best_{name}_{dataset}_os{stride}.pth", src)
     loaded = load_model(name, path)
     assert loaded.spec.kind == "vainf" and loaded.output_stride == stride and loaded.num_classes == classes
@@ -265,29 +324,50 @@ def _one_line_error(match, *args, **kwargs):
 
 
 def test_wrong_architecture_and_truncated_files_give_one_line_errors(tmp_path):
-    plus = _save_vainf(tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth", _vainf_model("deeplabv3plus_mobilenet"))
-    v3 = _save_vainf(tmp_path / "best_deeplabv3_mobilenet_voc_os16.pth", _vainf_model("deeplabv3_mobilenet", num_classes=21))
+    plus = _save_vainf(
+        tmp_path / "best_deeplabv3plus_mobilenet_cityscapes_os16.pth", _vainf_model("deeplabv3plus_mobilenet")
+    )
+    v3 = _save_vainf(
+        tmp_path / "best_deeplabv3_mobilenet_voc_os16.pth", _vainf_model("deeplabv3_mobilenet", num_classes=21)
+    )
     # a V3+ file for the V3 model: no classifier.classifier.4.weight, the file's architecture named
-    msg = _one_line_error(r"no classifier\.classifier\.4\.weight in it .*it looks like VainF's deeplabv3plus_mobilenet: "
-                          r"pass --model deeplabv3plus_mobilenet\); expected a VainF DeepLabV3 state dict", "deeplabv3_mobilenet", plus)
+    msg = _one_line_error(
+        r"no classifier\.classifier\.4\.weight in it .*it looks like VainF's deeplabv3plus_mobilenet: "
+        r"pass --model deeplabv3plus_mobilenet\); expected a VainF DeepLabV3 state dict",
+        "deeplabv3_mobilenet",
+        plus,
+    )
     assert "classifier.classifier.0.convs.* (ASPP)" in msg
     # a V3 file for the V3+ model
-    _one_line_error(r"no classifier\.classifier\.3\.weight in it .*pass --model deeplabv3_mobilenet\); expected a VainF "
-                    r"DeepLabV3\+ state dict", "deeplabv3plus_mobilenet", v3)
+    _one_line_error(
+        r"no classifier\.classifier\.3\.weight in it .*pass --model deeplabv3_mobilenet\); expected a VainF "
+        r"DeepLabV3\+ state dict",
+        "deeplabv3plus_mobilenet",
+        v3,
+    )
     # VainF's MobileNet V3 file for deeplabv3_resnet50: VainF's layout picked, the backbone does not fit
-    _one_line_error(r"does not fit deeplabv3_resnet50: .*missing.*pass --model deeplabv3_mobilenet\); "
-                    r"expected a VainF DeepLabV3 state dict .*backbone\.conv1/bn1/layer1-4", "deeplabv3_resnet50", v3)
+    _one_line_error(
+        r"does not fit deeplabv3_resnet50: .*missing.*pass --model deeplabv3_mobilenet\); "
+        r"expected a VainF DeepLabV3 state dict .*backbone\.conv1/bn1/layer1-4",
+        "deeplabv3_resnet50",
+        v3,
+    )
     # a torchvision LR-ASPP file for deeplabv3_resnet50: both accepted layouts named
     from torchvision.models import segmentation
 
     lraspp = tmp_path / "lraspp.pth"
     torch.save(segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict(), lraspp)
-    _one_line_error(r"no classifier\.4\.weight in it .*expected a torchvision state dict.*; or a VainF DeepLabV3 state dict",
-                    "deeplabv3_resnet50", str(lraspp))
+    _one_line_error(
+        r"no classifier\.4\.weight in it .*expected a torchvision state dict.*; or a VainF DeepLabV3 state dict",
+        "deeplabv3_resnet50",
+        str(lraspp),
+    )
     # truncated files (a download cut short)
-    for name, path, layout in (("deeplabv3plus_mobilenet", plus, r"VainF DeepLabV3\+ state dict"),
-                               ("deeplabv3_mobilenet", v3, "VainF DeepLabV3 state dict"),
-                               ("deeplabv3_resnet50", v3, "torchvision state dict.*; or a VainF DeepLabV3 state dict")):
+    for name, path, layout in (
+        ("deeplabv3plus_mobilenet", plus, r"VainF DeepLabV3\+ state dict"),
+        ("deeplabv3_mobilenet", v3, "VainF DeepLabV3 state dict"),
+        ("deeplabv3_resnet50", v3, "torchvision state dict.*; or a VainF DeepLabV3 state dict"),
+    ):
         cut = tmp_path / f"cut_{name}.pth"
         data = open(path, "rb").read()
         cut.write_bytes(data[: len(data) // 2])
@@ -321,8 +401,8 @@ def _scene(path, size_hw=(97, 141)):
 def test_export_parity_and_predict_match_vainf_forward(tmp_path, name):
     import cv2
 
-    from segstream.export.semantic import check_parity
     from segstream.cli import main
+    from segstream.export.semantic import check_parity
     from tests.conftest import ROOT, segstream_cmd
 
     png = _scene(tmp_path / "frame.png")
@@ -335,8 +415,15 @@ def test_export_parity_and_predict_match_vainf_forward(tmp_path, name):
     ckpt = _save_vainf(tmp_path / f"best_{name}_cityscapes_os16.pth", src)
     onnx_path = str(tmp_path / f"{name}.onnx")
     # exported in a subprocess (the export tests say why), at one size, compared at others
-    res = subprocess.run(segstream_cmd("export", "--model", name, "--weights", ckpt, "--dynamic", "--input-size", "64x96",
-                                       "--out", onnx_path), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        segstream_cmd(
+            "export", "--model", name, "--weights", ckpt, "--dynamic", "--input-size", "64x96", "--out", onnx_path
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     module = LogitsOnly(load_model(name, ckpt).model).eval()
     for r in check_parity(onnx_path, module, [(97, 141), (120, 200)], threads=1):

@@ -41,10 +41,15 @@ def test_state_dict_equals_the_official_layout(name):
     assert {k: s for k, s in have.items() if ref[k] != s} == {}
 
 
-@pytest.mark.parametrize("name, priors, proto", [
-    ("yolact_resnet50", 19248, 138), ("yolact_darknet53", 19248, 138), ("yolact_mobilenetv3", 19248, 138),
-    ("yolact_tiny", 1614, 40),
-])
+@pytest.mark.parametrize(
+    "name, priors, proto",
+    [
+        ("yolact_resnet50", 19248, 138),
+        ("yolact_darknet53", 19248, 138),
+        ("yolact_mobilenetv3", 19248, 138),
+        ("yolact_tiny", 1614, 40),
+    ],
+)
 def test_forward_shapes_and_anchor_count(name, priors, proto):
     cfg = get_config(name)
     net = Yolact(cfg).eval()
@@ -76,11 +81,17 @@ def test_semantic_head_only_in_training():
     assert "segm" not in net.eval()(torch.zeros(1, 3, 160, 160))
 
 
-@pytest.mark.parametrize("path, name", [
-    ("/x/yolact_base_54_800000.pth", "yolact_base"), ("yolact_im700_54_800000.pth", "yolact_im700"),
-    ("yolact_darknet53_54_800000.pth", "yolact_darknet53"), ("w/yolact_tiny.pth", "yolact_tiny"),
-    ("weights.pth", None), ("yolact_plus_base_54_800000.pth", None),
-])
+@pytest.mark.parametrize(
+    "path, name",
+    [
+        ("/x/yolact_base_54_800000.pth", "yolact_base"),
+        ("yolact_im700_54_800000.pth", "yolact_im700"),
+        ("yolact_darknet53_54_800000.pth", "yolact_darknet53"),
+        ("w/yolact_tiny.pth", "yolact_tiny"),
+        ("weights.pth", None),
+        ("yolact_plus_base_54_800000.pth", None),
+    ],
+)
 def test_configuration_from_file_name(path, name):
     assert config_name_from_path(path) == name
 
@@ -174,8 +185,11 @@ def test_imagenet_backbone_files_map_to_the_official_layout(tmp_path):
 
     tv = torchvision.models.resnet50(weights=None).state_dict()
     mapped = backbone_keys_from(tv, "resnet50")
-    own = {k: tuple(v.shape) for k, v in Yolact(get_config("yolact_resnet50")).state_dict().items()
-           if k.startswith("backbone.")}
+    own = {
+        k: tuple(v.shape)
+        for k, v in Yolact(get_config("yolact_resnet50")).state_dict().items()
+        if k.startswith("backbone.")
+    }
     assert {k: tuple(v.shape) for k, v in mapped.items()} == own  # layerN -> layers.N-1, fc dropped
     mnv3 = torchvision.models.mobilenet_v3_large(weights=None)
     path = tmp_path / "mobilenet_v3_large.pth"

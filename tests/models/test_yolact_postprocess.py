@@ -44,17 +44,30 @@ def assert_same_instances(a, b):
     assert mask_ious(a.masks, b.masks).min() > 0.99
 
 
-@pytest.mark.parametrize("seed, size_hw, score_threshold", [(0, (720, 1280), 0.0), (1, (333, 517), 0.3),
-                                                            (2, (1080, 720), 0.05)])
+@pytest.mark.parametrize(
+    "seed, size_hw, score_threshold", [(0, (720, 1280), 0.0), (1, (333, 517), 0.3), (2, (1080, 720), 0.05)]
+)
 def test_numpy_equals_torch_reference(seed, size_hw, score_threshold):
     rng = np.random.default_rng(seed)
     loc, priors, scores, coeffs, protos = synthetic_outputs(rng)
-    outs = {"boxes": decode_boxes(loc, priors)[None], "scores": scores[None], "coeffs": coeffs[None],
-            "protos": protos[None]}
+    outs = {
+        "boxes": decode_boxes(loc, priors)[None],
+        "scores": scores[None],
+        "coeffs": coeffs[None],
+        "protos": protos[None],
+    }
     ours = YolactPostprocess(score_threshold=score_threshold)(outs, YolactFrameInfo(size_hw, (550, 550)))
-    ref = instances_from_outputs({"loc": torch.from_numpy(loc)[None], "conf": torch.from_numpy(scores)[None],
-                                  "mask": torch.from_numpy(coeffs)[None], "proto": torch.from_numpy(protos)[None],
-                                  "priors": torch.from_numpy(priors)}, size_hw, score_threshold=score_threshold)
+    ref = instances_from_outputs(
+        {
+            "loc": torch.from_numpy(loc)[None],
+            "conf": torch.from_numpy(scores)[None],
+            "mask": torch.from_numpy(coeffs)[None],
+            "proto": torch.from_numpy(protos)[None],
+            "priors": torch.from_numpy(priors),
+        },
+        size_hw,
+        score_threshold=score_threshold,
+    )
     assert_same_instances(ours, ref)
     assert (ours.masks.reshape(len(ours), -1).sum(1) > 0).mean() > 0.5  # the masks are not trivially empty
 
@@ -62,13 +75,25 @@ def test_numpy_equals_torch_reference(seed, size_hw, score_threshold):
 def test_mask_threshold_numpy_equals_torch_and_lower_grows_masks():
     rng = np.random.default_rng(5)
     loc, priors, scores, coeffs, protos = synthetic_outputs(rng)
-    outs = {"boxes": decode_boxes(loc, priors)[None], "scores": scores[None], "coeffs": coeffs[None],
-            "protos": protos[None]}
+    outs = {
+        "boxes": decode_boxes(loc, priors)[None],
+        "scores": scores[None],
+        "coeffs": coeffs[None],
+        "protos": protos[None],
+    }
     info = YolactFrameInfo((360, 640), (550, 550))
     low = YolactPostprocess(mask_threshold=0.35)(outs, info)
-    ref = instances_from_outputs({"loc": torch.from_numpy(loc)[None], "conf": torch.from_numpy(scores)[None],
-                                  "mask": torch.from_numpy(coeffs)[None], "proto": torch.from_numpy(protos)[None],
-                                  "priors": torch.from_numpy(priors)}, (360, 640), mask_threshold=0.35)
+    ref = instances_from_outputs(
+        {
+            "loc": torch.from_numpy(loc)[None],
+            "conf": torch.from_numpy(scores)[None],
+            "mask": torch.from_numpy(coeffs)[None],
+            "proto": torch.from_numpy(protos)[None],
+            "priors": torch.from_numpy(priors),
+        },
+        (360, 640),
+        mask_threshold=0.35,
+    )
     assert_same_instances(low, ref)
     default = YolactPostprocess()(outs, info)
     assert not (default.masks & ~low.masks).any()  # a lower threshold only adds pixels
@@ -100,9 +125,12 @@ def test_preprocess_matches_the_official_torch_transform(size_hw):
 
     img = np.random.default_rng(0).integers(0, 256, (*size_hw, 3), dtype=np.uint8)
     ours = YolactPreprocess()(img)[0]["image"]
-    t = F.interpolate(torch.from_numpy(img).float()[None].permute(0, 3, 1, 2), (550, 550), mode="bilinear",
-                      align_corners=False)
-    t = (t - torch.tensor([103.94, 116.78, 123.68]).view(1, 3, 1, 1)) / torch.tensor([57.38, 57.12, 58.40]).view(1, 3, 1, 1)
+    t = F.interpolate(
+        torch.from_numpy(img).float()[None].permute(0, 3, 1, 2), (550, 550), mode="bilinear", align_corners=False
+    )
+    t = (t - torch.tensor([103.94, 116.78, 123.68]).view(1, 3, 1, 1)) / torch.tensor([57.38, 57.12, 58.40]).view(
+        1, 3, 1, 1
+    )
     t = t[:, (2, 1, 0)]
     # OpenCV's float resize differs from torch's by a few hundredths of a grey level at most.
     np.testing.assert_allclose(ours, t.numpy(), atol=1e-3, rtol=0)

@@ -13,9 +13,34 @@ from tests.models.yolact_helpers import write_shapes_dataset  # noqa: E402
 
 
 def _args(ann, imgs, out, *extra):
-    return ["train", "--model", "yolact_tiny", "--annotations", ann, "--images", imgs, "--val-annotations", ann,
-            "--val-images", imgs, "--eval-every", "2", "--iters", "5", "--batch-size", "2", "--input-size", "128",
-            "--optimizer", "adam", "--lr", "0.001", "--out", out, *extra]
+    return [
+        "train",
+        "--model",
+        "yolact_tiny",
+        "--annotations",
+        ann,
+        "--images",
+        imgs,
+        "--val-annotations",
+        ann,
+        "--val-images",
+        imgs,
+        "--eval-every",
+        "2",
+        "--iters",
+        "5",
+        "--batch-size",
+        "2",
+        "--input-size",
+        "128",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.001",
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 def test_resume_continues_exactly_and_the_best_is_kept(tmp_path):

@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from segstream.models.coco_eval import evaluate_coco  # noqa: E402
 from segstream.models.yolact.config import get_config  # noqa: E402
 from segstream.models.yolact.data import CocoInstances, SSDAugmentation  # noqa: E402
-from segstream.models.coco_eval import evaluate_coco  # noqa: E402
 from segstream.models.yolact.loss import Target, YolactLoss, mask_targets, match  # noqa: E402
 from segstream.models.yolact.model import Yolact  # noqa: E402
 from segstream.models.yolact.runtime import torch_runner  # noqa: E402
@@ -61,8 +61,7 @@ def test_loss_with_soft_mask_targets_trains():
 
 def test_matching_thresholds_and_forced_best_prior():
     cfg = get_config("yolact_tiny")
-    priors = torch.tensor([[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5], [0.3, 0.3, 0.5, 0.5],
-                           [0.9, 0.1, 0.1, 0.1]])
+    priors = torch.tensor([[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5], [0.3, 0.3, 0.5, 0.5], [0.9, 0.1, 0.1, 0.1]])
     # GT 0 covers prior 0 exactly; GT 1 is small and overlaps no prior by 0.4 but gets its best one.
     truths = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.8, 0.0, 1.0, 0.25]])  # GT 1 vs prior 3: IoU 0.2
     labels = torch.tensor([2, 0])
@@ -100,8 +99,12 @@ def test_losses_are_finite_with_crowds_and_empty_images():
     m = torch.zeros(2, 160, 160)
     m[0, 20:60, 30:90] = 1
     m[1, 100:150, 100:150] = 1
-    t0 = Target(boxes=torch.tensor([[30 / 160, 20 / 160, 90 / 160, 60 / 160], [0.6, 0.6, 0.95, 0.95]]),
-                labels=torch.tensor([1, 0]), masks=m, num_crowds=1)
+    t0 = Target(
+        boxes=torch.tensor([[30 / 160, 20 / 160, 90 / 160, 60 / 160], [0.6, 0.6, 0.95, 0.95]]),
+        labels=torch.tensor([1, 0]),
+        masks=m,
+        num_crowds=1,
+    )
     t1 = Target(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long), masks=torch.zeros(0, 160, 160))
     losses = YolactLoss(cfg)(out, [t0, t1])
     assert all(torch.isfinite(v) for v in losses.values())
@@ -122,8 +125,9 @@ def test_augmentation_keeps_masks_boxes_and_image_aligned(tmp_path):
     for image_id in data.image_ids:
         s = data.load(image_id)
         for _ in range(5):
-            img, masks, boxes, labels, crowds = aug(s.image_bgr.astype(np.float32), s.masks, s.boxes, s.labels,
-                                                    s.num_crowds)
+            img, masks, boxes, labels, crowds = aug(
+                s.image_bgr.astype(np.float32), s.masks, s.boxes, s.labels, s.num_crowds
+            )
             assert img.shape[:2] == masks.shape[1:] and len(masks) == len(boxes) == len(labels)
             for m, b in zip(masks, boxes):
                 ys, xs = np.nonzero(m)

@@ -28,19 +28,39 @@ from segstream.models.yolact.model import Yolact  # noqa: E402
 from segstream.stream.errors import ModelError  # noqa: E402
 from tests.models.test_yolact_model import read_key_list  # noqa: E402
 
-EDGE = ["yolact_edge", "yolact_edge_resnet50", "yolact_edge_mobilenetv2", "yolact_edge_vid", "yolact_edge_vid_resnet50",
-        "yolact_edge_vid_minimal", "yolact_edge_youtubevis", "yolact_edge_youtubevis_resnet50"]
+EDGE = [
+    "yolact_edge",
+    "yolact_edge_resnet50",
+    "yolact_edge_mobilenetv2",
+    "yolact_edge_vid",
+    "yolact_edge_vid_resnet50",
+    "yolact_edge_vid_minimal",
+    "yolact_edge_youtubevis",
+    "yolact_edge_youtubevis_resnet50",
+]
 
 # ------------------------------------------------------------------ the authors' layout, derived
 
 #: ``mobilenetv2_arch`` (t, c, n, s) in yolact_edge/data/config.py.
-MOBILENETV2_ARCH = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2],
-                    [6, 320, 1, 1]]
+MOBILENETV2_ARCH = [
+    [1, 16, 1, 1],
+    [6, 24, 2, 2],
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
+]
 
 
 def _bn(prefix: str, n: int) -> dict:
-    return {f"{prefix}.weight": (n,), f"{prefix}.bias": (n,), f"{prefix}.running_mean": (n,),
-            f"{prefix}.running_var": (n,), f"{prefix}.num_batches_tracked": ()}
+    return {
+        f"{prefix}.weight": (n,),
+        f"{prefix}.bias": (n,),
+        f"{prefix}.running_mean": (n,),
+        f"{prefix}.running_var": (n,),
+        f"{prefix}.num_batches_tracked": (),
+    }
 
 
 def _conv_bn_act(prefix: str, cin: int, cout: int, k: int, groups: int = 1) -> dict:
@@ -76,15 +96,21 @@ def _conv(prefix: str, cin: int, cout: int, k: int, bias: bool = True) -> dict:
     return keys
 
 
-def edge_head_keys(in_channels: list[int], num_classes: int, anchors: int = 3, f: int = 256, k: int = 32,
-                   flow: dict | None = None) -> dict:
+def edge_head_keys(
+    in_channels: list[int], num_classes: int, anchors: int = 3, f: int = 256, k: int = 32, flow: dict | None = None
+) -> dict:
     """Everything after the backbone (``yolact_base_config`` settings), in the order ``Yolact``
     registers it: proto_net, fpn_phase_1, fpn_phase_2, [spa, flow_net_pre_convs, flow_net],
     prediction_layers, semantic_seg_conv."""
     keys = {}
     # make_net(mask_proto_net): (conv, ReLU) per entry, the interpolate entry too, last ReLU dropped.
-    for idx, (cin, cout, ks) in {0: (f, 256, 3), 2: (256, 256, 3), 4: (256, 256, 3), 8: (256, 256, 3),
-                                 10: (256, k, 1)}.items():
+    for idx, (cin, cout, ks) in {
+        0: (f, 256, 3),
+        2: (256, 256, 3),
+        4: (256, 256, 3),
+        8: (256, 256, 3),
+        10: (256, k, 1),
+    }.items():
         keys.update(_conv(f"proto_net.{idx}", cin, cout, ks))
     for i, c in enumerate(reversed(in_channels)):
         keys.update(_conv(f"fpn_phase_1.lat_layers.{i}", c, f, 1))
@@ -133,7 +159,9 @@ def flow_keys(spa: bool = True, f: int = 256, reduce: int = 64, ec: int = 64) ->
 
 def expected_layout(name: str) -> dict:
     """The state dict (key -> shape) the authors' code builds for a configuration."""
-    backbone = {"yolact_edge_mobilenetv2": "mobilenetv2"}.get(name, "resnet50" if name.endswith("resnet50") else "resnet101")
+    backbone = {"yolact_edge_mobilenetv2": "mobilenetv2"}.get(
+        name, "resnet50" if name.endswith("resnet50") else "resnet101"
+    )
     if backbone == "mobilenetv2":
         keys, channels = mobilenetv2_backbone_keys()
         in_channels = [channels[i] for i in (3, 4, 6)]  # selected_layers
@@ -148,6 +176,7 @@ def expected_layout(name: str) -> dict:
 
 
 # ------------------------------------------------------------------ helpers
+
 
 def small_config(name: str, size: int = 160):
     """A configuration at a smaller input (anchors scaled as ``train --input-size`` does)."""
@@ -221,6 +250,7 @@ def official_state(net) -> dict:
 
 # ------------------------------------------------------------------ layouts
 
+
 @pytest.mark.parametrize("name", EDGE)
 def test_state_dict_is_the_authors_layout(name):
     want = expected_layout(name)
@@ -231,17 +261,62 @@ def test_state_dict_is_the_authors_layout(name):
     assert list(have) == list(want)  # and in the authors' module order
 
 
-@pytest.mark.parametrize("name, counts, first", [
-    ("yolact_edge_mobilenetv2", {"backbone": 312, "fpn_phase_1": 6, "fpn_phase_2": 10, "proto_net": 10,
-                                 "prediction_layers": 8, "semantic_seg_conv": 2}, "backbone.layers.0.0.weight"),
-    ("yolact_edge", {"backbone": 624, "fpn_phase_1": 6, "fpn_phase_2": 10, "proto_net": 10, "prediction_layers": 8,
-                     "semantic_seg_conv": 2}, "backbone.layers.0.0.conv1.weight"),
-    ("yolact_edge_resnet50", {"backbone": 318, "fpn_phase_1": 6, "fpn_phase_2": 10, "proto_net": 10,
-                              "prediction_layers": 8, "semantic_seg_conv": 2}, "backbone.layers.0.0.conv1.weight"),
-    ("yolact_edge_vid", {"backbone": 624, "fpn_phase_1": 6, "fpn_phase_2": 10, "spa": 4, "flow_net_pre_convs": 2,
-                         "flow_net": 31, "proto_net": 10, "prediction_layers": 8, "semantic_seg_conv": 2},
-     "backbone.layers.0.0.conv1.weight"),
-])
+@pytest.mark.parametrize(
+    "name, counts, first",
+    [
+        (
+            "yolact_edge_mobilenetv2",
+            {
+                "backbone": 312,
+                "fpn_phase_1": 6,
+                "fpn_phase_2": 10,
+                "proto_net": 10,
+                "prediction_layers": 8,
+                "semantic_seg_conv": 2,
+            },
+            "backbone.layers.0.0.weight",
+        ),
+        (
+            "yolact_edge",
+            {
+                "backbone": 624,
+                "fpn_phase_1": 6,
+                "fpn_phase_2": 10,
+                "proto_net": 10,
+                "prediction_layers": 8,
+                "semantic_seg_conv": 2,
+            },
+            "backbone.layers.0.0.conv1.weight",
+        ),
+        (
+            "yolact_edge_resnet50",
+            {
+                "backbone": 318,
+                "fpn_phase_1": 6,
+                "fpn_phase_2": 10,
+                "proto_net": 10,
+                "prediction_layers": 8,
+                "semantic_seg_conv": 2,
+            },
+            "backbone.layers.0.0.conv1.weight",
+        ),
+        (
+            "yolact_edge_vid",
+            {
+                "backbone": 624,
+                "fpn_phase_1": 6,
+                "fpn_phase_2": 10,
+                "spa": 4,
+                "flow_net_pre_convs": 2,
+                "flow_net": 31,
+                "proto_net": 10,
+                "prediction_layers": 8,
+                "semantic_seg_conv": 2,
+            },
+            "backbone.layers.0.0.conv1.weight",
+        ),
+    ],
+)
 def test_counts_per_prefix_and_first_and_last_keys(name, counts, first):
     derived = expected_layout(name)
     keys = list(layout_of(name))
@@ -263,10 +338,15 @@ def test_yolact_files_map_to_the_yolactedge_layout():
         assert renamed == expected_layout(edge)
 
 
-@pytest.mark.parametrize("name, classes", [
-    ("yolact_edge", COCO_CLASSES), ("yolact_edge_mobilenetv2", COCO_CLASSES), ("yolact_edge_vid", YOUTUBE_VIS_CLASSES),
-    ("yolact_edge_youtubevis_resnet50", YOUTUBE_VIS_CLASSES),
-])
+@pytest.mark.parametrize(
+    "name, classes",
+    [
+        ("yolact_edge", COCO_CLASSES),
+        ("yolact_edge_mobilenetv2", COCO_CLASSES),
+        ("yolact_edge_vid", YOUTUBE_VIS_CLASSES),
+        ("yolact_edge_youtubevis_resnet50", YOUTUBE_VIS_CLASSES),
+    ],
+)
 def test_configuration_values(name, classes):
     cfg = get_config(name)
     assert cfg.class_names == classes and cfg.num_classes == len(classes) + 1
@@ -278,8 +358,15 @@ def test_configuration_values(name, classes):
     assert cfg.mean == pytest.approx((123.68, 116.78, 103.94)) and cfg.std == pytest.approx((58.40, 57.12, 57.38))
     assert cfg.color_order == "RGB" and cfg.nms == "standard"
     nms = cfg.artifact_metadata(19248).extra["nms"]
-    assert nms == {"method": "standard", "conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100,
-                   "mask_threshold": 0.5, "pixel_scale": 550.0}
+    assert nms == {
+        "method": "standard",
+        "conf_thresh": 0.05,
+        "iou_thresh": 0.5,
+        "top_k": 200,
+        "max_detections": 100,
+        "mask_threshold": 0.5,
+        "pixel_scale": 550.0,
+    }
 
 
 def test_mobilenetv2_geometry_and_anchors_at_550():
@@ -295,18 +382,22 @@ def test_mobilenetv2_geometry_and_anchors_at_550():
     pri = out["priors"].numpy()
     np.testing.assert_allclose(pri[0], [0.5 / 69, 0.5 / 69, 24 / 550, 24 / 550], rtol=1e-6)
     assert np.array_equal(pri[:, 2], pri[:, 3])  # use_square_anchors
-    p5 = (69 ** 2 + 35 ** 2) * 3  # first P5 prior: 96 px, ratios 1, 1/2, 2 -> widths 96 * sqrt(ar)
-    np.testing.assert_allclose(pri[p5:p5 + 3, 2] * 550, [96, 96 * np.sqrt(0.5), 96 * np.sqrt(2)], rtol=1e-5)
+    p5 = (69**2 + 35**2) * 3  # first P5 prior: 96 px, ratios 1, 1/2, 2 -> widths 96 * sqrt(ar)
+    np.testing.assert_allclose(pri[p5 : p5 + 3, 2] * 550, [96, 96 * np.sqrt(0.5), 96 * np.sqrt(2)], rtol=1e-5)
 
 
 # ------------------------------------------------------------------ loading the release files
 
-@pytest.mark.parametrize("file_name, name", [
-    ("yolact_edge_mobilenetv2_54_800000.pth", "yolact_edge_mobilenetv2"),
-    ("yolact_edge_resnet50_54_800000.pth", "yolact_edge_resnet50"),
-    ("yolact_edge_vid_resnet50_847_50000.pth", "yolact_edge_vid_resnet50"),
-    pytest.param("yolact_edge_vid_847_50000.pth", "yolact_edge_vid", marks=pytest.mark.slow),
-])
+
+@pytest.mark.parametrize(
+    "file_name, name",
+    [
+        ("yolact_edge_mobilenetv2_54_800000.pth", "yolact_edge_mobilenetv2"),
+        ("yolact_edge_resnet50_54_800000.pth", "yolact_edge_resnet50"),
+        ("yolact_edge_vid_resnet50_847_50000.pth", "yolact_edge_vid_resnet50"),
+        pytest.param("yolact_edge_vid_847_50000.pth", "yolact_edge_vid", marks=pytest.mark.slow),
+    ],
+)
 def test_release_files_load_by_name(tmp_path, file_name, name):
     torch.manual_seed(1)
     src = Yolact(get_config(name))
@@ -357,6 +448,7 @@ def test_yolact_checkpoint_runs_as_yolactedge_with_the_same_outputs(tmp_path):
 
 # ------------------------------------------------------------------ the wrong file
 
+
 def _one_line_error(path, model=None) -> str:
     with pytest.raises(ModelError) as err:
         load_yolact(str(path), model)
@@ -370,8 +462,11 @@ def test_another_architecture_names_the_expected_layout(tmp_path):
     path = tmp_path / "yolact_edge_mobilenetv2_54_800000.pth"
     torch.save(official_state(Yolact(get_config("yolact_mobilenetv3"))), path)
     msg = _one_line_error(path)
-    assert "'yolact_edge_mobilenetv2' (expected MobileNetV2 backbone.layers.0-8, fpn_phase_1.lat_layers, " \
-           "fpn_phase_2.pred_layers/downsample_layers, proto_net, prediction_layers.0 (81 classes), semantic_seg_conv)" in msg
+    assert (
+        "'yolact_edge_mobilenetv2' (expected MobileNetV2 backbone.layers.0-8, fpn_phase_1.lat_layers, "
+        "fpn_phase_2.pred_layers/downsample_layers, proto_net, prediction_layers.0 (81 classes), semantic_seg_conv)"
+        in msg
+    )
     assert "missing (e.g. backbone.layers.0.0.weight" in msg and "unexpected (e.g. backbone.features.0.0.weight" in msg
 
 
@@ -397,6 +492,7 @@ def test_truncated_file_names_the_expected_layout(tmp_path):
 
 
 # ------------------------------------------------------------------ export and runtime
+
 
 def _parity(tmp_path, cfg, seed=0):
     from segstream.export.onnx import read_metadata, relative_error
@@ -425,11 +521,15 @@ def _parity(tmp_path, cfg, seed=0):
     return net, path
 
 
-@pytest.mark.parametrize("name, size", [
-    ("yolact_edge_mobilenetv2", 160), ("yolact_edge_resnet50", 128),
-    # The video model's exported graph is its keyframe path.
-    pytest.param("yolact_edge_vid_resnet50", 128, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "name, size",
+    [
+        ("yolact_edge_mobilenetv2", 160),
+        ("yolact_edge_resnet50", 128),
+        # The video model's exported graph is its keyframe path.
+        pytest.param("yolact_edge_vid_resnet50", 128, marks=pytest.mark.slow),
+    ],
+)
 def test_onnx_runtime_reproduces_torch(tmp_path, name, size):
     _parity(tmp_path, small_config(name, size))
 
@@ -442,8 +542,8 @@ def test_r101_onnx_runtime_reproduces_torch(tmp_path):
 def test_predict_with_torch_and_onnxruntime(tmp_path):
     import cv2
 
-    from segstream.models.yolact.verify import sample_image
     from segstream.cli import main
+    from segstream.models.yolact.verify import sample_image
 
     net = lively(Yolact(small_config("yolact_edge_mobilenetv2", 192)), seed=4)
     ckpt = save_yolact(net, str(tmp_path / "edge_random.pth"))
@@ -456,8 +556,23 @@ def test_predict_with_torch_and_onnxruntime(tmp_path):
     dets = {}
     for backend, weights in (("torch", ckpt), ("onnxruntime", onnx_path)):
         out = tmp_path / f"{backend}.json"
-        assert main(["predict", "--model", "yolact_edge_mobilenetv2", "--weights", weights, "--backend", backend,
-                     "--json", str(out), *images]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--model",
+                    "yolact_edge_mobilenetv2",
+                    "--weights",
+                    weights,
+                    "--backend",
+                    backend,
+                    "--json",
+                    str(out),
+                    *images,
+                ]
+            )
+            == 0
+        )
         dets[backend] = json.loads(out.read_text())
     ref, got = dets["torch"], dets["onnxruntime"]
     assert len(ref) >= 40 and {d["image"] for d in ref} == {os.path.basename(p) for p in images}
@@ -466,8 +581,14 @@ def test_predict_with_torch_and_onnxruntime(tmp_path):
     # (two empty masks count as equal).
     recalled, mask_iou = 0, []
     for d in ref:
-        match = [g for g in got if g["image"] == d["image"] and g["label"] == d["label"]
-                 and abs(g["score"] - d["score"]) <= 2e-3 and _box_iou(g["bbox"], d["bbox"]) >= 0.9]
+        match = [
+            g
+            for g in got
+            if g["image"] == d["image"]
+            and g["label"] == d["label"]
+            and abs(g["score"] - d["score"]) <= 2e-3
+            and _box_iou(g["bbox"], d["bbox"]) >= 0.9
+        ]
         if match:
             recalled += 1
             mask_iou.append(max(_rle_iou(g["segmentation"], d["segmentation"]) for g in match))
@@ -494,6 +615,7 @@ def _rle_iou(a, b):
 
 
 # ------------------------------------------------------------------ the video path
+
 
 def test_warping_a_keyframe_onto_itself_with_zero_flow_gives_its_pyramid():
     from segstream.models.yolact.edge import keyframe_features, warped_features
@@ -529,6 +651,7 @@ def test_warping_a_keyframe_onto_itself_with_zero_flow_gives_its_pyramid():
 
 # ------------------------------------------------------------------ training from ImageNet
 
+
 def test_torchvision_mobilenetv2_imagenet_file_maps_onto_the_backbone(tmp_path):
     # YolactEdge starts training from torchvision's mobilenet_v2-b0353104.pth (mapped by key order);
     # mapped by structure here, and the network then computes what torchvision's does.
@@ -539,7 +662,7 @@ def test_torchvision_mobilenetv2_imagenet_file_maps_onto_the_backbone(tmp_path):
     tv = torchvision.models.mobilenet_v2(weights=None).eval()
     lively_state = lively(Yolact(small_config("yolact_edge_mobilenetv2", 96)), seed=8).backbone.state_dict()
     with torch.no_grad():  # torchvision's own init leaves BN at identity: use informative values
-        for (k, v), w in zip(tv.features.state_dict().items(), lively_state.values()):
+        for (_k, v), w in zip(tv.features.state_dict().items(), lively_state.values()):
             v.copy_(w)
     path = tmp_path / "mobilenet_v2-b0353104.pth"
     torch.save(tv.state_dict(), path)

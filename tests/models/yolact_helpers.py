@@ -85,9 +85,17 @@ def write_shapes_dataset(folder: str, n_images: int, seed: int = 0, size_hw=(120
             poly = [c.reshape(-1).astype(float).tolist() for c in cs if len(c) >= 3]
             ys, xs = np.nonzero(m)
             x0, y0 = float(xs.min()), float(ys.min())
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(lab) + 1,
-                         "segmentation": poly, "area": float(m.sum()),
-                         "bbox": [x0, y0, float(xs.max() + 1 - x0), float(ys.max() + 1 - y0)], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(lab) + 1,
+                    "segmentation": poly,
+                    "area": float(m.sum()),
+                    "bbox": [x0, y0, float(xs.max() + 1 - x0), float(ys.max() + 1 - y0)],
+                    "iscrowd": 0,
+                }
+            )
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(SHAPE_CLASSES)]
     path = os.path.join(folder, "annotations.json")
     with open(path, "w", encoding="utf-8") as f:
@@ -119,8 +127,18 @@ def trained_tiny():
     threads = torch.get_num_threads()
     torch.set_num_threads(TRAIN_THREADS)  # one thread: steadier than two on a shared 2-core machine
     try:
-        report = train_yolact(net, data, iters=TRAIN_ITERS, batch_size=4, lr=TRAIN_LR, seed=0, augment=False,
-                              optimizer="adam", progress=False, warmup_iters=20)
+        report = train_yolact(
+            net,
+            data,
+            iters=TRAIN_ITERS,
+            batch_size=4,
+            lr=TRAIN_LR,
+            seed=0,
+            augment=False,
+            optimizer="adam",
+            progress=False,
+            warmup_iters=20,
+        )
     finally:
         torch.set_num_threads(threads)
     return net, cfg, report, ann, imgs

@@ -11,8 +11,9 @@ import numpy as np
 DISC_RADII = (0, 6, 11, 15, 11, 6)  # pixels, one disc per slice (0: none)
 
 
-def disc_slices(folder, radii=DISC_RADII, size_hw=(64, 80), background=1000, disc=3000, dtype=np.uint16,
-                names="slice_{i}.png") -> list[int]:
+def disc_slices(
+    folder, radii=DISC_RADII, size_hw=(64, 80), background=1000, disc=3000, dtype=np.uint16, names="slice_{i}.png"
+) -> list[int]:
     """Writes one slice per radius (a disc of value ``disc`` on ``background``) and returns the
     disc's pixel count per slice. Names are numbered 1..N so natural and plain sorting differ."""
     os.makedirs(folder, exist_ok=True)
@@ -26,8 +27,9 @@ def disc_slices(folder, radii=DISC_RADII, size_hw=(64, 80), background=1000, dis
     return counts
 
 
-def write_dicom_series(folder, radii=DISC_RADII, size_hw=(64, 80), spacing=(0.8, 0.6), thickness=2.0,
-                       gap=2.5, intercept=-1024.0) -> list[int]:
+def write_dicom_series(
+    folder, radii=DISC_RADII, size_hw=(64, 80), spacing=(0.8, 0.6), thickness=2.0, gap=2.5, intercept=-1024.0
+) -> list[int]:
     """A CT-like DICOM series (needs pydicom): stored values 1024 + HU (background 0 HU, disc
     300 HU), RescaleIntercept -1024, a window 150/300, slices gap mm apart along z. Files are
     named in reverse order of position so sorting by name would be wrong. Returns disc pixel
@@ -51,7 +53,11 @@ def write_dicom_series(folder, radii=DISC_RADII, size_hw=(64, 80), spacing=(0.8,
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         path = os.path.join(str(folder), f"IM{n - i:03d}.dcm")
         ds = FileDataset(path, {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, series_uid
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = (
+            CTImageStorage,
+            meta.MediaStorageSOPInstanceUID,
+            series_uid,
+        )
         ds.Modality = "CT"
         ds.InstanceNumber = n - i  # deliberately disagrees with the position: position wins
         ds.ImagePositionPatient = [0.0, 0.0, -50.0 + i * gap]
@@ -73,9 +79,9 @@ def rectangles_map(path, size_hw=(300, 460)) -> dict[int, int]:
     """A map with two kinds of rectangles (8-bit gray levels 120 and 240 on 20) and returns
     the pixel count per class: 0 background, 1 (level 120), 2 (level 240)."""
     img = np.full(size_hw, 20, np.uint8)
-    img[30:130, 40:240] = 120      # 100 x 200, crosses tile seams
-    img[150:290, 300:450] = 240    # 140 x 150
-    img[200:260, 20:80] = 240      # 60 x 60
-    img[10:25, 400:455] = 120      # 15 x 55
+    img[30:130, 40:240] = 120  # 100 x 200, crosses tile seams
+    img[150:290, 300:450] = 240  # 140 x 150
+    img[200:260, 20:80] = 240  # 60 x 60
+    img[10:25, 400:455] = 120  # 15 x 55
     cv2.imwrite(str(path), img)
     return {c: int(np.count_nonzero(img == v)) for c, v in ((0, 20), (1, 120), (2, 240))}

@@ -48,14 +48,17 @@ def test_the_repository_config_loads_to_the_defaults_plus_its_choices():
     assert got == want
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("schedule.cpu_share=0", "schedule.cpu_share must be in (0, 1], got 0"),
-    ("tracking.iou_threshold=1.0", "tracking.iou_threshold must be in (0, 1), got 1.0"),
-    ("semantic.smoothing='blur'", "semantic.smoothing must be 'off', 'ema' or 'hysteresis', got 'blur'"),
-    ("runtime.queue_size=0", "runtime.queue_size must be in 1..1024, got 0"),
-    ("instances.workers=0", "instances.workers must be in 1..64, got 0"),
-    ("overlay.mask_alpha=2", "overlay.mask_alpha must be in [0, 1], got 2"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("schedule.cpu_share=0", "schedule.cpu_share must be in (0, 1], got 0"),
+        ("tracking.iou_threshold=1.0", "tracking.iou_threshold must be in (0, 1), got 1.0"),
+        ("semantic.smoothing='blur'", "semantic.smoothing must be 'off', 'ema' or 'hysteresis', got 'blur'"),
+        ("runtime.queue_size=0", "runtime.queue_size must be in 1..1024, got 0"),
+        ("instances.workers=0", "instances.workers must be in 1..64, got 0"),
+        ("overlay.mask_alpha=2", "overlay.mask_alpha must be in [0, 1], got 2"),
+    ],
+)
 def test_declared_ranges_reach_the_user_as_one_line_config_errors(assignment, message):
     with pytest.raises(ConfigError) as e:
         load_config(os.path.join(ROOT, "config.toml"), [assignment])

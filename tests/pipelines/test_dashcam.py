@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -33,13 +32,36 @@ def artifacts(tmp_path_factory):
 def test_pipeline_end_to_end(tmp_path, artifacts, pipeline):
     yolact, deeplab = artifacts
     video, jsonl, metrics = tmp_path / "o.mp4", tmp_path / "r.jsonl", tmp_path / "m.json"
-    out = subprocess.run(segstream_cmd(
-        "run", "--pipeline", pipeline, "--source", "synthetic://?width=320&height=180&frames=12",
-        "--set", f"instances.artifact='{yolact}'", "--set", f"semantic.artifact='{deeplab}'",
-        "--set", "semantic.input_size=[96,160]", "--set", "semantic.smoothing='ema'",
-        "--set", "instances.score_threshold=0.0",
-        "--output", str(video), "--output", str(jsonl), "--metrics-json", str(metrics), "--quiet"),
-        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        segstream_cmd(
+            "run",
+            "--pipeline",
+            pipeline,
+            "--source",
+            "synthetic://?width=320&height=180&frames=12",
+            "--set",
+            f"instances.artifact='{yolact}'",
+            "--set",
+            f"semantic.artifact='{deeplab}'",
+            "--set",
+            "semantic.input_size=[96,160]",
+            "--set",
+            "semantic.smoothing='ema'",
+            "--set",
+            "instances.score_threshold=0.0",
+            "--output",
+            str(video),
+            "--output",
+            str(jsonl),
+            "--metrics-json",
+            str(metrics),
+            "--quiet",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr
     assert count_video_frames(str(video)) == 12
     records = [json.loads(x) for x in jsonl.read_text().splitlines()]
@@ -56,17 +78,45 @@ def test_pipeline_end_to_end(tmp_path, artifacts, pipeline):
 
 
 def test_missing_artifact_is_a_config_error(tmp_path):
-    out = subprocess.run(segstream_cmd("run", "--pipeline", "instances", "--source", "synthetic://?frames=2",
-                                       "--set", "instances.artifact='/nope/model.onnx'", "--output", "null://"),
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        segstream_cmd(
+            "run",
+            "--pipeline",
+            "instances",
+            "--source",
+            "synthetic://?frames=2",
+            "--set",
+            "instances.artifact='/nope/model.onnx'",
+            "--output",
+            "null://",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "instances.artifact: /nope/model.onnx does not exist" in out.stderr
 
 
 def test_wrong_kind_of_artifact_is_refused(tmp_path, artifacts):
     yolact, deeplab = artifacts
-    out = subprocess.run(segstream_cmd("run", "--pipeline", "instances", "--source", "synthetic://?frames=2",
-                                       "--set", f"instances.artifact='{deeplab}'", "--output", "null://"),
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        segstream_cmd(
+            "run",
+            "--pipeline",
+            "instances",
+            "--source",
+            "synthetic://?frames=2",
+            "--set",
+            f"instances.artifact='{deeplab}'",
+            "--output",
+            "null://",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert "expected a YOLACT instance artifact" in out.stderr

@@ -4,31 +4,45 @@ from __future__ import annotations
 
 import pytest
 
-from segstream.pipelines.tasks.families import (RUNTIME_FAMILIES, RuntimeFamily, _check_unique, family_of_model,
-                                                instance_families, runtime_family)
+from segstream.pipelines.tasks.families import (
+    RUNTIME_FAMILIES,
+    RuntimeFamily,
+    _check_unique,
+    family_of_model,
+    instance_families,
+    runtime_family,
+)
 from segstream.pipelines.tasks.maskrcnn import MaskRCNNRunner
 from segstream.pipelines.tasks.road import SemanticRunner
 from segstream.pipelines.tasks.yolact import YolactRunner
 
 
-@pytest.mark.parametrize("model, task, family", [
-    ("yolact", "instances", "yolact"),
-    ("yolact_tiny", None, "yolact"),
-    ("yolact_edge_mobilenetv2", "instances", "yolact"),  # YolactEdge
-    ("yolact_lite0", "instances", "yolact"),
-    ("maskrcnn", "instances", "maskrcnn"),
-    ("maskrcnn_resnet50_fpn_v2", None, "maskrcnn"),
-    ("deeplabv3plus_lite0", "semantic", "semantic"),  # the semantic family takes every semantic artifact
-    ("unet_tiny_binary", "semantic", "semantic"),
-])
+@pytest.mark.parametrize(
+    "model, task, family",
+    [
+        ("yolact", "instances", "yolact"),
+        ("yolact_tiny", None, "yolact"),
+        ("yolact_edge_mobilenetv2", "instances", "yolact"),  # YolactEdge
+        ("yolact_lite0", "instances", "yolact"),
+        ("maskrcnn", "instances", "maskrcnn"),
+        ("maskrcnn_resnet50_fpn_v2", None, "maskrcnn"),
+        ("deeplabv3plus_lite0", "semantic", "semantic"),  # the semantic family takes every semantic artifact
+        ("unet_tiny_binary", "semantic", "semantic"),
+    ],
+)
 def test_model_names_find_their_family(model, task, family):
     assert family_of_model(model, task).name == family
 
 
-@pytest.mark.parametrize("model, task", [
-    ("detr", "instances"), ("yolactx", "instances"), ("deeplab_tiny", "instances"),
-    ("deeplab_tiny", None),  # the semantic family has no prefixes: a semantic name is its only by the task
-])
+@pytest.mark.parametrize(
+    "model, task",
+    [
+        ("detr", "instances"),
+        ("yolactx", "instances"),
+        ("deeplab_tiny", "instances"),
+        ("deeplab_tiny", None),  # the semantic family has no prefixes: a semantic name is its only by the task
+    ],
+)
 def test_names_of_no_family_find_none(model, task):
     assert family_of_model(model, task) is None
 

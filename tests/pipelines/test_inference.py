@@ -21,8 +21,10 @@ def _double_model(path):
     y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, "h", "w"])
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    nodes = [helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=1),
-             helper.make_node("Mul", ["m", "two"], ["out"])]
+    nodes = [
+        helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=1),
+        helper.make_node("Mul", ["m", "two"], ["out"]),
+    ]
     graph = helper.make_graph(nodes, "double", [x], [y], initializer=[two, axes])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     onnx.save(model, path)
@@ -45,10 +47,12 @@ def test_two_model_branches_side_by_side(tmp_path):
     got = []
     steps = [
         FunctionStage("pre", lambda f: f),
-        Parallel({
-            "a": model_branch("a", OnnxRuntimeBackend(path, intra_op_threads=1), _pre, _post, infer_workers=2),
-            "b": model_branch("b", OnnxRuntimeBackend(path, intra_op_threads=1), _pre, _post),
-        }),
+        Parallel(
+            {
+                "a": model_branch("a", OnnxRuntimeBackend(path, intra_op_threads=1), _pre, _post, infer_workers=2),
+                "b": model_branch("b", OnnxRuntimeBackend(path, intra_op_threads=1), _pre, _post),
+            }
+        ),
     ]
     g = Graph(open_source("synthetic://?width=64&height=48&frames=20"), steps, [CallbackSink(got.append)])
     report = g.run(timeout=60)

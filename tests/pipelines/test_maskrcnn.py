@@ -107,8 +107,12 @@ def test_runner_reproduces_torchvision_forward(tiny, size_hw):
 def test_postprocess_threshold_top_k_and_labels():
     rng = np.random.default_rng(0)
     scores = np.array([0.9, 0.2, 0.7, 0.05, 0.5], np.float32)
-    outputs = {"boxes": np.array([[2, 2, 20, 30]] * 5, np.float32), "labels": np.array([1, 2, 3, 1, 2], np.int64),
-               "scores": scores, "mask_probs": rng.uniform(0, 1, (5, 28, 28)).astype(np.float32)}
+    outputs = {
+        "boxes": np.array([[2, 2, 20, 30]] * 5, np.float32),
+        "labels": np.array([1, 2, 3, 1, 2], np.int64),
+        "scores": scores,
+        "mask_probs": rng.uniform(0, 1, (5, 28, 28)).astype(np.float32),
+    }
     info = MaskRCNNFrameInfo(size_hw=(100, 200), input_size_hw=(50, 100))
     inst = MaskRCNNPostprocess(("a", "b", "c"), score_threshold=0.3, max_detections=2)(outputs, info)
     assert inst.scores.tolist() == pytest.approx([0.9, 0.7])
@@ -121,8 +125,9 @@ def test_postprocess_threshold_top_k_and_labels():
 def test_runner_refuses_another_model(tiny):
     from segstream.models.torch_backend import TorchBackend
 
-    meta = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a",), input_size_hw=(64, 64),
-                            mean=(0, 0, 0), std=(1, 1, 1))
+    meta = ArtifactMetadata(
+        model="yolact_tiny", task="instances", class_names=("a",), input_size_hw=(64, 64), mean=(0, 0, 0), std=(1, 1, 1)
+    )
     be = TorchBackend(torch.nn.Identity(), input_names=["image"], output_names=["boxes"], metadata=meta)
     with pytest.raises(ModelError, match="expected a Mask R-CNN instance artifact, found model 'yolact_tiny'"):
         MaskRCNNRunner(be)

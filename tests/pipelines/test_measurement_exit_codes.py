@@ -47,18 +47,42 @@ def _map(d):
 MEDICAL_OK = "?spacing=1&thickness=1&window=2000,4000"
 CASES = [
     # pipeline, source (made in d), model kind, extra args, code, message
-    ("medical", lambda d: f"stack://{_stack(d)}{MEDICAL_OK}", "instances", [], 2,
-     "holds an 'instances' model (handset); the medical pipeline needs a semantic model"),
-    ("satellite", lambda d: f"tiles://{_map(d)}?gsd=1", "instances", [], 2,
-     "holds an 'instances' model (handset); the satellite pipeline needs a semantic model"),
+    (
+        "medical",
+        lambda d: f"stack://{_stack(d)}{MEDICAL_OK}",
+        "instances",
+        [],
+        2,
+        "holds an 'instances' model (handset); the medical pipeline needs a semantic model",
+    ),
+    (
+        "satellite",
+        lambda d: f"tiles://{_map(d)}?gsd=1",
+        "instances",
+        [],
+        2,
+        "holds an 'instances' model (handset); the satellite pipeline needs a semantic model",
+    ),
     ("medical", lambda d: f"stack://{_stack(d)}{MEDICAL_OK}", "bare", [], 2, "holds no segstream metadata"),
     ("satellite", lambda d: f"tiles://{_map(d)}?gsd=1", "missing", [], 2, "missing.onnx does not exist"),
-    ("medical", lambda d: f"stack://{_stack(d, np.uint8)}?spacing=1&thickness=1&window=40,400", "semantic", [], 2,
-     "given for 8-bit slices"),
+    (
+        "medical",
+        lambda d: f"stack://{_stack(d, np.uint8)}?spacing=1&thickness=1&window=40,400",
+        "semantic",
+        [],
+        2,
+        "given for 8-bit slices",
+    ),
     ("medical", lambda d: f"stack://{_stack(d)}?thickness=1", "semantic", [], 2, "the pixel spacing is unknown"),
     ("satellite", lambda d: f"tiles://{_map(d)}", "semantic", [], 2, "the ground sampling distance is unknown"),
-    ("satellite", lambda d: f"tiles://{_map(d)}?gsd=1&tile=32x32&overlap=32", "semantic", [], 2,
-     "overlap 32 must be smaller than the tile"),
+    (
+        "satellite",
+        lambda d: f"tiles://{_map(d)}?gsd=1&tile=32x32&overlap=32",
+        "semantic",
+        [],
+        2,
+        "overlap 32 must be smaller than the tile",
+    ),
     ("medical", lambda d: str(_stack(d)), "semantic", [], 2, "the medical pipeline needs a slice stack"),
     ("satellite", lambda d: str(_map(d)), "semantic", [], 2, "the satellite pipeline needs a tiled image"),
     ("medical", lambda d: f"stack://{d}/nowhere{MEDICAL_OK}", "semantic", [], 1, "not a folder"),
@@ -66,13 +90,29 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("pipeline, source, model, extra, code, message", CASES,
-                         ids=[f"{c[0]}-{c[5][:40]}" for c in CASES])
+@pytest.mark.parametrize(
+    "pipeline, source, model, extra, code, message", CASES, ids=[f"{c[0]}-{c[5][:40]}" for c in CASES]
+)
 def test_exit_code_and_one_line(tmp_path, pipeline, source, model, extra, code, message):
-    out = subprocess.run(segstream_cmd("run", "--pipeline", pipeline, "--source", source(tmp_path), "--quiet",
-                                       "--output", str(tmp_path / "out" / "r.jsonl"),
-                                       "--set", f"{pipeline}.artifact='{_model(tmp_path, model)}'", *extra),
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        segstream_cmd(
+            "run",
+            "--pipeline",
+            pipeline,
+            "--source",
+            source(tmp_path),
+            "--quiet",
+            "--output",
+            str(tmp_path / "out" / "r.jsonl"),
+            "--set",
+            f"{pipeline}.artifact='{_model(tmp_path, model)}'",
+            *extra,
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == code, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("segstream: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in out.stderr, out.stderr

@@ -16,8 +16,13 @@ def _frame():
     masks[0, 10:30, 10:30] = True
     masks[1, 35:55, 40:70] = True
     f.results["instances"] = Instances(
-        np.array([[10, 10, 30, 30], [40, 35, 70, 55]], np.float32), np.array([0.9, 0.6], np.float32),
-        np.array([0, 1]), masks, np.array([5, 9]), ("person", "car"))
+        np.array([[10, 10, 30, 30], [40, 35, 70, 55]], np.float32),
+        np.array([0.9, 0.6], np.float32),
+        np.array([0, 1]),
+        masks,
+        np.array([5, 9]),
+        ("person", "car"),
+    )
     ids = np.zeros((60, 80), np.uint8)
     ids[40:, :] = 0
     ids[:40, :] = 10

@@ -19,11 +19,22 @@ def _shapes():
     h, w = 37, 53
     yield np.zeros((h, w), bool)
     yield np.ones((h, w), bool)
-    m = np.zeros((h, w), bool); m[0, 0] = True; yield m  # noqa: E702
-    m = np.zeros((h, w), bool); m[-1, -1] = True; yield m  # noqa: E702
-    m = np.zeros((h, w), bool); m[:, 10] = True; yield m  # noqa: E702  one full column
-    m = np.zeros((h, w), bool); m[5:30, 20:40] = True; m[10:20, 25:35] = False; yield m  # noqa: E702  ring
-    m = np.zeros((h, w), bool); m[:, -3:] = True; yield m  # noqa: E702  touching the right border
+    m = np.zeros((h, w), bool)
+    m[0, 0] = True
+    yield m  # noqa: E702
+    m = np.zeros((h, w), bool)
+    m[-1, -1] = True
+    yield m  # noqa: E702
+    m = np.zeros((h, w), bool)
+    m[:, 10] = True
+    yield m  # noqa: E702  one full column
+    m = np.zeros((h, w), bool)
+    m[5:30, 20:40] = True
+    m[10:20, 25:35] = False
+    yield m  # noqa: E702  ring
+    m = np.zeros((h, w), bool)
+    m[:, -3:] = True
+    yield m  # noqa: E702  touching the right border
     rng = np.random.default_rng(0)
     for _ in range(20):
         yield rng.random((h, w)) < rng.random()

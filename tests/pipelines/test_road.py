@@ -4,12 +4,23 @@ and the runner on a real ONNX Runtime backend."""
 import numpy as np
 import pytest
 
-from segstream.pipelines.tasks.road import (
-    CITYSCAPES_CLASSES, CITYSCAPES_PALETTE_BGR, EmaSmoother, FlickerMeter, LabelHysteresis, PreprocessInfo,
-    SemanticPostprocessor,
-    SemanticRunner, SemanticSettings, SizePolicy, drivable_mask, group_shares, labels_from_logits, preprocess_image,
-)
 from segstream.pipelines.tasks.results import SemanticMap
+from segstream.pipelines.tasks.road import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE_BGR,
+    EmaSmoother,
+    FlickerMeter,
+    LabelHysteresis,
+    PreprocessInfo,
+    SemanticPostprocessor,
+    SemanticRunner,
+    SemanticSettings,
+    SizePolicy,
+    drivable_mask,
+    group_shares,
+    labels_from_logits,
+    preprocess_image,
+)
 from segstream.stream.errors import ConfigError, ModelError
 
 R, S, K, C = 0, 1, 10, 13  # road, sidewalk, sky, car
@@ -18,16 +29,19 @@ R, S, K, C = 0, 1, 10, 13  # road, sidewalk, sky, car
 def test_cityscapes_palette_is_the_standard_one_in_bgr():
     assert CITYSCAPES_PALETTE_BGR.shape == (19, 3)
     assert tuple(CITYSCAPES_PALETTE_BGR[0]) == (128, 64, 128)  # road (symmetric)
-    assert tuple(CITYSCAPES_PALETTE_BGR[13]) == (142, 0, 0)    # car: RGB (0, 0, 142)
+    assert tuple(CITYSCAPES_PALETTE_BGR[13]) == (142, 0, 0)  # car: RGB (0, 0, 142)
     assert tuple(CITYSCAPES_PALETTE_BGR[11]) == (60, 20, 220)  # person: RGB (220, 20, 60)
 
 
-@pytest.mark.parametrize("policy, frame, want", [
-    (SizePolicy("native"), (540, 960), (540, 960)),
-    (SizePolicy("fixed", size_hw=(256, 512)), (540, 960), (256, 512)),
-    (SizePolicy("short_side", short_side=520), (540, 960), (520, 924)),
-    (SizePolicy("short_side", short_side=520), (1280, 720), (924, 520)),
-])
+@pytest.mark.parametrize(
+    "policy, frame, want",
+    [
+        (SizePolicy("native"), (540, 960), (540, 960)),
+        (SizePolicy("fixed", size_hw=(256, 512)), (540, 960), (256, 512)),
+        (SizePolicy("short_side", short_side=520), (540, 960), (520, 924)),
+        (SizePolicy("short_side", short_side=520), (1280, 720), (924, 520)),
+    ],
+)
 def test_size_policy(policy, frame, want):
     assert policy.model_size(frame) == want
     assert SizePolicy.from_dict(policy.to_dict()) == policy
@@ -64,9 +78,9 @@ def _scene():
     to the upper left behind a sidewalk strip."""
     m = np.full((12, 16), K, np.uint8)
     m[4:, :] = S
-    m[6:, 4:12] = R            # ego road, touches the bottom centre
-    m[8:10, 6:8] = C           # a car in the lane
-    m[4:6, 0:3] = R            # road across the sidewalk: not connected
+    m[6:, 4:12] = R  # ego road, touches the bottom centre
+    m[8:10, 6:8] = C  # a car in the lane
+    m[4:6, 0:3] = R  # road across the sidewalk: not connected
     return m
 
 
@@ -75,22 +89,24 @@ def test_drivable_mask_keeps_road_connected_to_bottom_centre():
     mask = drivable_mask(m)
     assert mask.dtype == bool and mask.shape == m.shape
     assert mask[11, 8] and mask[6, 4]
-    assert not mask[4:6, 0:3].any()        # the road patch behind the sidewalk
-    assert not mask[8:10, 6:8].any()       # the car is not free space
+    assert not mask[4:6, 0:3].any()  # the road patch behind the sidewalk
+    assert not mask[8:10, 6:8].any()  # the car is not free space
     assert mask.sum() == (m == R).sum() - 6
-    assert SemanticMap(m, CITYSCAPES_CLASSES, drivable_mask=mask).to_json_dict()["drivable_share"] == round(mask.mean(), 5)
+    assert SemanticMap(m, CITYSCAPES_CLASSES, drivable_mask=mask).to_json_dict()["drivable_share"] == round(
+        mask.mean(), 5
+    )
 
 
 def test_drivable_mask_empty_when_bottom_centre_is_not_road():
     m = _scene()
-    m[10:, 5:11] = C           # a car right in front covers the seed box
+    m[10:, 5:11] = C  # a car right in front covers the seed box
     assert not drivable_mask(m, seed_width=0.2).any()
     assert drivable_mask(m, seed_width=1.0).any()  # a wider seed box reaches the road beside it
 
 
 def test_drivable_mask_closing_bridges_a_lane_marking():
     m = np.full((10, 20), R, np.uint8)
-    m[:, 12] = 2               # a marking column labelled otherwise splits the road
+    m[:, 12] = 2  # a marking column labelled otherwise splits the road
     m[:3, :] = K
     left_only = drivable_mask(m, seed_width=0.05)  # the seed is column 9
     assert left_only[3:, :12].all() and not left_only[:, 12:].any()
@@ -116,15 +132,23 @@ def _noisy_sequence(n=20, noise=0.8, seed=0):
 
 
 def _settings(**kw):
-    return SemanticSettings(class_names=("road", "sidewalk", "sky"), palette_bgr=np.zeros((3, 3), np.uint8),
-                            mean=(0, 0, 0), std=(1, 1, 1), **kw)
+    return SemanticSettings(
+        class_names=("road", "sidewalk", "sky"),
+        palette_bgr=np.zeros((3, 3), np.uint8),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("smoothing", ["ema", "hysteresis"])
 def test_smoothing_reduces_flicker_without_losing_accuracy(smoothing):
     truth, seq = _noisy_sequence()
     info = PreprocessInfo(frame_hw=truth.shape, model_hw=truth.shape)
-    raw, smooth = SemanticPostprocessor(_settings()), SemanticPostprocessor(_settings(smoothing=smoothing, ema_alpha=0.3))
+    raw, smooth = (
+        SemanticPostprocessor(_settings()),
+        SemanticPostprocessor(_settings(smoothing=smoothing, ema_alpha=0.3)),
+    )
     acc_raw, acc_smooth = [], []
     for logits in seq:
         acc_raw.append((raw({"logits": logits}, info).class_ids == truth).mean())
@@ -174,16 +198,18 @@ def test_runner_on_onnxruntime_reads_its_settings_from_the_artifact(tmp_path):
     assert sem.class_ids.max() < 3 and sem.drivable_mask is not None
     np.testing.assert_array_equal(sem.palette_bgr, np.asarray(TINY_META.palette_bgr, np.uint8))
     direct = backend.run({"image": preprocess_image(img, size_hw=(32, 48), mean=TINY_META.mean, std=TINY_META.std)})
-    np.testing.assert_array_equal(SemanticRunner(backend, input_size_hw=(32, 48))(img).class_ids,
-                                  labels_from_logits(direct["logits"], (90, 120)))
+    np.testing.assert_array_equal(
+        SemanticRunner(backend, input_size_hw=(32, 48))(img).class_ids, labels_from_logits(direct["logits"], (90, 120))
+    )
     runner.close()
 
 
 def test_settings_refuse_an_instances_artifact():
     from segstream.stream.backends.base import ArtifactMetadata
 
-    meta = ArtifactMetadata(model="y", task="instances", class_names=("a",), input_size_hw=None,
-                            mean=(0, 0, 0), std=(1, 1, 1))
+    meta = ArtifactMetadata(
+        model="y", task="instances", class_names=("a",), input_size_hw=None, mean=(0, 0, 0), std=(1, 1, 1)
+    )
     with pytest.raises(ModelError, match="'instances' artifact where a 'semantic' one is needed"):
         SemanticSettings.from_metadata(meta)
 
@@ -191,8 +217,15 @@ def test_settings_refuse_an_instances_artifact():
 def test_settings_follow_a_fixed_size_artifact_and_refuse_another_size():
     from segstream.stream.backends.base import ArtifactMetadata
 
-    meta = ArtifactMetadata(model="m", task="semantic", class_names=("road", "sky"), input_size_hw=(64, 96),
-                            mean=(0, 0, 0), std=(1, 1, 1), extra={"size_policy": {"kind": "native"}})
+    meta = ArtifactMetadata(
+        model="m",
+        task="semantic",
+        class_names=("road", "sky"),
+        input_size_hw=(64, 96),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        extra={"size_policy": {"kind": "native"}},
+    )
     assert SemanticSettings.from_metadata(meta).size_policy == SizePolicy("fixed", size_hw=(64, 96))
     assert SemanticSettings.from_metadata(meta).palette_bgr.shape == (2, 3)
     with pytest.raises(ConfigError, match="takes 64x96 only, input size 128x192 asked for"):

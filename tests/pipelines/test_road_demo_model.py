@@ -16,7 +16,9 @@ def test_demo_artifact_segments_the_road_of_a_synthetic_720p_frame():
     from segstream.models.synthetic.scene import SceneConfig, generate_scene
 
     runner = SemanticRunner(OnnxRuntimeBackend(ARTIFACT, intra_op_threads=1), smoothing="ema")
-    assert runner.settings.size_policy == SizePolicy("fixed", size_hw=(360, 640))  # the export size (make export-models)
+    assert runner.settings.size_policy == SizePolicy(
+        "fixed", size_hw=(360, 640)
+    )  # the export size (make export-models)
     assert runner.settings.class_names[0] == "road" and len(runner.settings.class_names) == 19
     ious = []
     for seed in (1000, 1001, 1002):

@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from segstream.pipelines.tasks.areas import polygon_area
-from segstream.pipelines.tasks.road import SemanticRunner
 from segstream.pipelines.apps.satellite import StitchStage
+from segstream.pipelines.tasks.areas import polygon_area
+from segstream.pipelines.tasks.inference import model_branch
+from segstream.pipelines.tasks.road import SemanticRunner
 from segstream.pipelines.tasks.tiling import TileStitcher, predict_tiled
 from segstream.stream.backends import open_backend
 from segstream.stream.graph import Graph
 from segstream.stream.sinks import NullSink
 from segstream.stream.sources import open_source
-from segstream.pipelines.tasks.inference import model_branch
 from tests.conftest import ROOT, segstream_cmd
 from tests.pipelines.handset_models import PALETTE_BGR, border_model, context_model, threshold_model
 from tests.pipelines.scenes import rectangles_map
@@ -71,9 +71,11 @@ def test_stitcher_equals_predict_tiled_and_holds_one_band_of_rows():
     stitcher = TileStitcher((230, 170), (64, 64), 16, 3)
     bands = []
     for t in stitcher.tiles:
-        stitcher.add(t, scores[:, t.y0:t.y1, t.x0:t.x1])
+        stitcher.add(t, scores[:, t.y0 : t.y1, t.x0 : t.x1])
         bands.append(stitcher._acc.shape[1])
-    want = np.argmax(predict_tiled(scores.transpose(1, 2, 0), lambda tile: tile.transpose(2, 0, 1), (64, 64), 16), axis=0)
+    want = np.argmax(
+        predict_tiled(scores.transpose(1, 2, 0), lambda tile: tile.transpose(2, 0, 1), (64, 64), 16), axis=0
+    )
     assert np.array_equal(stitcher.class_ids, want)
     assert max(bands) <= 64 and stitcher.rows_done == 230
     with pytest.raises(ValueError, match="tiles must arrive in grid order"):
@@ -87,8 +89,18 @@ def _run(*args):
 def test_areas_in_square_metres_polygons_and_map_through_the_cli(tmp_path):
     counts = rectangles_map(tmp_path / "m.png")
     model = threshold_model(str(tmp_path / "t.onnx"), thresholds=(60, 180), class_names=NAMES)
-    out = _run("run", "--pipeline", "satellite", "--source", f"tiles://{tmp_path}/m.png?tile=128x128&overlap=24&gsd=0.5",
-               "--output", str(tmp_path / "out" / "tiles.jsonl"), "--quiet", "--set", f"satellite.artifact='{model}'")
+    out = _run(
+        "run",
+        "--pipeline",
+        "satellite",
+        "--source",
+        f"tiles://{tmp_path}/m.png?tile=128x128&overlap=24&gsd=0.5",
+        "--output",
+        str(tmp_path / "out" / "tiles.jsonl"),
+        "--quiet",
+        "--set",
+        f"satellite.artifact='{model}'",
+    )
     assert out.returncode == 0, out.stderr
     res = tmp_path / "out"
     summary = json.loads((res / "summary.json").read_text())
@@ -117,25 +129,41 @@ def test_map_coordinates_from_a_geotransform(tmp_path):
 
     ids = np.zeros((40, 60), np.uint8)
     ids[10:20, 5:25] = 1
-    geo = class_geojson(ids, ("background", "field"), geotransform=(500000.0, 0.5, 0.0, 4000000.0, 0.0, -0.5), skip=(0,))
+    geo = class_geojson(
+        ids, ("background", "field"), geotransform=(500000.0, 0.5, 0.0, 4000000.0, 0.0, -0.5), skip=(0,)
+    )
     ring = np.asarray(geo["features"][0]["geometry"]["coordinates"][0])
     assert ring[:, 0].min() == 500002.5 and ring[:, 0].max() == 500012.5
     assert ring[:, 1].max() == 3999995.0 and ring[:, 1].min() == 3999990.0
     assert polygon_area(ring[:-1]) == 200 * 0.25
 
 
-@pytest.mark.parametrize("source, extra, code, message", [
-    ("tiles://{d}/m.png", [], 2, "the ground sampling distance is unknown"),
-    ("{d}/m.png", ["--set", "satellite.gsd_m=0.5"], 2, "the satellite pipeline needs a tiled image"),
-    ("tiles://{d}/missing.png?gsd=1", [], 1, "missing.png: no such image"),
-    ("tiles://{d}/m.png?gsd=1&tile=16x16&overlap=16", [], 2, "overlap 16 must be smaller than the tile"),
-    ("tiles://{d}/m.png?gsd=1&tile=8x8", [], 2, "m.png?gsd=1&tile=8x8: tile must be at least 16x16"),
-])
+@pytest.mark.parametrize(
+    "source, extra, code, message",
+    [
+        ("tiles://{d}/m.png", [], 2, "the ground sampling distance is unknown"),
+        ("{d}/m.png", ["--set", "satellite.gsd_m=0.5"], 2, "the satellite pipeline needs a tiled image"),
+        ("tiles://{d}/missing.png?gsd=1", [], 1, "missing.png: no such image"),
+        ("tiles://{d}/m.png?gsd=1&tile=16x16&overlap=16", [], 2, "overlap 16 must be smaller than the tile"),
+        ("tiles://{d}/m.png?gsd=1&tile=8x8", [], 2, "m.png?gsd=1&tile=8x8: tile must be at least 16x16"),
+    ],
+)
 def test_bad_input_gives_one_line_and_its_exit_code(tmp_path, source, extra, code, message):
     cv2.imwrite(str(tmp_path / "m.png"), np.full((40, 50, 3), 30, np.uint8))
     model = threshold_model(str(tmp_path / "t.onnx"), thresholds=(60, 180), class_names=NAMES)
-    out = _run("run", "--pipeline", "satellite", "--source", source.format(d=tmp_path), "--quiet",
-               "--output", str(tmp_path / "out" / "r.jsonl"), "--set", f"satellite.artifact='{model}'", *extra)
+    out = _run(
+        "run",
+        "--pipeline",
+        "satellite",
+        "--source",
+        source.format(d=tmp_path),
+        "--quiet",
+        "--output",
+        str(tmp_path / "out" / "r.jsonl"),
+        "--set",
+        f"satellite.artifact='{model}'",
+        *extra,
+    )
     assert out.returncode == code, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("segstream: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in out.stderr
@@ -143,14 +171,34 @@ def test_bad_input_gives_one_line_and_its_exit_code(tmp_path, source, extra, cod
 
 def test_nowhere_to_write_the_map_is_a_config_error(tmp_path):
     model = threshold_model(str(tmp_path / "t.onnx"), class_names=("background", "field"))
-    out = _run("run", "--pipeline", "satellite", "--source", "synthetic://?frames=1", "--output", "null://",
-               "--set", f"satellite.artifact='{model}'")
+    out = _run(
+        "run",
+        "--pipeline",
+        "satellite",
+        "--source",
+        "synthetic://?frames=1",
+        "--output",
+        "null://",
+        "--set",
+        f"satellite.artifact='{model}'",
+    )
     assert out.returncode == 2 and "set satellite.results_dir or give a file or folder --output" in out.stderr
 
 
 def _satellite(tmp_path, source: str, model: str, *extra, output: str = "out/tiles.jsonl"):
-    return _run("run", "--pipeline", "satellite", "--source", source, "--output", str(tmp_path / output), "--quiet",
-                "--set", f"satellite.artifact='{model}'", *extra)
+    return _run(
+        "run",
+        "--pipeline",
+        "satellite",
+        "--source",
+        source,
+        "--output",
+        str(tmp_path / output),
+        "--quiet",
+        "--set",
+        f"satellite.artifact='{model}'",
+        *extra,
+    )
 
 
 def test_a_position_dependent_model_leaves_seams_unless_the_overlap_is_wide_enough(tmp_path):
@@ -229,8 +277,14 @@ def test_generated_map_measures_as_its_ground_truth_with_the_printed_command(tmp
     truth = json.loads((tmp_path / "map" / "ground_truth.json").read_text())
     command = next(line.strip() for line in gen.stdout.splitlines() if line.strip().startswith("segstream run"))
     assert command == truth["command"]
-    run = subprocess.run(command.replace("segstream", " ".join(segstream_cmd()), 1), shell=True, cwd=ROOT,
-                         capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        command.replace("segstream", " ".join(segstream_cmd()), 1),
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr
     res = tmp_path / "map" / "run"
     summary = json.loads((res / "summary.json").read_text())
@@ -242,7 +296,11 @@ def test_generated_map_measures_as_its_ground_truth_with_the_printed_command(tmp
     for f in geo["features"]:
         exterior, *holes = f["geometry"]["coordinates"]
         assert _shoelace(exterior) + sum(_shoelace(h) for h in holes) == f["properties"]["area_px"]
-        per_class[f["properties"]["class_name"]] = per_class.get(f["properties"]["class_name"], 0) + f["properties"]["area_m2"]
+        per_class[f["properties"]["class_name"]] = (
+            per_class.get(f["properties"]["class_name"], 0) + f["properties"]["area_m2"]
+        )
     assert {k: float(f"{v:.10g}") for k, v in per_class.items()} == truth["areas_m2"]  # the totals match summary.json
     assert len(geo["features"]) == len(truth["regions"])
-    assert sum(len(f["geometry"]["coordinates"]) - 1 for f in geo["features"]) == sum(r["holes"] for r in truth["regions"])
+    assert sum(len(f["geometry"]["coordinates"]) - 1 for f in geo["features"]) == sum(
+        r["holes"] for r in truth["regions"]
+    )

@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from segstream.pipelines.tasks.results import Instances, SemanticMap
-from segstream.pipelines.tasks.schedule import (SCHEDULE_KEY, CarryStage, ModelScheduler, MotionField, ScheduledStage, ScheduleStage,
-                                warp_instances, warp_semantic)
+from segstream.pipelines.tasks.schedule import (
+    SCHEDULE_KEY,
+    CarryStage,
+    ModelScheduler,
+    MotionField,
+    ScheduledStage,
+    ScheduleStage,
+    warp_instances,
+    warp_semantic,
+)
 from segstream.stream.frame import Frame
 from segstream.stream.graph import FunctionStage, Graph, GraphSettings, Parallel
 from segstream.stream.sinks import CallbackSink, JsonlSink
@@ -37,9 +45,9 @@ def _scene(t, step=5):
     background; returns the image and the object's true mask."""
     img = _background()
     x = 40 + step * t
-    img[60:100, x:x + 60] = _object_texture(40, 60)
+    img[60:100, x : x + 60] = _object_texture(40, 60)
     mask = np.zeros((H, W), bool)
-    mask[60:100, x:x + 60] = True
+    mask[60:100, x : x + 60] = True
     return img, mask
 
 
@@ -50,8 +58,13 @@ def _iou(a, b):
 def _instances(t, track_id=7):
     _, mask = _scene(t)
     x = 40 + 5 * t
-    return Instances(np.array([[x, 60, x + 60, 100]], np.float32), np.array([0.9], np.float32), np.array([0]),
-                     mask[None], track_ids=np.array([track_id]))
+    return Instances(
+        np.array([[x, 60, x + 60, 100]], np.float32),
+        np.array([0.9], np.float32),
+        np.array([0]),
+        mask[None],
+        track_ids=np.array([track_id]),
+    )
 
 
 def test_a_new_object_is_carried_by_optical_flow():
@@ -92,19 +105,23 @@ def test_carried_class_map_follows_the_camera_motion():
     """A camera panning 4 px per frame over a textured scene: the class map and the drivable area
     carried 3 frames follow the pan."""
     rng = np.random.default_rng(5)
-    world = cv2.resize(rng.integers(0, 255, (H // 10, (W + 60) // 10, 3), dtype=np.uint8), (W + 60, H),
-                       interpolation=cv2.INTER_CUBIC)
+    world = cv2.resize(
+        rng.integers(0, 255, (H // 10, (W + 60) // 10, 3), dtype=np.uint8), (W + 60, H), interpolation=cv2.INTER_CUBIC
+    )
     labels = np.zeros((H, W + 60), np.uint8)
     labels[:, 150:230] = 13  # a class region (a building) in the world
     labels[120:, :] = 0
 
     def view(t):
-        return np.ascontiguousarray(world[:, 40 - 4 * t:40 - 4 * t + W]), labels[:, 40 - 4 * t:40 - 4 * t + W] == 13
+        return np.ascontiguousarray(world[:, 40 - 4 * t : 40 - 4 * t + W]), labels[:, 40 - 4 * t : 40 - 4 * t + W] == 13
 
     motion = MotionField(width=160)
     img0, region0 = view(0)
-    sem0 = SemanticMap(class_ids=region0.astype(np.uint8) * 13, class_names=tuple(str(i) for i in range(19)),
-                       drivable_mask=region0.copy())
+    sem0 = SemanticMap(
+        class_ids=region0.astype(np.uint8) * 13,
+        class_names=tuple(str(i) for i in range(19)),
+        drivable_mask=region0.copy(),
+    )
     img3, truth = view(3)
     for backward in (False, True):
         g0, g3 = motion.grey(img0), motion.grey(img3)
@@ -139,8 +156,12 @@ def test_scheduler_runs_models_in_staggered_phases_and_adapts_to_costs():
 
 def _fake_instances(frame):
     img = frame.image_bgr
-    frame.results["instances"] = Instances(np.array([[1, 1, 9, 9]], np.float32), np.array([0.9], np.float32),
-                                           np.array([0]), np.zeros((1, *img.shape[:2]), bool))
+    frame.results["instances"] = Instances(
+        np.array([[1, 1, 9, 9]], np.float32),
+        np.array([0.9], np.float32),
+        np.array([0]),
+        np.zeros((1, *img.shape[:2]), bool),
+    )
     return frame
 
 
@@ -151,13 +172,18 @@ def _fake_semantic(frame):
 
 def test_a_scheduled_run_marks_carried_results_with_their_age(tmp_path):
     scheduler = ModelScheduler(["instances", "semantic"], fixed={"instances": 2, "semantic": 3})
-    branches = {"instances": [ScheduledStage(FunctionStage("instances.post", _fake_instances), "instances", scheduler)],
-                "semantic": [ScheduledStage(FunctionStage("semantic.post", _fake_semantic), "semantic", scheduler)]}
+    branches = {
+        "instances": [ScheduledStage(FunctionStage("instances.post", _fake_instances), "instances", scheduler)],
+        "semantic": [ScheduledStage(FunctionStage("semantic.post", _fake_semantic), "semantic", scheduler)],
+    }
     frames = []
     jsonl = tmp_path / "r.jsonl"
-    g = Graph(open_source("synthetic://?width=64&height=48&frames=12"),
-              [ScheduleStage(scheduler), Parallel(branches), CarryStage(flow_width=32)],
-              [CallbackSink(frames.append), JsonlSink(str(jsonl))], GraphSettings(max_in_flight=3))
+    g = Graph(
+        open_source("synthetic://?width=64&height=48&frames=12"),
+        [ScheduleStage(scheduler), Parallel(branches), CarryStage(flow_width=32)],
+        [CallbackSink(frames.append), JsonlSink(str(jsonl))],
+        GraphSettings(max_in_flight=3),
+    )
     report = g.run(timeout=60)
     assert report.error is None
     assert [f.seq for f in frames] == list(range(12))

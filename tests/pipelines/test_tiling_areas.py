@@ -5,13 +5,15 @@ from segstream.pipelines.tasks.areas import class_areas, class_geojson, series_v
 from segstream.pipelines.tasks.tiling import blend_window, predict_tiled, tile_grid
 
 
-@pytest.mark.parametrize("size, tile, overlap", [((100, 100), (32, 32), 8), ((70, 300), (64, 64), 16), ((20, 20), (64, 64), 4)])
+@pytest.mark.parametrize(
+    "size, tile, overlap", [((100, 100), (32, 32), 8), ((70, 300), (64, 64), 16), ((20, 20), (64, 64), 4)]
+)
 def test_tile_grid_covers_the_image_with_full_tiles(size, tile, overlap):
     tiles = tile_grid(size, tile, overlap)
     cover = np.zeros(size, int)
     for t in tiles:
         assert t.y1 - t.y0 == min(tile[0], size[0]) and t.x1 - t.x0 == min(tile[1], size[1])
-        cover[t.y0:t.y1, t.x0:t.x1] += 1
+        cover[t.y0 : t.y1, t.x0 : t.x1] += 1
     assert cover.min() >= 1
 
 

@@ -38,7 +38,7 @@ def _scene(t, size=(120, 200)):
         y = 40 + (gid - 1) * 12
         box = np.array([x, y, x + 24, y + 30], np.float32)
         m = np.zeros(size, bool)
-        m[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = True
+        m[int(box[1]) : int(box[3]), int(box[0]) : int(box[2])] = True
         boxes.append(box)
         masks.append(m)
         gt.append(gid)

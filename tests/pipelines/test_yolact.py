@@ -10,18 +10,28 @@ import cv2
 import numpy as np
 import pytest
 
-from segstream.pipelines.tasks.yolact import (YolactFrameInfo, YolactPostprocess, YolactPreprocess, box_iou_batched, decode_boxes,
-                              fast_nms, make_priors)
+from segstream.pipelines.tasks.yolact import (
+    YolactFrameInfo,
+    YolactPostprocess,
+    YolactPreprocess,
+    box_iou_batched,
+    decode_boxes,
+    fast_nms,
+    make_priors,
+)
 from tests.conftest import ROOT
 
 SCALES = [[24], [48], [96], [192], [384]]
 ARS = [[1, 0.5, 2]] * 5
 
 
-@pytest.mark.parametrize("sizes, max_size, count", [
-    ([69, 35, 18, 9, 5], 550, 19248),
-    ([88, 44, 22, 11, 6], 700, 30963),
-])
+@pytest.mark.parametrize(
+    "sizes, max_size, count",
+    [
+        ([69, 35, 18, 9, 5], 550, 19248),
+        ([88, 44, 22, 11, 6], 700, 30963),
+    ],
+)
 def test_prior_counts(sizes, max_size, count):
     scales = [[int(s[0] / 550 * max_size)] for s in SCALES]
     pri = make_priors([(s, s) for s in sizes], scales, ARS, max_size)
@@ -38,7 +48,7 @@ def test_priors_match_the_official_values():
     # Row-major order: the 4th prior is cell (row 0, col 1).
     np.testing.assert_allclose(pri[3, :2], [1.5 / 69, 0.5 / 69], rtol=1e-6)
     # Last level starts after 6391 cells of the first four levels.
-    np.testing.assert_allclose(pri[(69 ** 2 + 35 ** 2 + 18 ** 2 + 9 ** 2) * 3, :3], [0.1, 0.1, 384 / 550], rtol=1e-5)
+    np.testing.assert_allclose(pri[(69**2 + 35**2 + 18**2 + 9**2) * 3, :3], [0.1, 0.1, 384 / 550], rtol=1e-5)
     without_bug = make_priors([(5, 5)], [[384]], [[1, 0.5, 2]], 550, square_anchors=False)
     np.testing.assert_allclose(without_bug[1, 3], 384 / np.sqrt(0.5) / 550, rtol=1e-5)
 
@@ -90,9 +100,16 @@ def random_outputs(rng, n, num_classes, k=4, objects=6, spread=0.05):
     return boxes, scores, coeffs
 
 
-@pytest.mark.parametrize("seed, n, num_classes, top_k, max_det", [
-    (0, 60, 3, 200, 100), (1, 150, 5, 20, 100), (2, 300, 4, 200, 15), (3, 40, 2, 10, 5), (4, 500, 6, 200, 100),
-])
+@pytest.mark.parametrize(
+    "seed, n, num_classes, top_k, max_det",
+    [
+        (0, 60, 3, 200, 100),
+        (1, 150, 5, 20, 100),
+        (2, 300, 4, 200, 15),
+        (3, 40, 2, 10, 5),
+        (4, 500, 6, 200, 100),
+    ],
+)
 def test_fast_nms_equals_brute_force(seed, n, num_classes, top_k, max_det):
     rng = np.random.default_rng(seed)
     boxes, scores, coeffs = random_outputs(rng, n, num_classes)
@@ -184,8 +201,9 @@ def constant_artifact(path, outputs: dict, meta_json: str):
     for name, arr in outputs.items():
         nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr, name + "_value")))
         outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(arr.shape)))
-    graph = helper.make_graph(nodes, "constant_yolact",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])], outs)
+    graph = helper.make_graph(
+        nodes, "constant_yolact", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])], outs
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     entry = model.metadata_props.add()
@@ -202,8 +220,15 @@ def test_runner_reads_its_settings_from_the_artifact(tmp_path):
     boxes, scores, coeffs = random_outputs(rng, 80, 2, k=4)
     protos = np.maximum(rng.normal(0, 2, (1, 16, 16, 4)), 0).astype(np.float32)
     outs = {"boxes": boxes[None], "scores": scores[None], "coeffs": coeffs[None], "protos": protos}
-    meta = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a", "b"), input_size_hw=(64, 64),
-                            mean=(0, 0, 0), std=(1, 1, 1), extra={"nms": {"top_k": 5, "max_detections": 3}})
+    meta = ArtifactMetadata(
+        model="yolact_tiny",
+        task="instances",
+        class_names=("a", "b"),
+        input_size_hw=(64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        extra={"nms": {"top_k": 5, "max_detections": 3}},
+    )
     path = constant_artifact(str(tmp_path / "c.onnx"), outs, meta.to_json())
     runner = YolactRunner(OnnxRuntimeBackend(path))
     frame = np.zeros((48, 80, 3), np.uint8)
@@ -222,13 +247,20 @@ def test_runner_refuses_other_artifacts(tmp_path):
     from segstream.stream.errors import ModelError
 
     one = {"boxes": np.zeros((1, 1, 4), np.float32)}
-    sem = ArtifactMetadata(model="deeplab_tiny", task="semantic", class_names=("road",), input_size_hw=(64, 64),
-                           mean=(0, 0, 0), std=(1, 1, 1))
+    sem = ArtifactMetadata(
+        model="deeplab_tiny",
+        task="semantic",
+        class_names=("road",),
+        input_size_hw=(64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
     path = constant_artifact(str(tmp_path / "s.onnx"), one, sem.to_json())
     with pytest.raises(ModelError, match="expected a YOLACT instance artifact, found model 'deeplab_tiny'"):
         YolactRunner(OnnxRuntimeBackend(path))
-    inst = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a",), input_size_hw=(64, 64),
-                            mean=(0, 0, 0), std=(1, 1, 1))
+    inst = ArtifactMetadata(
+        model="yolact_tiny", task="instances", class_names=("a",), input_size_hw=(64, 64), mean=(0, 0, 0), std=(1, 1, 1)
+    )
     path = constant_artifact(str(tmp_path / "i.onnx"), one, inst.to_json())
     with pytest.raises(ModelError, match="expected inputs"):
         YolactRunner(OnnxRuntimeBackend(path))

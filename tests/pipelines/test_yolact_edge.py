@@ -37,7 +37,9 @@ def brute_force_standard_nms(boxes, scores, conf_thresh=0.05, iou_thresh=0.5, ma
 
     kept = []
     for c in range(scores.shape[1] - 1):
-        ranked = sorted((p for p in range(len(boxes)) if scores[p, c + 1] > conf_thresh), key=lambda p: -scores[p, c + 1])
+        ranked = sorted(
+            (p for p in range(len(boxes)) if scores[p, c + 1] > conf_thresh), key=lambda p: -scores[p, c + 1]
+        )
         mine = []
         for p in ranked:
             if all(iou(q, p) < f32(iou_thresh) for q in mine):
@@ -47,10 +49,17 @@ def brute_force_standard_nms(boxes, scores, conf_thresh=0.05, iou_thresh=0.5, ma
     return kept[:max_det]
 
 
-@pytest.mark.parametrize("seed, n, num_classes, max_det, scale", [
-    (0, 60, 3, 100, 550), (1, 150, 5, 100, 550), (2, 300, 4, 15, 550), (3, 40, 2, 5, 160), (4, 500, 6, 100, 550),
-    (5, 700, 3, 30, 550),
-])
+@pytest.mark.parametrize(
+    "seed, n, num_classes, max_det, scale",
+    [
+        (0, 60, 3, 100, 550),
+        (1, 150, 5, 100, 550),
+        (2, 300, 4, 15, 550),
+        (3, 40, 2, 5, 160),
+        (4, 500, 6, 100, 550),
+        (5, 700, 3, 30, 550),
+    ],
+)
 def test_standard_nms_equals_brute_force(seed, n, num_classes, max_det, scale):
     rng = np.random.default_rng(seed)
     boxes, scores, coeffs = random_outputs(rng, n, num_classes)
@@ -69,7 +78,7 @@ def test_standard_nms_stops_early_without_changing_the_result():
     rng = np.random.default_rng(11)
     boxes, scores, coeffs = random_outputs(rng, 3000, 8, objects=40, spread=0.1)
     top = standard_nms(boxes, scores, coeffs, max_detections=100)
-    everything = standard_nms(boxes, scores, coeffs, max_detections=10 ** 6)
+    everything = standard_nms(boxes, scores, coeffs, max_detections=10**6)
     assert len(everything.scores) > 100
     np.testing.assert_array_equal(top.labels, everything.labels[:100])
     np.testing.assert_array_equal(top.scores, everything.scores[:100])
@@ -150,10 +159,24 @@ def test_runner_follows_the_nms_the_artifact_names(tmp_path):
     outs = {"boxes": boxes[None], "scores": scores[None], "coeffs": coeffs[None], "protos": protos}
     frame = np.zeros((48, 80, 3), np.uint8)
     info = YolactFrameInfo((48, 80), (64, 64))
-    nms = {"method": "standard", "conf_thresh": 0.05, "iou_thresh": 0.5, "top_k": 200, "max_detections": 100,
-           "mask_threshold": 0.5, "pixel_scale": 64.0}
-    meta = ArtifactMetadata(model="yolact_edge_mobilenetv2", task="instances", class_names=("a", "b", "c"),
-                            input_size_hw=(64, 64), mean=(0, 0, 0), std=(1, 1, 1), extra={"nms": nms})
+    nms = {
+        "method": "standard",
+        "conf_thresh": 0.05,
+        "iou_thresh": 0.5,
+        "top_k": 200,
+        "max_detections": 100,
+        "mask_threshold": 0.5,
+        "pixel_scale": 64.0,
+    }
+    meta = ArtifactMetadata(
+        model="yolact_edge_mobilenetv2",
+        task="instances",
+        class_names=("a", "b", "c"),
+        input_size_hw=(64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        extra={"nms": nms},
+    )
     runner = YolactRunner(OnnxRuntimeBackend(constant_artifact(str(tmp_path / "e.onnx"), outs, meta.to_json())))
     assert runner.postprocess.nms_method == "standard"
     inst = runner(frame)
@@ -165,16 +188,28 @@ def test_runner_follows_the_nms_the_artifact_names(tmp_path):
     fast = YolactPostprocess(("a", "b", "c"))(outs, info)
     assert fast.scores.tolist() != inst.scores.tolist()  # the two NMS differ on these outputs
     # YOLACT artifacts name no method: Fast NMS; an override switches it.
-    meta_fast = ArtifactMetadata(model="yolact_tiny", task="instances", class_names=("a", "b", "c"),
-                                 input_size_hw=(64, 64), mean=(0, 0, 0), std=(1, 1, 1))
+    meta_fast = ArtifactMetadata(
+        model="yolact_tiny",
+        task="instances",
+        class_names=("a", "b", "c"),
+        input_size_hw=(64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
     path = constant_artifact(str(tmp_path / "f.onnx"), outs, meta_fast.to_json())
     assert YolactRunner(OnnxRuntimeBackend(path)).postprocess.nms_method == "fast"
     switched = YolactRunner(OnnxRuntimeBackend(path), nms_method="standard")
     assert switched.postprocess.pixel_scale == 64.0  # the artifact's input size
     np.testing.assert_array_equal(switched(frame).scores, inst.scores)
-    meta_bad = ArtifactMetadata(model="yolact_edge", task="instances", class_names=("a", "b", "c"),
-                                input_size_hw=(64, 64), mean=(0, 0, 0), std=(1, 1, 1),
-                                extra={"nms": {"method": "soft"}})
+    meta_bad = ArtifactMetadata(
+        model="yolact_edge",
+        task="instances",
+        class_names=("a", "b", "c"),
+        input_size_hw=(64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        extra={"nms": {"method": "soft"}},
+    )
     path = constant_artifact(str(tmp_path / "b.onnx"), outs, meta_bad.to_json())
     with pytest.raises(ModelError, match="NMS method 'soft' is not known here; expected one of fast, standard"):
         YolactRunner(OnnxRuntimeBackend(path))
@@ -190,15 +225,38 @@ def test_dashcam_pipeline_runs_a_yolactedge_artifact(tmp_path):
 
     cfg = small_config("yolact_edge_mobilenetv2", 160)
     edge = export_yolact_onnx(net=lively(Yolact(cfg), seed=0), out_path=str(tmp_path / "edge.onnx"))
-    deeplab = export_semantic(model="deeplab_tiny", weights=None, out_path=str(tmp_path / "deeplab.onnx"),
-                              trace_size_hw=(128, 224))
+    deeplab = export_semantic(
+        model="deeplab_tiny", weights=None, out_path=str(tmp_path / "deeplab.onnx"), trace_size_hw=(128, 224)
+    )
     video, jsonl, metrics = tmp_path / "o.mp4", tmp_path / "r.jsonl", tmp_path / "m.json"
-    out = subprocess.run(segstream_cmd(
-        "run", "--pipeline", "dashcam", "--source", "synthetic://?width=320&height=180&frames=6",
-        "--set", f"instances.artifact='{edge}'", "--set", f"semantic.artifact='{deeplab}'",
-        "--set", "semantic.input_size=[96,160]", "--set", "instances.score_threshold=0.2",
-        "--output", str(video), "--output", str(jsonl), "--metrics-json", str(metrics), "--quiet"),
-        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        segstream_cmd(
+            "run",
+            "--pipeline",
+            "dashcam",
+            "--source",
+            "synthetic://?width=320&height=180&frames=6",
+            "--set",
+            f"instances.artifact='{edge}'",
+            "--set",
+            f"semantic.artifact='{deeplab}'",
+            "--set",
+            "semantic.input_size=[96,160]",
+            "--set",
+            "instances.score_threshold=0.2",
+            "--output",
+            str(video),
+            "--output",
+            str(jsonl),
+            "--metrics-json",
+            str(metrics),
+            "--quiet",
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr
     assert count_video_frames(str(video)) == 6
     records = [json.loads(x) for x in jsonl.read_text().splitlines()]

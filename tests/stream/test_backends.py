@@ -79,9 +79,16 @@ def test_missing_cuda_provider_with_fallback_runs_on_cpu_and_says_so(tiny_onnx, 
 
 
 def test_tensorrt_provider_options_are_passed_through():
-    name, opts = provider_entry("TensorrtExecutionProvider", device_id=1, trt_fp16=True, trt_engine_cache_path="/tmp/trt")
+    name, opts = provider_entry(
+        "TensorrtExecutionProvider", device_id=1, trt_fp16=True, trt_engine_cache_path="/tmp/trt"
+    )
     assert name == "TensorrtExecutionProvider"
-    assert opts == {"device_id": 1, "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": "/tmp/trt"}
+    assert opts == {
+        "device_id": 1,
+        "trt_fp16_enable": True,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": "/tmp/trt",
+    }
     assert provider_entry("CUDAExecutionProvider", device_id=2) == ("CUDAExecutionProvider", {"device_id": 2})
     assert provider_entry("CPUExecutionProvider") == "CPUExecutionProvider"
 
@@ -89,8 +96,8 @@ def test_tensorrt_provider_options_are_passed_through():
 @pytest.mark.parametrize(
     "inputs, outputs",
     [
-        (["input"], ["logits"]),           # wrong input name
-        (["image", "mask"], ["logits"]),   # an input the artifact lacks
+        (["input"], ["logits"]),  # wrong input name
+        (["image", "mask"], ["logits"]),  # an input the artifact lacks
         (["image"], ["logits", "boxes"]),  # an output the artifact lacks
     ],
 )

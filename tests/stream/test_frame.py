@@ -11,12 +11,15 @@ def _frame(img=None):
     return Frame(source_id="s", seq=3, pts_s=0.1, capture_ns=1, image_bgr=img)
 
 
-@pytest.mark.parametrize("img, message", [
-    (np.zeros((4, 6), np.uint8), "expected (H, W, 3) uint8"),
-    (np.zeros((4, 6, 4), np.uint8), "expected (H, W, 3) uint8"),
-    (np.zeros((4, 6, 3), np.float32), "expected (H, W, 3) uint8"),
-    (np.zeros((0, 6, 3), np.uint8), "non-empty"),
-])
+@pytest.mark.parametrize(
+    "img, message",
+    [
+        (np.zeros((4, 6), np.uint8), "expected (H, W, 3) uint8"),
+        (np.zeros((4, 6, 4), np.uint8), "expected (H, W, 3) uint8"),
+        (np.zeros((4, 6, 3), np.float32), "expected (H, W, 3) uint8"),
+        (np.zeros((0, 6, 3), np.uint8), "non-empty"),
+    ],
+)
 def test_frame_rejects_bad_images(img, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         _frame(img)

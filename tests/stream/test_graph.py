@@ -77,8 +77,12 @@ def test_live_source_faster_than_slow_stage_keeps_latency_bounded_and_counts_dro
     stage_s, fps = 0.05, 100.0
     collect = Collect()
     src = open_source(f"synthetic://?width=64&height=48&fps={fps:g}&frames=300&live=1")
-    g = Graph(src, [FunctionStage("slow", lambda f: (time.sleep(stage_s), f)[1])], [collect],
-              GraphSettings(queue_size=4, max_in_flight=1))
+    g = Graph(
+        src,
+        [FunctionStage("slow", lambda f: (time.sleep(stage_s), f)[1])],
+        [collect],
+        GraphSettings(queue_size=4, max_in_flight=1),
+    )
     report = g.run(timeout=30)
     m = report.metrics
     assert report.error is None
@@ -97,10 +101,14 @@ def test_live_latency_does_not_grow():
     lat = []
     src = open_source("synthetic://?width=64&height=48&fps=200&frames=400&live=1")
     sink = CallbackSink(lambda f: lat.append(f.age_ms()))
-    g = Graph(src, [FunctionStage("slow", lambda f: (time.sleep(stage_s), f)[1])], [sink],
-              GraphSettings(queue_size=8, max_in_flight=2))
+    g = Graph(
+        src,
+        [FunctionStage("slow", lambda f: (time.sleep(stage_s), f)[1])],
+        [sink],
+        GraphSettings(queue_size=8, max_in_flight=2),
+    )
     g.run(timeout=30)
-    first, last = np.median(lat[: len(lat) // 3]), np.median(lat[-len(lat) // 3:])
+    first, last = np.median(lat[: len(lat) // 3]), np.median(lat[-len(lat) // 3 :])
     assert last < first * 1.5 + 10, (first, last)
     assert max(lat) < stage_s * 1e3 * 4 + 50
 
@@ -113,6 +121,7 @@ def test_fan_out_join_merges_results_of_the_same_frame():
             time.sleep(rng.uniform(0, 0.006))
             frame.results[name] = (frame.seq, float(frame.image_bgr.mean()))
             return frame
+
         return FunctionStage(name, fn)
 
     collect = Collect()
@@ -139,10 +148,13 @@ def test_join_timeout_is_reported_not_swallowed():
         return frame
 
     collect = Collect()
-    steps = [FunctionStage("pre", lambda f: f),
-             Parallel({"fast": [FunctionStage("fast", lambda f: f)], "slow": [FunctionStage("late", late)]})]
-    g = Graph(open_source("synthetic://?width=32&height=32&frames=5"), steps, [collect],
-              GraphSettings(join_timeout_s=0.2))
+    steps = [
+        FunctionStage("pre", lambda f: f),
+        Parallel({"fast": [FunctionStage("fast", lambda f: f)], "slow": [FunctionStage("late", late)]}),
+    ]
+    g = Graph(
+        open_source("synthetic://?width=32&height=32&frames=5"), steps, [collect], GraphSettings(join_timeout_s=0.2)
+    )
     report = g.run(timeout=20)
     assert report.metrics["join_timeouts"] >= 1
     assert report.metrics["join_late"] >= 1
@@ -163,15 +175,21 @@ def test_stage_raising_at_frame_k_stops_cleanly_and_keeps_earlier_frames(tmp_pat
             raise RuntimeError("model exploded")
         return frame
 
-    steps = [FunctionStage("pre", lambda f: f), FunctionStage("infer", boom, workers=workers),
-             FunctionStage("post", lambda f: f)]
+    steps = [
+        FunctionStage("pre", lambda f: f),
+        FunctionStage("infer", boom, workers=workers),
+        FunctionStage("post", lambda f: f),
+    ]
     g = Graph(open_source("synthetic://?width=64&height=48&frames=100"), steps, [VideoFileSink(out, fps=10), collect])
     t0 = time.monotonic()
     report = g.run(timeout=20)
     assert time.monotonic() - t0 < 5
     assert report.reason == "error"
     assert isinstance(report.error, StageError)
-    assert str(report.error) == "stage 'infer' failed on frame 17 of source 'synthetic://64x48': RuntimeError: model exploded"
+    assert (
+        str(report.error)
+        == "stage 'infer' failed on frame 17 of source 'synthetic://64x48': RuntimeError: model exploded"
+    )
     assert [f.seq for f in collect.frames] == list(range(k))
     assert collect.closed
     assert count_video_frames(out) == k
@@ -198,8 +216,12 @@ def test_watchdog_stops_a_hung_stage_and_finalises_sinks(tmp_path):
             release.wait(30)
         return frame
 
-    g = Graph(open_source("synthetic://?width=64&height=48&frames=50"), [FunctionStage("hang", hang)],
-              [VideoFileSink(out, fps=10)], GraphSettings(watchdog_s=0.5))
+    g = Graph(
+        open_source("synthetic://?width=64&height=48&frames=50"),
+        [FunctionStage("hang", hang)],
+        [VideoFileSink(out, fps=10)],
+        GraphSettings(watchdog_s=0.5),
+    )
     t0 = time.monotonic()
     report = g.run(timeout=20)
     release.set()
@@ -227,8 +249,11 @@ def test_stop_drains_and_finalises(tmp_path):
 
 def test_filtered_frames_are_counted():
     collect = Collect()
-    g = Graph(open_source("synthetic://?width=8&height=8&frames=10"),
-              [FunctionStage("odd", lambda f: f if f.seq % 2 else None)], [collect])
+    g = Graph(
+        open_source("synthetic://?width=8&height=8&frames=10"),
+        [FunctionStage("odd", lambda f: f if f.seq % 2 else None)],
+        [collect],
+    )
     report = g.run(timeout=10)
     assert [f.seq for f in collect.frames] == [1, 3, 5, 7, 9]
     assert report.metrics["frames_filtered"] == 5
@@ -241,8 +266,12 @@ def test_watchdog_reports_a_blocked_sink():
         def __init__(self):
             super().__init__(lambda f: release.wait(30) if f.seq == 3 else None, name="blocking")
 
-    g = Graph(open_source("synthetic://?width=16&height=16&frames=20"), [FunctionStage("s", lambda f: f)],
-              [Blocking()], GraphSettings(watchdog_s=0.5))
+    g = Graph(
+        open_source("synthetic://?width=16&height=16&frames=20"),
+        [FunctionStage("s", lambda f: f)],
+        [Blocking()],
+        GraphSettings(watchdog_s=0.5),
+    )
     t0 = time.monotonic()
     report = g.run(timeout=20)
     release.set()
@@ -278,6 +307,7 @@ def test_run_with_progress_prints_the_bar_on_stderr_and_reports_the_same(capsys)
 
 def test_stages_lists_every_stage_in_step_then_branch_order():
     a, b, c, d, e = (FunctionStage(n, lambda f: f) for n in "abcde")
-    g = Graph(open_source("synthetic://?width=64&height=48&frames=1"), [a, Parallel({"x": [b, c], "y": [d]}), e],
-              [Collect()])
+    g = Graph(
+        open_source("synthetic://?width=64&height=48&frames=1"), [a, Parallel({"x": [b, c], "y": [d]}), e], [Collect()]
+    )
     assert g.stages() == [a, b, c, d, e]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -54,12 +53,16 @@ def test_rtp_udp_out_and_back_in_on_loopback():
         port = s.getsockname()[1]
     received = []
     rx = open_source(
-        f"gst:udpsrc address=127.0.0.1 port={port} caps=\"application/x-rtp,media=video,encoding-name=JPEG,payload=26,clock-rate=90000\" "
-        "! rtpjpegdepay ! jpegdec ! videoconvert ! appsink")
+        f'gst:udpsrc address=127.0.0.1 port={port} caps="application/x-rtp,media=video,encoding-name=JPEG,payload=26,clock-rate=90000" '
+        "! rtpjpegdepay ! jpegdec ! videoconvert ! appsink"
+    )
     rx_graph = Graph(rx, [], [CallbackSink(received.append)])
     rx_graph.start()
     time.sleep(0.3)
-    tx = open_sink(f"gst:appsrc ! videoconvert ! video/x-raw,format=I420 ! jpegenc ! rtpjpegpay ! udpsink host=127.0.0.1 port={port}", fps=30)
+    tx = open_sink(
+        f"gst:appsrc ! videoconvert ! video/x-raw,format=I420 ! jpegenc ! rtpjpegpay ! udpsink host=127.0.0.1 port={port}",
+        fps=30,
+    )
     tx_graph = Graph(open_source("synthetic://?width=64&height=48&fps=30&frames=40&live=1"), [], [tx])
     assert tx_graph.run(timeout=30).error is None
     deadline = time.monotonic() + 5
@@ -72,10 +75,13 @@ def test_rtp_udp_out_and_back_in_on_loopback():
     assert received[0].image_bgr.shape == (48, 64, 3)
 
 
-@pytest.mark.parametrize("uri, err, message", [
-    ("gst:videotestsrc ! nosuchelement ! appsink", SourceError, "cannot parse"),
-    ("gst:videotestsrc ! fakesink", SourceError, "must end in an appsink"),
-])
+@pytest.mark.parametrize(
+    "uri, err, message",
+    [
+        ("gst:videotestsrc ! nosuchelement ! appsink", SourceError, "cannot parse"),
+        ("gst:videotestsrc ! fakesink", SourceError, "must end in an appsink"),
+    ],
+)
 def test_bad_gst_sources(uri, err, message):
     with pytest.raises(err, match=message):
         open_source(uri).open()

@@ -73,8 +73,12 @@ def test_live_drops_leave_gaps_in_sequence_numbers():
     matched to per-frame ground truth, and a gap says how many frames were lost)."""
     seqs = []
     src = open_source("synthetic://?width=64&height=48&fps=100&frames=120&live=1")
-    g = Graph(src, [_slow("slow", 0.03)], [CallbackSink(lambda f: seqs.append((f.seq, f.pts_s)))],
-              GraphSettings(queue_size=4, max_in_flight=1))
+    g = Graph(
+        src,
+        [_slow("slow", 0.03)],
+        [CallbackSink(lambda f: seqs.append((f.seq, f.pts_s)))],
+        GraphSettings(queue_size=4, max_in_flight=1),
+    )
     m = g.run(timeout=60).metrics
     assert m["frames_dropped"] > 0 and m["frames_in"] == 120
     assert [s for s, _ in seqs] == sorted({s for s, _ in seqs}) and seqs[-1][0] < 120

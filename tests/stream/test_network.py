@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
@@ -15,8 +14,13 @@ from segstream.stream.sinks import CallbackSink
 from segstream.stream.sources import open_source
 from tests.mjpeg_server import MjpegServer
 
-FAST = {"open_timeout_s": 2.0, "read_timeout_s": 1.0, "backoff_initial_s": 0.1, "backoff_max_s": 0.4,
-        "give_up_after_s": 10.0}
+FAST = {
+    "open_timeout_s": 2.0,
+    "read_timeout_s": 1.0,
+    "backoff_initial_s": 0.1,
+    "backoff_max_s": 0.4,
+    "give_up_after_s": 10.0,
+}
 
 
 def test_stream_reconnects_after_the_server_restarts_and_counts_the_gap():
@@ -25,8 +29,12 @@ def test_stream_reconnects_after_the_server_restarts_and_counts_the_gap():
     seen = []
     try:
         src = open_source(server.url, network_options=FAST)
-        g = Graph(src, [FunctionStage("noop", lambda f: f)], [CallbackSink(lambda f: seen.append(time.monotonic()))],
-                  GraphSettings(max_in_flight=2))
+        g = Graph(
+            src,
+            [FunctionStage("noop", lambda f: f)],
+            [CallbackSink(lambda f: seen.append(time.monotonic()))],
+            GraphSettings(max_in_flight=2),
+        )
         g.start()
         time.sleep(1.0)
         before = len(seen)

@@ -18,17 +18,30 @@ def _frame(seq, h=48, w=64, value=0):
     return Frame("src", seq, seq / 10, 0, np.full((h, w, 3), value, np.uint8))
 
 
-@pytest.mark.parametrize("uri, cls", [
-    ("a.mp4", VideoFileSink), ("a.avi", VideoFileSink), ("file:///tmp/a.mkv", VideoFileSink),
-    ("r.jsonl", JsonlSink), ("frames/", ImageFolderSink), ("framesdir", ImageFolderSink), ("null://", NullSink),
-])
+@pytest.mark.parametrize(
+    "uri, cls",
+    [
+        ("a.mp4", VideoFileSink),
+        ("a.avi", VideoFileSink),
+        ("file:///tmp/a.mkv", VideoFileSink),
+        ("r.jsonl", JsonlSink),
+        ("frames/", ImageFolderSink),
+        ("framesdir", ImageFolderSink),
+        ("null://", NullSink),
+    ],
+)
 def test_factory(uri, cls):
     assert isinstance(open_sink(uri), cls)
 
 
-@pytest.mark.parametrize("uri, message", [
-    ("a.xyz", "unknown output type '.xyz'"), ("ftp://x/y", "unknown output scheme"), ("", "empty output"),
-])
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("a.xyz", "unknown output type '.xyz'"),
+        ("ftp://x/y", "unknown output scheme"),
+        ("", "empty output"),
+    ],
+)
 def test_factory_errors(uri, message):
     with pytest.raises(ConfigError, match=message):
         open_sink(uri)

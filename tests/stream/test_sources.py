@@ -33,29 +33,35 @@ def _drain(src, limit=1000):
     return out
 
 
-@pytest.mark.parametrize("uri, cls", [
-    ("clip.mp4", VideoFileSource),
-    ("file:///data/clip.mp4", VideoFileSource),
-    ("frames/*.png", ImageFolderSource),
-    ("one.jpg", ImageFolderSource),
-    ("/dev/video7", CameraSource),
-    ("3", CameraSource),
-    ("rtsp://user:pw@cam.local/stream", NetworkSource),
-    ("http://127.0.0.1:8080/video.mjpg", NetworkSource),
-    ("synthetic://?width=64&height=32&frames=5", SyntheticSource),
-])
+@pytest.mark.parametrize(
+    "uri, cls",
+    [
+        ("clip.mp4", VideoFileSource),
+        ("file:///data/clip.mp4", VideoFileSource),
+        ("frames/*.png", ImageFolderSource),
+        ("one.jpg", ImageFolderSource),
+        ("/dev/video7", CameraSource),
+        ("3", CameraSource),
+        ("rtsp://user:pw@cam.local/stream", NetworkSource),
+        ("http://127.0.0.1:8080/video.mjpg", NetworkSource),
+        ("synthetic://?width=64&height=32&frames=5", SyntheticSource),
+    ],
+)
 def test_factory_picks_the_source_class(uri, cls):
     assert isinstance(open_source(uri), cls)
 
 
-@pytest.mark.parametrize("uri, message", [
-    ("", "empty source"),
-    ("ftp://host/x", "ftp:// sources are not supported"),
-    ("synthetic://?width=abc", "is not a valid int"),
-    ("synthetic://?colour=red", "unknown option 'colour'"),
-    ("synthetic://?width=0", "width and height must be in 1..16384"),
-    ("csi://front", "expected csi://N"),
-])
+@pytest.mark.parametrize(
+    "uri, message",
+    [
+        ("", "empty source"),
+        ("ftp://host/x", "ftp:// sources are not supported"),
+        ("synthetic://?width=abc", "is not a valid int"),
+        ("synthetic://?colour=red", "unknown option 'colour'"),
+        ("synthetic://?width=0", "width and height must be in 1..16384"),
+        ("csi://front", "expected csi://N"),
+    ],
+)
 def test_factory_rejects_bad_uris(uri, message):
     with pytest.raises(ConfigError, match=message):
         open_source(uri)
@@ -81,12 +87,15 @@ def test_truncated_video_delivers_frames_before_the_damage(tmp_path):
     assert [read_pattern_index(i.image_bgr) for i in items] == list(range(len(items)))
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: str(d / "missing.mp4"), "no such file"),
-    (lambda d: (open(d / "notvideo.mp4", "w").write("hello"), str(d / "notvideo.mp4"))[1], "not a video"),
-    (lambda d: (os.mkdir(d / "empty"), str(d / "empty"))[1], "the folder has no images"),
-    (lambda d: str(d / "nothing" / "*.png"), "no image matches"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: str(d / "missing.mp4"), "no such file"),
+        (lambda d: (open(d / "notvideo.mp4", "w").write("hello"), str(d / "notvideo.mp4"))[1], "not a video"),
+        (lambda d: (os.mkdir(d / "empty"), str(d / "empty"))[1], "the folder has no images"),
+        (lambda d: str(d / "nothing" / "*.png"), "no image matches"),
+    ],
+)
 def test_bad_sources_raise_clear_errors(tmp_path, setup, message):
     with pytest.raises(SourceError, match=message):
         open_source(setup(tmp_path)).open()
@@ -144,11 +153,14 @@ def test_csi_pipeline_string():
     assert src.name == "csi://1" and src.live and "sensor-id=1" in src.description
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("rtsp://admin:secret@10.0.0.2:554/h264", "rtsp://***@10.0.0.2:554/h264"),
-    ("failed to open http://u:p@host/x and rtsp://a:b@c/d", "failed to open http://***@host/x and rtsp://***@c/d"),
-    ("http://host/x", "http://host/x"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("rtsp://admin:secret@10.0.0.2:554/h264", "rtsp://***@10.0.0.2:554/h264"),
+        ("failed to open http://u:p@host/x and rtsp://a:b@c/d", "failed to open http://***@host/x and rtsp://***@c/d"),
+        ("http://host/x", "http://host/x"),
+    ],
+)
 def test_redact(text, expected):
     assert redact(text) == expected
 

@@ -75,11 +75,14 @@ def _unreadable(d):
     (d / "slice_3.png").write_bytes(b"not a png")
 
 
-@pytest.mark.parametrize("make, message, after", [
-    (lambda d: d.mkdir(), "the folder has no slices", None),
-    (_mixed_sizes, "slice_3.png: slice is 32x32 but the series' slices are 64x80", None),
-    (_unreadable, "slice_3.png: not an image OpenCV can read", 2),
-])
+@pytest.mark.parametrize(
+    "make, message, after",
+    [
+        (lambda d: d.mkdir(), "the folder has no slices", None),
+        (_mixed_sizes, "slice_3.png: slice is 32x32 but the series' slices are 64x80", None),
+        (_unreadable, "slice_3.png: not an image OpenCV can read", 2),
+    ],
+)
 def test_bad_stacks(tmp_path, make, message, after):
     d = tmp_path / "s"
     make(d)
@@ -132,21 +135,24 @@ def test_tiles_cover_the_map_in_row_major_order_with_their_windows(tmp_path):
     assert [(w["y0"], w["x0"]) for w in windows] == sorted((w["y0"], w["x0"]) for w in windows)
     cover = np.zeros((100, 150), int)
     for it, w in zip(items, windows):
-        assert np.array_equal(it.image_bgr, img[w["y0"]:w["y1"], w["x0"]:w["x1"]])
-        cover[w["y0"]:w["y1"], w["x0"]:w["x1"]] += 1
+        assert np.array_equal(it.image_bgr, img[w["y0"] : w["y1"], w["x0"] : w["x1"]])
+        cover[w["y0"] : w["y1"], w["x0"] : w["x1"]] += 1
     assert cover.min() >= 1
     m = items[0].metadata
     assert m["map_size_hw"] == [100, 150] and m["gsd_m"] == 0.3 and m["tile_count"] == len(items)
     assert m["geotransform"] is None
 
 
-@pytest.mark.parametrize("uri, error, message", [
-    ("tiles://{d}/none.png", SourceError, "no such image"),
-    ("tiles://{d}/bad.png", SourceError, "not an image OpenCV can read"),
-    ("tiles://{d}/m.png?tile=32x32&overlap=32", ConfigError, "overlap 32 must be smaller than the tile"),
-    ("tiles://{d}/m.png?gsd=-1", ConfigError, "gsd must be > 0"),
-    ("tiles://{d}/m.png?zoom=2", ConfigError, "unknown option 'zoom'"),
-])
+@pytest.mark.parametrize(
+    "uri, error, message",
+    [
+        ("tiles://{d}/none.png", SourceError, "no such image"),
+        ("tiles://{d}/bad.png", SourceError, "not an image OpenCV can read"),
+        ("tiles://{d}/m.png?tile=32x32&overlap=32", ConfigError, "overlap 32 must be smaller than the tile"),
+        ("tiles://{d}/m.png?gsd=-1", ConfigError, "gsd must be > 0"),
+        ("tiles://{d}/m.png?zoom=2", ConfigError, "unknown option 'zoom'"),
+    ],
+)
 def test_bad_tile_sources(tmp_path, uri, error, message):
     cv2.imwrite(str(tmp_path / "m.png"), np.zeros((64, 64, 3), np.uint8))
     (tmp_path / "bad.png").write_bytes(b"junk")
@@ -159,8 +165,17 @@ def test_geotiff_georeference_through_rasterio(tmp_path):
     from rasterio.transform import from_origin
 
     path = str(tmp_path / "g.tif")
-    with rasterio.open(path, "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8", crs="EPSG:32633",
-                       transform=from_origin(500000.0, 4000000.0, 0.5, 0.5)) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=48,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(500000.0, 4000000.0, 0.5, 0.5),
+    ) as ds:
         ds.write(np.zeros((3, 48, 64), np.uint8))
     item = _read_all(open_source(f"tiles://{path}?tile=32x32&overlap=4"))[0]
     assert item.metadata["geotransform"] == [500000.0, 0.5, 0.0, 4000000.0, 0.0, -0.5]

@@ -29,34 +29,42 @@ DEEPLAB_ONNX = os.path.join(ROOT, "weights", "deeplab_tiny_synthetic.onnx")
 SERVER_OPT_IN = os.environ.get("SEGSTREAM_TRITON") == "1"
 needs_triton_server = pytest.mark.skipif(
     not SERVER_OPT_IN,
-    reason="opt-in: set SEGSTREAM_TRITON=1 to start a real local tritonserver (creates .triton-venv on first use)")
+    reason="opt-in: set SEGSTREAM_TRITON=1 to start a real local tritonserver (creates .triton-venv on first use)",
+)
 
 
 # ------------------------------------------------------------------------------------------ URIs
 
-@pytest.mark.parametrize("uri, expected", [
-    ("triton://127.0.0.1:8001/yolact", TritonAddress("127.0.0.1", 8001, "yolact", "")),
-    ("triton://localhost/deeplab", TritonAddress("localhost", DEFAULT_GRPC_PORT, "deeplab", "")),
-    ("triton://server.example:9001/yolact/3", TritonAddress("server.example", 9001, "yolact", "3")),
-    ("triton://[::1]:8001/m/", TritonAddress("[::1]", 8001, "m", "")),
-    ("triton://gpu-box:8001/yolact_tiny-v2.onnx", TritonAddress("gpu-box", 8001, "yolact_tiny-v2.onnx", "")),
-])
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("triton://127.0.0.1:8001/yolact", TritonAddress("127.0.0.1", 8001, "yolact", "")),
+        ("triton://localhost/deeplab", TritonAddress("localhost", DEFAULT_GRPC_PORT, "deeplab", "")),
+        ("triton://server.example:9001/yolact/3", TritonAddress("server.example", 9001, "yolact", "3")),
+        ("triton://[::1]:8001/m/", TritonAddress("[::1]", 8001, "m", "")),
+        ("triton://gpu-box:8001/yolact_tiny-v2.onnx", TritonAddress("gpu-box", 8001, "yolact_tiny-v2.onnx", "")),
+    ],
+)
 def test_parse_triton_uri(uri, expected):
     address = parse_triton_uri(uri)
     assert address == expected
     assert address.url == f"{expected.host}:{expected.port}"
 
 
-@pytest.mark.parametrize("uri", [
-    "triton://127.0.0.1:8001",            # no model
-    "triton://127.0.0.1:8001/",           # empty model
-    "triton://:8001/yolact",              # no host
-    "triton://host:0/yolact",             # port out of range
-    "triton://host:99999/yolact",
-    "triton://host:8001/yolact/latest",   # version must be a number
-    "triton://host:8001/a/1/extra",       # too many parts
-    "triton://host:port/yolact",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "triton://127.0.0.1:8001",  # no model
+        "triton://127.0.0.1:8001/",  # empty model
+        "triton://:8001/yolact",  # no host
+        "triton://host:0/yolact",  # port out of range
+        "triton://host:99999/yolact",
+        "triton://host:8001/yolact/latest",  # version must be a number
+        "triton://host:8001/a/1/extra",  # too many parts
+        "triton://host:port/yolact",
+    ],
+)
 def test_parse_triton_uri_refuses(uri):
     with pytest.raises(ConfigError, match="expected triton://host:port/model|port must be"):
         parse_triton_uri(uri)
@@ -77,6 +85,7 @@ def test_missing_tritonclient_names_the_install(monkeypatch):
 
 
 # ---------------------------------------------------------------------- errors (no server needed)
+
 
 def _closed_port() -> int:
     with socket.socket() as s:
@@ -108,10 +117,13 @@ def test_silent_server_times_out_instead_of_hanging():
 
 # ---------------------------------------------------------------------------- repository writer
 
+
 def _config_schema():
     """Triton's own ModelConfig protobuf module (shipped in tritonclient)."""
-    return pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                               reason="needs tritonclient[grpc] for Triton's ModelConfig schema (pip install 'segstream[triton]')")
+    return pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2",
+        reason="needs tritonclient[grpc] for Triton's ModelConfig schema (pip install 'segstream[triton]')",
+    )
 
 
 def _parse_config(model_dir: str):
@@ -128,11 +140,18 @@ def _embedded_metadata(path: str) -> str:
     return props[METADATA_KEY]
 
 
-@pytest.mark.parametrize("artifact, name, dims_in, outputs", [
-    (YOLACT_ONNX, "yolact", [1, 3, 512, 512],
-     {"boxes": [1, 16368, 4], "scores": [1, 16368, 3], "coeffs": [1, 16368, 16], "protos": [1, 128, 128, 16]}),
-    (DEEPLAB_ONNX, "deeplab", [1, 3, -1, -1], {"logits": [-1, -1, -1, -1], "labels": [-1, -1, -1]}),
-])
+@pytest.mark.parametrize(
+    "artifact, name, dims_in, outputs",
+    [
+        (
+            YOLACT_ONNX,
+            "yolact",
+            [1, 3, 512, 512],
+            {"boxes": [1, 16368, 4], "scores": [1, 16368, 3], "coeffs": [1, 16368, 16], "protos": [1, 128, 128, 16]},
+        ),
+        (DEEPLAB_ONNX, "deeplab", [1, 3, -1, -1], {"logits": [-1, -1, -1, -1], "labels": [-1, -1, -1]}),
+    ],
+)
 def test_repo_for_embedded_models(tmp_path, artifact, name, dims_in, outputs):
     pytest.importorskip("onnx")
     from segstream.export.triton_repo import write_triton_repo
@@ -177,8 +196,14 @@ def _dynamic_batch_onnx(path: str, metadata_json: str) -> str:
 
 def _awkward_metadata() -> str:
     # Quotes, backslashes, a newline, a tab and non-ASCII names: the text format must carry them intact.
-    meta = ArtifactMetadata(model='tiny "q" \\ model', task="semantic", class_names=("road\nside", "caf\u00e9\t", "\u8def"),
-                            input_size_hw=(32, 48), mean=(1.0, 2.0, 3.0), std=(4.0, 5.0, 6.0))
+    meta = ArtifactMetadata(
+        model='tiny "q" \\ model',
+        task="semantic",
+        class_names=("road\nside", "caf\u00e9\t", "\u8def"),
+        input_size_hw=(32, 48),
+        mean=(1.0, 2.0, 3.0),
+        std=(4.0, 5.0, 6.0),
+    )
     return json.dumps({**json.loads(meta.to_json()), "class_names": list(meta.class_names)}, ensure_ascii=False)
 
 
@@ -220,8 +245,14 @@ def test_repo_for_tensorrt_engine(tmp_path):
     onnx_path = _dynamic_batch_onnx(str(tmp_path / "dyn.onnx"), _awkward_metadata())
     engine = tmp_path / "dyn.engine"
     engine.write_bytes(b"serialized engine bytes")
-    side = {**json.loads(_awkward_metadata()), "engine": {"onnx": "dyn.onnx", "precision": "fp16",
-                                                           "profiles": {"image": [[1, 3, 32, 48], [2, 3, 32, 48], [3, 3, 32, 48]]}}}
+    side = {
+        **json.loads(_awkward_metadata()),
+        "engine": {
+            "onnx": "dyn.onnx",
+            "precision": "fp16",
+            "profiles": {"image": [[1, 3, 32, 48], [2, 3, 32, 48], [3, 3, 32, 48]]},
+        },
+    }
     (tmp_path / "dyn.engine.json").write_text(json.dumps(side))
     model_dir = write_triton_repo(str(engine), str(tmp_path / "repo"), max_batch_size=8)
     cfg = _parse_config(model_dir)
@@ -236,22 +267,29 @@ def test_repo_for_tensorrt_engine(tmp_path):
         write_triton_repo(str(engine), str(tmp_path / "repo2"))
 
 
-@pytest.mark.parametrize("artifact, kwargs, error, match", [
-    ("model.tflite", {}, ConfigError, "cannot tell the Triton platform"),
-    (YOLACT_ONNX, {"platform": "tensorrt_plan"}, ConfigError, "does not run a .onnx file"),
-    (YOLACT_ONNX, {"platform": "tensorflow_savedmodel"}, ConfigError, "platform must be one of"),
-    ("absent.onnx", {}, ModelError, "no such file"),
-    (YOLACT_ONNX, {"name": "../escape"}, ConfigError, "plain folder name"),
-])
+@pytest.mark.parametrize(
+    "artifact, kwargs, error, match",
+    [
+        ("model.tflite", {}, ConfigError, "cannot tell the Triton platform"),
+        (YOLACT_ONNX, {"platform": "tensorrt_plan"}, ConfigError, "does not run a .onnx file"),
+        (YOLACT_ONNX, {"platform": "tensorflow_savedmodel"}, ConfigError, "platform must be one of"),
+        ("absent.onnx", {}, ModelError, "no such file"),
+        (YOLACT_ONNX, {"name": "../escape"}, ConfigError, "plain folder name"),
+    ],
+)
 def test_repo_refusals(tmp_path, artifact, kwargs, error, match):
     from segstream.export.triton_repo import write_triton_repo
 
     with pytest.raises(error, match=match):
-        write_triton_repo(str(tmp_path / artifact) if artifact.startswith(("model.", "absent")) else artifact,
-                          str(tmp_path / "repo"), **kwargs)
+        write_triton_repo(
+            str(tmp_path / artifact) if artifact.startswith(("model.", "absent")) else artifact,
+            str(tmp_path / "repo"),
+            **kwargs,
+        )
 
 
 # ------------------------------------------------------------------------- against a real server
+
 
 def _clip_frames(tmp_path_factory, n: int = 6) -> list[np.ndarray]:
     """A short generated road clip (cars, people) written to an MJPG file and decoded back."""
@@ -306,8 +344,9 @@ def test_metadata_and_io_come_from_the_server(triton_server, model, artifact):
         assert [(t.name, t.dtype) for t in remote.inputs] == [(t.name, t.dtype) for t in local.inputs]
         assert [(t.name, t.dtype) for t in remote.outputs] == [(t.name, t.dtype) for t in local.outputs]
         # Fixed dims as in the ONNX graph; named dynamic dims come back as None.
-        assert [t.shape for t in remote.inputs] == [tuple(d if isinstance(d, int) else None for d in t.shape)
-                                                   for t in local.inputs]
+        assert [t.shape for t in remote.inputs] == [
+            tuple(d if isinstance(d, int) else None for d in t.shape) for t in local.inputs
+        ]
     finally:
         remote.close()
         local.close()
@@ -318,7 +357,10 @@ def test_same_outputs_as_local_onnxruntime(triton_server, clip):
     from segstream.pipelines.tasks.road import SemanticRunner
     from segstream.pipelines.tasks.yolact import YolactRunner
 
-    for model, artifact, runner_type in (("yolact", YOLACT_ONNX, YolactRunner), ("deeplab", DEEPLAB_ONNX, SemanticRunner)):
+    for model, artifact, runner_type in (
+        ("yolact", YOLACT_ONNX, YolactRunner),
+        ("deeplab", DEEPLAB_ONNX, SemanticRunner),
+    ):
         remote = open_backend(f"triton://{triton_server.url}/{model}")
         local = _local(artifact)
         preprocess = runner_type(local).preprocess

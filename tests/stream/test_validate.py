@@ -25,16 +25,19 @@ class _Section(Checked):
             raise ValueError("demo.hi must be >= demo.lo")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "fast"}, "demo.mode must be 'off', 'ema' or 'hysteresis', got 'fast'"),
-    ({"count": 0}, "demo.count must be in 1..64, got 0"),
-    ({"count": 65}, "demo.count must be in 1..64, got 65"),
-    ({"share": 0.0}, "demo.share must be in (0, 1], got 0.0"),
-    ({"share": 1.5}, "demo.share must be in (0, 1], got 1.5"),
-    ({"rate": -1.0}, "demo.rate must be >= 0, got -1.0"),
-    ({"rate": "fast"}, "demo.rate must be a number, got 'fast'"),
-    ({"lo": 3}, "demo.hi must be >= demo.lo"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "fast"}, "demo.mode must be 'off', 'ema' or 'hysteresis', got 'fast'"),
+        ({"count": 0}, "demo.count must be in 1..64, got 0"),
+        ({"count": 65}, "demo.count must be in 1..64, got 65"),
+        ({"share": 0.0}, "demo.share must be in (0, 1], got 0.0"),
+        ({"share": 1.5}, "demo.share must be in (0, 1], got 1.5"),
+        ({"rate": -1.0}, "demo.rate must be >= 0, got -1.0"),
+        ({"rate": "fast"}, "demo.rate must be a number, got 'fast'"),
+        ({"lo": 3}, "demo.hi must be >= demo.lo"),
+    ],
+)
 def test_each_declaration_gives_its_one_line_error(kwargs, message):
     with pytest.raises(ValueError) as e:
         _Section(**kwargs)

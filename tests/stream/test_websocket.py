@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
@@ -65,8 +64,9 @@ def test_token_is_required_when_set():
             _wait_clients(sink, 1)
             sink.write(_frame(1))
             assert json.loads(c.recv(timeout=5))["frame"] == 1
-        with ws_client.connect(f"ws://127.0.0.1:{sink.port}/",
-                               additional_headers={"Authorization": "Bearer s3cret"}) as c:
+        with ws_client.connect(
+            f"ws://127.0.0.1:{sink.port}/", additional_headers={"Authorization": "Bearer s3cret"}
+        ) as c:
             _wait_clients(sink, 1)
         assert "s3cret" not in sink.name
     finally:
@@ -137,9 +137,13 @@ def test_example_client_prints_frames():
 
     sink = _sink("ws://127.0.0.1:0?token=abc")
     try:
-        proc = subprocess.Popen([sys.executable, "examples/ws_client.py", f"ws://127.0.0.1:{sink.port}",
-                                 "--token", "abc", "--count", "3"], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "examples/ws_client.py", f"ws://127.0.0.1:{sink.port}", "--token", "abc", "--count", "3"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _wait_clients(sink, 1)
         i = 0
         while proc.poll() is None and i < 200:  # a frame every 20 ms until it has read 3
