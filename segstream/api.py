@@ -27,7 +27,7 @@ from segstream.pipelines.apps.config import AppConfig, load_config
 from segstream.pipelines.tasks.families import RUNTIME_FAMILIES, RuntimeFamily, family_of_model
 from segstream.pipelines.tasks.results import Instances, SemanticMap
 from segstream.stream.backends import ArtifactMetadata, Backend, open_backend
-from segstream.stream.backends.factory import BACKENDS_BY_SUFFIX
+from segstream.stream.backends.factory import BACKENDS_BY_SUFFIX, is_remote
 from segstream.stream.config import from_dict
 from segstream.stream.errors import ConfigError, ModelError, SegstreamError
 from segstream.stream.graph import Graph, RunReport
@@ -252,7 +252,7 @@ SETTINGS_BY_FAMILY: dict[str, tuple[str, ...]] = {
 }
 
 # Backend name -> the artifact suffixes it opens (open_backend picks the class by suffix).
-_BACKEND_SUFFIXES = {"onnxruntime": (".onnx",), "tensorrt": (".engine", ".plan")}
+_BACKEND_SUFFIXES = {"onnxruntime": (".onnx",), "tensorrt": (".engine", ".plan"), "triton": ()}
 
 
 def _family_of(meta: ArtifactMetadata, path: str) -> RuntimeFamily:
@@ -356,7 +356,8 @@ def load_runner(
     Args:
         artifact: a file ``segstream export`` wrote (.onnx; .engine/.plan for TensorRT); its
             metadata says the task, model and classes.
-        backend: "onnxruntime" (.onnx) or "tensorrt" (.engine, .plan).
+        backend: "onnxruntime" (.onnx) or "tensorrt" (.engine, .plan); a triton://host:port/model URI
+            is served by Triton whatever this says.
         providers: ONNX Runtime execution providers in order of preference ("cpu", "cuda",
             "tensorrt"); a missing one falls back to the next with a warning.
         **settings: the runner's own settings over the artifact's. Instances: score_threshold,
@@ -369,17 +370,22 @@ def load_runner(
         ModelError: a file without segstream metadata, or one no runner reads.
     """
     path = os.fspath(artifact)
+    if is_remote(path):  # triton://host:port/model: the server holds the model and its metadata
+        backend = "triton"
     suffixes = _BACKEND_SUFFIXES.get(backend)
     if suffixes is None:
         close = difflib.get_close_matches(str(backend), _BACKEND_SUFFIXES, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"unknown backend {backend!r}; {hint}use one of {', '.join(_BACKEND_SUFFIXES)}")
     suffix = os.path.splitext(path)[1].lower()
-    if suffix not in suffixes:
+    if backend == "triton":
+        if not is_remote(path):
+            raise ConfigError(f"{path}: the triton backend opens triton://host:port/model URIs")
+    elif suffix not in suffixes:
         other = next((name for name, s in _BACKEND_SUFFIXES.items() if suffix in s), None)
         hint = f"pass backend={other!r}" if other else f"expected {' or '.join(suffixes)}"
         raise ConfigError(f"{path}: the {backend} backend does not open {suffix or 'files without a suffix'}; {hint}")
-    if not os.path.isfile(path):
+    if backend != "triton" and not os.path.isfile(path):
         raise ConfigError(
             f"{path}: no such model file; give an artifact written by 'segstream export' "
             f"({', '.join(sorted(BACKENDS_BY_SUFFIX))})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 
 from segstream.stream.errors import ConfigError, SegstreamError
@@ -214,7 +215,14 @@ def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX or TensorRT")
     p.add_argument("--model", required=True)
     p.add_argument("--weights", help="checkpoint; random initialisation if omitted (for tests)")
-    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "tensorrt", "triton-repo"],
+        default="onnx",
+        help="triton-repo: a Triton model repository in --out (from --weights if it is already an .onnx/.engine)",
+    )
+    p.add_argument("--triton-max-batch", type=int, default=8, help="triton-repo: dynamic batching limit")
+    p.add_argument("--triton-queue-delay-us", type=int, default=100, help="triton-repo: dynamic batching delay")
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--int8", action="store_true")
     p.add_argument("--calibration", help="INT8 calibration source (video file or image folder)")
@@ -528,6 +536,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{len(result.coco['annotations'])} instances ({per_class})"
         )
         return EXIT_OK
+    if cmd == "export" and args.format == "triton-repo":
+        return _export_triton_repo(args)
     if cmd in ("predict", "eval", "train", "export", "verify"):
         from segstream.models.options import OPTIONS_BY_COMMAND
         from segstream.models.registry import family_of
@@ -537,6 +547,41 @@ def _dispatch(args: argparse.Namespace) -> int:
         command = family.command({"eval": "evaluate"}.get(cmd, cmd))
         return int(command(_options(OPTIONS_BY_COMMAND[cmd], args)) or 0)
     raise AssertionError(f"unhandled command {cmd}")
+
+
+def _export_triton_repo(args: argparse.Namespace) -> int:
+    """``export --format triton-repo``: an artifact (given, or exported to ONNX first) written as a
+    Triton model repository named after the model."""
+    import tempfile
+
+    from segstream.export.triton_repo import write_triton_repo
+
+    weights = args.weights or ""
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights.lower().endswith((".onnx", ".engine", ".plan")):
+            artifact = weights
+        else:
+            from segstream.models.options import OPTIONS_BY_COMMAND
+            from segstream.models.registry import family_of
+
+            family = family_of(args.model)
+            artifact = os.path.join(tmp, f"{args.model}.onnx")
+            onnx_args = argparse.Namespace(**{**vars(args), "format": "onnx", "out": artifact})
+            _check_family_options("export", onnx_args, family)
+            rc = int(family.command("export")(_options(OPTIONS_BY_COMMAND["export"], onnx_args)) or 0)
+            if rc:
+                return rc
+        folder = write_triton_repo(
+            artifact,
+            args.out,
+            args.model,
+            max_queue_delay_us=args.triton_queue_delay_us,
+            max_batch_size=args.triton_max_batch,
+        )
+    print(
+        f"wrote the Triton model {folder} (serve the repository {args.out}; clients use triton://HOST:8001/{args.model})"
+    )
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from segstream.pipelines.tasks.overlay import OverlayStage, OverlayStyle
 from segstream.pipelines.tasks.schedule import CarryStage, ModelScheduler, ScheduledStage, ScheduleStage
 from segstream.pipelines.tasks.tracking import TrackStage
 from segstream.stream.backends import open_backend
+from segstream.stream.backends.factory import is_remote
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import Parallel, Stage
 
@@ -31,7 +32,7 @@ def artifact_backend(path: str, what: str, config: AppConfig):
     """Opens the exported model a config section names, or says what to do if it cannot."""
     if not path:
         raise ConfigError(f"{what}.artifact is empty; point it to an exported model (.onnx or .engine)")
-    if not os.path.isfile(path):
+    if not is_remote(path) and not os.path.isfile(path):
         raise ConfigError(
             f"{what}.artifact: {path} does not exist; export one with 'segstream export' "
             "(or run 'make demo' once to build the embedded models)"

@@ -39,6 +39,11 @@ BACKENDS_BY_SUFFIX: dict[str, Callable[..., Backend]] = {
 }
 
 
+def is_remote(path: str) -> bool:
+    """True for a served model (``triton://...``): no file to check, the server has it."""
+    return str(path).startswith(tuple(BACKENDS_BY_SCHEME))
+
+
 def open_backend(path: str, **options: Any) -> Backend:
     """Opens an artifact with the backend its suffix calls for.
 

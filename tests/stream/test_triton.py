@@ -426,3 +426,49 @@ def test_bad_request_and_closed_backend(triton_server):
     backend.close()
     with pytest.raises(BackendError, match="run after close"):
         backend.run({"image": np.zeros((1, 3, 512, 512), np.float32)})
+
+
+def test_export_format_triton_repo_from_an_exported_artifact(tmp_path):
+    import subprocess
+
+    from tests.conftest import segstream_cmd
+
+    repo = tmp_path / "repo"
+    out = subprocess.run(
+        segstream_cmd(
+            "export", "--model", "yolact_tiny", "--weights", YOLACT_ONNX, "--format", "triton-repo", "--out", str(repo)
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "triton://HOST:8001/yolact_tiny" in out.stdout
+    config = (repo / "yolact_tiny" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "segstream_metadata" in config
+    assert (repo / "yolact_tiny" / "1" / "model.onnx").read_bytes() == open(YOLACT_ONNX, "rb").read()
+
+
+@needs_triton_server
+def test_the_public_api_and_the_dashcam_pipeline_run_on_a_triton_artifact(triton_server, tmp_path):
+    import segstream
+
+    runner = segstream.load_runner(f"triton://{triton_server.url}/deeplab")
+    assert runner.task == "semantic"
+    img = np.zeros((120, 160, 3), np.uint8)
+    assert runner(img).class_ids.shape == (120, 160)
+    runner.close()
+    config = {
+        "source": {"uri": "synthetic://?width=320&height=180&fps=10&frames=4"},
+        "pipeline": {"name": "dashcam"},
+        "output": {"uris": [str(tmp_path / "r.jsonl")]},
+        "instances": {"artifact": f"triton://{triton_server.url}/yolact"},
+        "semantic": {"artifact": f"triton://{triton_server.url}/deeplab"},
+        "schedule": {"enabled": False},
+        "runtime": {"progress": False},
+    }
+    with segstream.open_pipeline(config) as pipe:
+        report = pipe.run()
+    assert report.error is None and report.frames == 4
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 4
