@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install lint test test-fast demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 clean
+.PHONY: install lint test test-fast triton-env demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[torch,test]'
+	$(PY) -m pip install -q -e '.[torch,test,fleet,triton]'
 	@# PyGObject builds from source against the system's GObject introspection and cairo
 	@# (Debian: libgirepository1.0-dev libcairo2-dev, installed by .ci/run). Without them the
 	@# GStreamer sources and sinks are unavailable and their tests skip with a reason.
@@ -44,6 +44,11 @@ test: install lint
 # applies needs_torch/cheap/slow and does not even import the deselected torch modules.
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and (cheap or not needs_torch)"
+
+# A real local tritonserver (the one inside nvidia-pytriton: Python backend, CPU) in its own
+# environment .triton-venv (numpy < 2), for the opt-in Triton tests: SEGSTREAM_TRITON=1 make test.
+triton-env: install
+	$(PY) bench/triton_server.py setup
 
 demo: install
 	$(PY) -m segstream demo --out $(OUT)/demo
