@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then \
 		$(PY) -m pip install -q 'pygobject<3.51'; \
 	else \
-		echo "note: GObject introspection/cairo headers missing; GStreamer support not installed (see README)"; \
+		echo "note: GObject introspection/cairo headers missing; GStreamer support not installed (see docs/running.md, GStreamer)"; \
 	fi
 	@touch $(STAMP)
 
@@ -54,7 +54,7 @@ demo: install
 	$(PY) -m segstream demo --out $(OUT)/demo
 
 # The embedded models in weights/ (already in the repository; this rebuilds them from scratch
-# on the CPU: generated scenes, training, export). See README "Embedded models".
+# on the CPU: generated scenes, training, export). See docs/embedded-models.md.
 DATA ?= data
 models: install
 	$(PY) -m segstream generate --out $(DATA)/semantic_train --kind images --count 160 --width 384 --height 216 --seed 7
@@ -168,7 +168,7 @@ road-model: install
 	$(PY) -m segstream export --model deeplabv3plus_lite0 --weights weights/deeplabv3plus_lite0_camvid.pth --dynamic \
 		--out weights/deeplabv3plus_lite0_camvid.onnx
 
-# The road instance model, in progress (see README): CamVid components as COCO instances, then
+# The road instance model, in progress (see docs/embedded-models.md): CamVid components as COCO instances, then
 # yolact_lite0 from ImageNet Lite0. Stage 1 ran to INST_STOP steps of a 4,000-step schedule (the
 # session ended); weights/yolact_lite0_camvid_stage1.pth holds its weights (fp16).
 INST_OUT ?= $(DATA)/inst/yolact_lite0_s1.pth

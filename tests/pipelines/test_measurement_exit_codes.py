@@ -1,4 +1,4 @@
-"""Exit codes of the medical and satellite pipelines, by the README's table: 2 for what you
+"""Exit codes of the medical and satellite pipelines, by the table in docs/applications.md: 2 for what you
 asked for (options, URI parameters, config keys, the artifact, the kind of source), 1 for data
 that cannot be read as it is; one line each, and nothing written before a 2."""
 
