@@ -34,6 +34,7 @@ def export_onnx(
     dynamic_hw: bool = False,
     opset: int = 18,
     output_dynamic_axes: dict[str, dict[int, str]] | None = None,
+    dynamic_batch: bool = False,
 ) -> str:
     """Exports a torch module to one self-describing ONNX file.
 
@@ -47,6 +48,9 @@ def export_onnx(
         opset: ONNX opset (18 with torch's exporter; see README).
         output_dynamic_axes: output name -> {axis: name} for outputs whose size depends on the
             data (the number of detections).
+        dynamic_batch: make axis 0 of every input and output a dynamic batch axis, for models
+            whose outputs are all batch-major (one row per image). The graph is traced at batch 2
+            so that no batch-1 specialisation is baked in.
 
     Returns:
         out_path.
@@ -55,11 +59,18 @@ def export_onnx(
     import torch
 
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    dynamic_axes = None
+    dynamic_axes: dict[str, dict[int, str]] | None = None
     if dynamic_hw:
         dynamic_axes = {name: {2: "height", 3: "width"} for name in input_names}
     if output_dynamic_axes:
         dynamic_axes = {**(dynamic_axes or {}), **output_dynamic_axes}
+    if dynamic_batch:
+        if output_dynamic_axes and any(0 in axes for axes in output_dynamic_axes.values()):
+            raise ValueError("dynamic_batch: axis 0 of an output is already data-dependent; its rows are not images")
+        dynamic_axes = dict(dynamic_axes or {})
+        for name in [*input_names, *output_names]:
+            dynamic_axes[name] = {0: "batch", **dynamic_axes.get(name, {})}
+        example_input = torch.cat([example_input, example_input], 0)
     with warnings.catch_warnings():
         # The legacy TorchScript exporter is the one that handles these models' control flow
         # and exports bilinear upsampling and dynamic sizes reliably; it warns it is deprecated.

@@ -2,7 +2,8 @@
 
 The graph takes ``image`` (1, 3, H, W) float32 (RGB, ImageNet-normalised) and returns
 ``logits`` (1, C, H, W) float32 at the input size and ``labels`` (1, H, W) uint8, their argmax;
-H and W are dynamic unless a fixed size is asked for. The metadata carries class names, palette, mean/std, colour order and the size
+H and W are dynamic unless a fixed size is asked for, and the batch axis (N for 1) with
+``dynamic_batch``. The metadata carries class names, palette, mean/std, colour order and the size
 policy, so the runtime (pipelines/tasks/road.py) needs nothing else.
 """
 
@@ -30,6 +31,7 @@ def export_semantic(
     opset: int = 18,
     output_stride: int | None = None,
     size_policy=None,
+    dynamic_batch: bool = False,
 ) -> str:
     """Exports a semantic model to ONNX.
 
@@ -47,6 +49,8 @@ def export_semantic(
             520 for torchvision's models). A fixed-size export always resizes to its size.
             A model that needs sizes divisible by 2**depth (U-Net) is traced at the size
             rounded up, and its policy pads frames to that multiple (``pad_multiple``).
+        dynamic_batch: a dynamic batch axis N on ``image``, ``logits`` and ``labels``, so the
+            runtime can batch frames (``[batching] max_batch``).
 
     Returns:
         out_path.
@@ -79,6 +83,7 @@ def export_semantic(
         output_names=["logits", "labels"],
         dynamic_hw=dynamic_hw,
         opset=opset,
+        dynamic_batch=dynamic_batch,
     )
 
 

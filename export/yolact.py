@@ -13,13 +13,16 @@ from segstream.export.onnx import export_onnx, export_versions
 from segstream.pipelines.tasks.yolact import INPUT_NAME, OUTPUT_NAMES
 
 
-def export_yolact_onnx(*, net, out_path: str, opset: int = 18) -> str:
+def export_yolact_onnx(*, net, out_path: str, opset: int = 18, dynamic_batch: bool = False) -> str:
     """Exports a ``Yolact`` network (its configuration's input size) to ``out_path``.
 
     Args:
         net: models.yolact.model.Yolact (any mode; exported in eval mode).
         out_path: .onnx path; weights embedded.
         opset: ONNX opset (18).
+        dynamic_batch: a dynamic batch axis N on the image and on every output (boxes, scores,
+            coeffs, protos are all per image; the priors broadcast over N), so the runtime can
+            batch frames (``[batching] max_batch``).
 
     Returns:
         out_path.
@@ -40,4 +43,5 @@ def export_yolact_onnx(*, net, out_path: str, opset: int = 18) -> str:
         output_names=list(OUTPUT_NAMES),
         dynamic_hw=False,
         opset=opset,
+        dynamic_batch=dynamic_batch,
     )

@@ -108,6 +108,7 @@ class ExportOptions:
         weights: checkpoint; None for random initialisation (tests).
         format: "onnx" or "tensorrt". fp16 / int8 / calibration: TensorRT precision.
         input_size: "HxW" (or "S" for YOLACT) export size. dynamic: dynamic height and width.
+        dynamic_batch: a dynamic batch axis, so the runtime can batch frames (YOLACT, semantic models).
     """
 
     model: str
@@ -121,6 +122,7 @@ class ExportOptions:
     dynamic: bool = False
     opset: int = 18
     num_classes: int | None = None
+    dynamic_batch: bool = False
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,11 @@ def _add_export(sub) -> None:
     p.add_argument("--calibration", help="INT8 calibration source (video file or image folder)")
     p.add_argument("--input-size", help="HxW export size")
     p.add_argument("--dynamic", action="store_true", help="dynamic height and width")
+    p.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="dynamic batch axis, so one model call can serve frames of several cameras ([batching] max_batch)",
+    )
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--num-classes", type=int)
     p.add_argument("--out", required=True)
@@ -536,6 +541,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{len(result.coco['annotations'])} instances ({per_class})"
         )
         return EXIT_OK
+    if cmd == "export" and args.dynamic_batch and args.format == "tensorrt":
+        raise ConfigError(
+            "--dynamic-batch with --format tensorrt: the engine's optimisation profile pins the batch to 1 for "
+            "now; export ONNX with --dynamic-batch and run it with ONNX Runtime (CUDA/TensorRT providers) or Triton"
+        )
     if cmd == "export" and args.format == "triton-repo":
         return _export_triton_repo(args)
     if cmd in ("predict", "eval", "train", "export", "verify"):

@@ -100,6 +100,11 @@ def export(opts: ExportOptions) -> int:
             "Mask R-CNN exports with dynamic height and width and resizes frames by its own min/max "
             "size rule (written into the artifact); drop --input-size"
         )
+    if opts.dynamic_batch:
+        raise ConfigError(
+            "--dynamic-batch: Mask R-CNN's outputs are rows per detection, not per image, so its graph "
+            "cannot be batched; drop --dynamic-batch (run it with batching.max_batch = 1)"
+        )
     loaded = _loaded(opts.model, opts.weights, opts.num_classes)
     export_maskrcnn_onnx(loaded=loaded, out_path=opts.out, opset=opts.opset)
     print(f"wrote {opts.out}")

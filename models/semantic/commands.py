@@ -213,6 +213,7 @@ def export(opts: ExportOptions) -> int:
         dynamic_hw=bool(opts.dynamic),
         opset=opts.opset,
         size_policy=policy,
+        dynamic_batch=opts.dynamic_batch,
     )
     print(f"wrote {onnx_path}")
     if opts.format == "tensorrt":

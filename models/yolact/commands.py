@@ -284,13 +284,13 @@ def export(opts: ExportOptions) -> int:
     if opts.opset != 18:
         raise ConfigError(f"--opset {opts.opset}: YOLACT exports with opset 18 only")
     if opts.format == "onnx":
-        export_yolact_onnx(net=net, out_path=opts.out)
+        export_yolact_onnx(net=net, out_path=opts.out, dynamic_batch=opts.dynamic_batch)
         print(f"wrote {opts.out}")
         return 0
     from segstream.export.tensorrt import build_engine
 
     onnx_path = os.path.splitext(opts.out)[0] + ".onnx"
-    export_yolact_onnx(net=net, out_path=onnx_path)
+    export_yolact_onnx(net=net, out_path=onnx_path, dynamic_batch=opts.dynamic_batch)
     build_engine(onnx_path=onnx_path, out_path=opts.out, fp16=opts.fp16, int8=opts.int8)
     print(f"wrote {onnx_path} and {opts.out}")
     return 0
