@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
+from segstream.pipelines.tasks.batching import BatchSettings
 from segstream.pipelines.tasks.families import family_of_model, instance_families
 from segstream.stream.config import apply_override, from_dict, read_toml
 from segstream.stream.errors import ConfigError
@@ -231,6 +232,29 @@ class SemanticConfig(Checked):
 
 
 @dataclass
+class BatchingConfig(Checked):
+    """Batching across sources (``pipelines/tasks/batching.py``): frames of any camera waiting for
+    the same model go through it in one call. Applies to every model branch of the pipeline.
+
+    Attributes:
+        max_batch: most frames per model call (1: no batching, each frame calls the model). More
+            than 1 needs an artifact exported with ``--dynamic-batch``; it pays on GPUs and
+            Triton, hardly on CPU.
+        timeout_ms: a batch leaves this long after its first frame arrived, full or not.
+        max_age_ms: a batch leaves at once when one of its frames is this old (capture to now).
+    """
+
+    SECTION: ClassVar[str] = "batching"
+
+    max_batch: Annotated[int, Range(ge=1, le=64)] = 1
+    timeout_ms: Annotated[float, Range(ge=0, le=1000)] = 10.0
+    max_age_ms: Annotated[float, Range(ge=0, le=10000)] = 100.0
+
+    def settings(self) -> BatchSettings:
+        return BatchSettings(max_batch=self.max_batch, timeout_ms=self.timeout_ms, max_age_ms=self.max_age_ms)
+
+
+@dataclass
 class TrackingConfig(Checked):
     """Attributes:
     iou_threshold: least IoU to continue a track.
@@ -374,6 +398,7 @@ class AppConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     instances: InstancesConfig = field(default_factory=InstancesConfig)
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)

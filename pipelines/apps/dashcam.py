@@ -67,7 +67,14 @@ def instance_stages(config: AppConfig) -> list[Stage]:
         inst.mask_format = c.mask_format
         return inst
 
-    return model_branch("instances", runner.backend, runner.preprocess, postprocess, infer_workers=c.workers)
+    return model_branch(
+        "instances",
+        runner.backend,
+        runner.preprocess,
+        postprocess,
+        infer_workers=c.workers,
+        batching=config.batching.settings(),
+    )
 
 
 class SemanticPostStage(PostprocessStage):
@@ -90,7 +97,12 @@ def semantic_stages(config: AppConfig) -> list[Stage]:
         drivable=c.drivable,
     )
     pre, infer, _ = model_branch(
-        "semantic", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers
+        "semantic",
+        runner.backend,
+        runner.preprocess,
+        runner.postprocess,
+        infer_workers=c.workers,
+        batching=config.batching.settings(),
     )
     # Smoothing keeps state across frames: one post-processing worker, frames in order.
     return [pre, infer, SemanticPostStage("semantic.post", "semantic", runner.postprocess)]

@@ -60,7 +60,14 @@ def semantic_model_stages(
     )
     if frame_hw is not None:
         warn_if_stretched(runner.settings.size_policy, frame_hw, frames, section, size_hint)
-    return model_branch("semantic", runner.backend, runner.preprocess, runner.postprocess, infer_workers=c.workers)
+    return model_branch(
+        "semantic",
+        runner.backend,
+        runner.preprocess,
+        runner.postprocess,
+        infer_workers=c.workers,
+        batching=config.batching.settings(),
+    )
 
 
 def _article(word: str) -> str:

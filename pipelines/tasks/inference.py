@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from segstream.pipelines.tasks.batching import Batcher, BatchSettings, require_dynamic_batch
 from segstream.pipelines.tasks.families import runtime_family
 from segstream.stream.backends.base import ArtifactMetadata, Backend
 from segstream.stream.errors import ModelError
@@ -64,21 +65,44 @@ class PreprocessStage(Stage):
 
 
 class InferStage(Stage):
-    """Runs the backend. ONNX Runtime sessions are thread-safe, so ``workers`` > 1 is allowed."""
+    """Runs the backend. ONNX Runtime sessions are thread-safe, so ``workers`` > 1 is allowed.
 
-    def __init__(self, name: str, key: str, backend: Backend, workers: int = 1) -> None:
+    With ``batching.max_batch`` > 1 frames (of any source) are batched into one backend call
+    (``pipelines/tasks/batching.py``): the stage then runs ``max_batch * (workers + 1)`` threads,
+    so one batch collects while ``workers`` batches run, and the artifact must have a dynamic
+    batch axis (checked here). With ``max_batch`` 1 (the default) each frame calls the backend
+    in its worker thread, as without batching.
+
+    Raises:
+        ConfigError: ``max_batch`` > 1 with an artifact whose batch axis is fixed.
+    """
+
+    def __init__(
+        self, name: str, key: str, backend: Backend, workers: int = 1, batching: BatchSettings | None = None
+    ) -> None:
         self.name = name
         self.key = key
         self.backend = backend
         self.workers = workers
+        self.batcher: Batcher | None = None
+        if batching is not None and batching.enabled:
+            require_dynamic_batch(backend, batching.max_batch)
+            self.batcher = Batcher(backend.run, batching, concurrency=workers)
+            self.workers = batching.max_batch * (workers + 1)
 
     def process(self, frame: Frame) -> Frame:
         feeds = frame.results.pop(f"_{self.key}.feeds")
-        frame.results[f"_{self.key}.outputs"] = self.backend.run(feeds)
+        if self.batcher is None:
+            frame.results[f"_{self.key}.outputs"] = self.backend.run(feeds)
+        else:
+            frame.results[f"_{self.key}.outputs"] = self.batcher.submit(feeds, frame.capture_ns)
         return frame
 
     def close(self) -> None:
         self.backend.close()
+
+    def metrics(self) -> dict:
+        return {} if self.batcher is None else {"batching": self.batcher.metrics()}
 
 
 class PostprocessStage(Stage):
@@ -96,12 +120,18 @@ class PostprocessStage(Stage):
 
 
 def model_branch(
-    key: str, backend: Backend, preprocess: Callable, postprocess: Callable, infer_workers: int = 1
+    key: str,
+    backend: Backend,
+    preprocess: Callable,
+    postprocess: Callable,
+    infer_workers: int = 1,
+    batching: BatchSettings | None = None,
 ) -> list[Stage]:
-    """The three stages of one model, named ``<key>.pre``, ``<key>.infer``, ``<key>.post``."""
+    """The three stages of one model, named ``<key>.pre``, ``<key>.infer``, ``<key>.post``;
+    ``batching`` batches the inference across frames (see ``InferStage``)."""
     return [
         PreprocessStage(f"{key}.pre", key, preprocess),
-        InferStage(f"{key}.infer", key, backend, workers=infer_workers),
+        InferStage(f"{key}.infer", key, backend, workers=infer_workers, batching=batching),
         PostprocessStage(f"{key}.post", key, postprocess),
     ]
 
