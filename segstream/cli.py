@@ -31,8 +31,11 @@ def _add_run(sub) -> None:
     p.add_argument("--config", help="TOML config (default: the built-in defaults, or ./config.toml if present)")
     p.add_argument(
         "--source",
+        action="append",
+        default=None,
         help="source URI: file, folder, glob, /dev/videoN, N, csi://N, rtsp://, http(s)://, gst:..., synthetic://, "
-        "stack:///series (slices), tiles:///map.tif (a large image as tiles)",
+        "stack:///series (slices), tiles:///map.tif (a large image as tiles); repeat for several in one graph "
+        "(ids cam0, cam1, ...)",
     )
     p.add_argument(
         "--output",
@@ -452,7 +455,7 @@ def _run_options(args: argparse.Namespace):
     return RunOptions(
         config=args.config,
         overrides=tuple(args.set or ()),
-        source=args.source,
+        source=(args.source,) if isinstance(args.source, str) else tuple(args.source or ()),
         outputs=tuple(getattr(args, "output", None) or ()),
         pipeline=args.pipeline,
         max_frames=args.max_frames,

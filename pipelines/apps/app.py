@@ -9,10 +9,12 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from segstream.pipelines.apps.config import AppConfig, load_config
 from segstream.pipelines.apps.registry import build_pipeline
+from segstream.stream.control import ControlServer
 from segstream.stream.errors import ConfigError
 from segstream.stream.graph import FunctionStage, Graph, RunReport
 from segstream.stream.io import write_json
@@ -23,8 +25,10 @@ from segstream.stream.sources.base import wait_for_frame_time
 log = logging.getLogger(__name__)
 
 
-def make_source(config: AppConfig):
-    src = open_source(config.source.uri, network_options=vars(config.network).copy())
+def make_source(config: AppConfig, uri: str | None = None):
+    """The (unopened) source for ``uri`` (default: ``source.uri``) with the configured network
+    options and policy."""
+    src = open_source(config.source.uri if uri is None else uri, network_options=vars(config.network).copy())
     if config.source.policy != "auto":
         src.live = config.source.policy == "latest"
     return src
@@ -79,25 +83,74 @@ class PacedSource:
         return {"paced_fps": self.fps, **(inner() if inner is not None else {})}
 
 
+def source_factory(config: AppConfig, pace_fps: float | None = None) -> Callable[[str], object]:
+    """Builds sources from URIs as the config says (network options, policy, pacing); the
+    graph's own sources and those added while it runs (the control interface) come from it.
+
+    Args:
+        pace_fps: play each source as a live camera of this rate (``PacedSource``); None:
+            ``source.pace_fps`` when > 0, else as it is.
+    """
+    if pace_fps is None and config.source.pace_fps > 0:
+        pace_fps = config.source.pace_fps
+
+    def build(uri: str):
+        source = make_source(config, uri)
+        return PacedSource(source, pace_fps or None) if pace_fps is not None else source
+
+    return build
+
+
 def make_graph(
     config: AppConfig, max_frames: int | None = None, extra_sinks=(), pace_fps: float | None = None
 ) -> Graph:
     """Builds the graph the config describes (nothing runs until ``run``).
 
+    One source (``source.uri``, or ``source.uris`` with one entry) gives the one-source graph,
+    whose source errors fail the run; several give ids ``cam0``, ``cam1``, ... in order, each
+    with its own drop policy and in-flight limit, and a source that fails is removed while
+    the others go on. ``max_frames`` counts per source.
+
     Args:
-        pace_fps: play the source as a live camera of this rate (``PacedSource``); None: as it is.
+        pace_fps: play the sources as live cameras of this rate (``PacedSource``); None: as they are.
     """
-    source = make_source(config)
-    if pace_fps is None and config.source.pace_fps > 0:
-        pace_fps = config.source.pace_fps
-    if pace_fps is not None:
-        source = PacedSource(source, pace_fps or None)
+    build = source_factory(config, pace_fps)
+    uris = config.source.all_uris()
     steps = build_pipeline(config)
     sinks = [open_sink(u, fps=config.output.fps or None) for u in config.output.uris]
     sinks.extend(extra_sinks)
-    graph = Graph(source, steps, sinks, config.graph_settings(source.live), max_frames=max_frames)
+    if len(uris) == 1:
+        source = build(uris[0])
+        graph = Graph(source, steps, sinks, config.graph_settings(source.live), max_frames=max_frames)
+    else:
+        sources = {f"cam{i}": build(u) for i, u in enumerate(uris)}
+        settings = replace(config.graph_settings(True), max_in_flight_file=config.source.max_in_flight_file)
+        graph = Graph(sources, steps, sinks, settings, max_frames=max_frames)
+        for u in config.output.uris:
+            if "{source}" not in u and os.path.splitext(u)[1].lower() in (".mp4", ".avi", ".mov", ".mkv", ".m4v"):
+                log.warning("%s receives the frames of every source; use %s for one video per source", u, _per(u))
     _fix_output_fps(config, graph)
     return graph
+
+
+def _per(uri: str) -> str:
+    stem, ext = os.path.splitext(uri)
+    return os.path.join(os.path.dirname(stem), "{source}" + ext)
+
+
+def control_for(config: AppConfig, graph: Graph, pace_fps: float | None = None) -> ControlServer | None:
+    """The control interface the config asks for (``[control] port`` > 0), unopened; else None."""
+    c = config.control
+    if not c.port:
+        return None
+    return ControlServer(
+        graph,
+        source_factory(config, pace_fps),
+        host=c.host,
+        port=c.port,
+        token=c.token or None,
+        remove_timeout_s=config.runtime.drain_timeout_s + 5.0,
+    )
 
 
 class _SignalStop:
@@ -145,7 +198,9 @@ class RunOptions:
     Attributes:
         config: TOML file; None: ./config.toml when it exists, else the built-in defaults.
         overrides: ``section.key=value`` assignments applied after the file.
-        source / outputs / pipeline: replace ``source.uri`` / ``output.uris`` / ``pipeline.name``.
+        source: one URI replaces ``source.uri`` (and clears ``source.uris``); several replace
+            ``source.uris`` (a string is taken as one).
+        outputs / pipeline: replace ``output.uris`` / ``pipeline.name``.
         max_frames: stop after this many frames (None: the whole source).
         quiet: no progress display. metrics_json: write the run's metrics here.
         debug: print the traceback of a failure's cause.
@@ -153,7 +208,7 @@ class RunOptions:
 
     config: str | None = None
     overrides: tuple[str, ...] = ()
-    source: str | None = None
+    source: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     pipeline: str | None = None
     max_frames: int | None = None
@@ -161,12 +216,21 @@ class RunOptions:
     metrics_json: str | None = None
     debug: bool = False
 
+    def __post_init__(self) -> None:
+        if self.source is None or isinstance(self.source, str):
+            object.__setattr__(self, "source", (self.source,) if self.source else ())
+        else:
+            object.__setattr__(self, "source", tuple(self.source))
+
 
 def config_for(opts: RunOptions) -> AppConfig:
     """The configuration a run with ``opts`` uses: the file, the overrides, then the options."""
     config = load_config(opts.config, list(opts.overrides))
-    if opts.source:
-        config.source.uri = opts.source
+    if len(opts.source) == 1:
+        config.source.uri = opts.source[0]
+        config.source.uris = []
+    elif opts.source:
+        config.source.uris = list(opts.source)
     if opts.outputs:
         config.output.uris = list(opts.outputs)
     if opts.pipeline:
@@ -180,10 +244,22 @@ def run_command(opts: RunOptions) -> int:
     """``segstream run``: 0 on success, 1 on a runtime failure, 128+N after signal N."""
     config = config_for(opts)
     graph = make_graph(config, max_frames=opts.max_frames)
-    total = graph.source.frame_count if not graph.source.live else None
+    several = len(config.source.all_uris()) > 1
+    total = graph.source.frame_count if not graph.source.live and not several else None
     if total is not None and opts.max_frames:
         total = min(total, opts.max_frames)
-    report, signum = run_graph(graph, progress=config.runtime.progress and not opts.quiet, total=total)
+    control = control_for(config, graph)
+    if control is not None:
+        control.open()
+        if not opts.quiet:
+            print(f"segstream: control interface on {control.url}/sources", file=sys.stderr)
+    try:
+        report, signum = run_graph(graph, progress=config.runtime.progress and not opts.quiet, total=total)
+    finally:
+        if control is not None:
+            control.close()
+    for sid, err in report.source_errors.items():
+        print(f"segstream: source '{sid}' failed and was removed (the others went on): {err}", file=sys.stderr)
     if opts.metrics_json:
         write_json(opts.metrics_json, report.metrics)
     if report.error is not None:
@@ -202,7 +278,7 @@ def run_command(opts: RunOptions) -> int:
             file=sys.stderr,
         )
         return 128 + signum
-    return 0
+    return 1 if report.source_errors else 0
 
 
 def bench_pipeline(source_uri: str, stages: int, max_frames: int | None, queue_size: int = 4) -> dict:
@@ -390,7 +466,7 @@ class BenchPipelineOptions:
 def bench_command(opts: BenchPipelineOptions) -> int:
     args = opts.run
     if args.pipeline is None and args.config is None:
-        uri = args.source or "synthetic://?width=1280&height=720&frames=5000"
+        uri = args.source[0] if args.source else "synthetic://?width=1280&height=720&frames=5000"
         doc = bench_pipeline(uri, opts.stages, args.max_frames)
         b = doc["bench"]
         print(f"runtime: {b['stages']} no-op stages, {doc['frames_out']} frames of {uri}")

@@ -38,6 +38,8 @@ REPOSITORY_CHOICES = {"pipeline.name": "dashcam", "output.uris": ["out/run.mp4",
 class SourceConfig(Checked):
     """Attributes:
     uri: file, folder, camera, URL, gst:, csi:// or synthetic:// (see README).
+    uris: several sources in one graph (ids cam0, cam1, ... in this order); when not empty it
+        replaces ``uri``. Each source keeps its own drop policy, in-flight limit and counters.
     policy: "auto" (live sources keep the newest frame, files block), "block" or "latest".
     max_in_flight: live sources: frames between source and sinks at once; a frame read at
         the limit is dropped (0: no limit).
@@ -52,10 +54,38 @@ class SourceConfig(Checked):
     SECTION: ClassVar[str] = "source"
 
     uri: str = "synthetic://?width=1280&height=720&fps=30&frames=300"
+    uris: list[str] = field(default_factory=list)
     policy: Literal["auto", "block", "latest"] = "auto"
     max_in_flight: NonNegInt = 2
     max_in_flight_file: NonNegInt = 3
     pace_fps: NonNegFloat = 0.0
+
+    def all_uris(self) -> list[str]:
+        """The graph's sources: ``uris`` when given, else ``uri`` alone."""
+        return list(self.uris) if self.uris else [self.uri]
+
+    def check(self) -> None:
+        if any(not str(u).strip() for u in self.uris):
+            raise ValueError("source.uris: every entry must be a source URI, got an empty one")
+
+
+@dataclass
+class ControlConfig(Checked):
+    """The local HTTP control interface (list, add and remove sources while running; see
+    docs/running.md).
+
+    Attributes:
+        port: TCP port on ``host`` (0: off).
+        host: interface to bind; anything but a loopback address requires a token.
+        token: required as ``Authorization: Bearer`` or ``?token=`` (empty: none, or
+            $SEGSTREAM_CONTROL_TOKEN).
+    """
+
+    SECTION: ClassVar[str] = "control"
+
+    port: Annotated[int, Range(ge=0, le=65535)] = 0
+    host: str = "127.0.0.1"
+    token: str = ""
 
 
 @dataclass
@@ -404,6 +434,7 @@ class AppConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     medical: MedicalConfig = field(default_factory=MedicalConfig)
     satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
 
     def graph_settings(self, live: bool) -> GraphSettings:
         r = self.runtime
