@@ -200,3 +200,13 @@ def test_export_refuses_dynamic_batch_where_the_graph_cannot_batch(tmp_path, cap
 
     assert main(["export", *args, "--dynamic-batch", "--out", str(tmp_path / "m.onnx")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--model", "yolact_tiny"], ["--model", "deeplab_tiny", "--dynamic"]])
+def test_export_dynamic_batch_writes_a_batch_axis(tmp_path, args):
+    from segstream.cli import main
+
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", *args, "--dynamic-batch", "--out", out]) == 0
+    backend = _backend(out)
+    assert all(t.shape[0] == "batch" for t in [*backend.inputs, *backend.outputs])
