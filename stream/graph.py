@@ -117,6 +117,9 @@ class GraphSettings:
         max_in_flight_file: the limit for sources that never drop (files, generated frames)
             when it differs from live sources' (None: ``max_in_flight`` for every source).
             Each source has its own limit and counter.
+        max_in_flight_total: with several sources, frames between all sources and the sinks
+            at once (0: only each source's own limit). At the limit live sources drop and
+            others wait, so N cameras do not queue N times the frames of one.
         join_timeout_s: how long a join waits for a branch before emitting the frame
             without that branch's results (counted in ``join_timeouts``).
         join_buffer: at most this many frames waiting in a join (its reorder buffer).
@@ -127,6 +130,7 @@ class GraphSettings:
     queue_size: int = 4
     max_in_flight: int = 2
     max_in_flight_file: int | None = None
+    max_in_flight_total: int = 0
     join_timeout_s: float = 5.0
     join_buffer: int = 32
     drain_timeout_s: float = 1.0
@@ -182,6 +186,11 @@ class _SourceMux:
 
     Sources put into their own queue and then ``notify``; ``get`` scans and waits under one
     lock, so a put between the scan and the wait is never missed.
+
+    With a graph-wide limit (``limit``) a frame leaves only while fewer than the limit are in
+    flight; until then each live source's newest frame waits in its own queue (a newer one
+    replaces it, counted as that source's drop), and the sources are served in turn, so every
+    camera gets its share of the pipeline and no frame waits behind a backlog.
     """
 
     def __init__(self) -> None:
@@ -192,6 +201,7 @@ class _SourceMux:
         self._reasons: list[str] = []
         self._final_pending = False
         self.closed = False
+        self.limit: _Token | None = None
 
     def add(self, source_id: str, q: BoundedQueue) -> None:
         with self._cond:
@@ -222,7 +232,7 @@ class _SourceMux:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                n = len(self._queues)
+                n = len(self._queues) if self.limit is None or self.limit.available() else 0
                 for i in range(n):
                     k = (self._next + i) % n
                     sid, q = self._queues[k]
@@ -238,6 +248,8 @@ class _SourceMux:
                             self._final_pending = True
                         return SourceEnd(sid, item.reason)
                     self._next = (k + 1) % n
+                    if self.limit is not None and isinstance(item, Frame):
+                        self.limit.try_acquire()  # the only taker, under this lock: a place is free
                     return item
                 if self._final_pending:
                     self._final_pending = False
@@ -279,6 +291,15 @@ class _Token:
     def available(self) -> bool:
         with self._cond:
             return not self.limit or self.in_flight < self.limit
+
+    def try_acquire(self) -> bool:
+        """Takes a place if one is free, without waiting."""
+        with self._cond:
+            if self.limit and self.in_flight >= self.limit:
+                return False
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            return True
 
     def release(self) -> None:
         with self._cond:
@@ -756,6 +777,9 @@ class Graph:
         self._source_nodes: dict[str, _SourceNode] = {}  # sources whose end has not reached the sinks
         self._source_errors: dict[str, SegstreamError] = {}
         self._sources_seen = 0
+        total = self.settings.max_in_flight_total
+        self._shared_token: _Token | None = _Token(total) if self._multi and total else None
+        self._mux.limit = self._shared_token
         self._started = False
         self._build()
         for sid, src in initial:
@@ -939,6 +963,9 @@ class Graph:
         node = self._source_nodes.get(frame.source_id)
         if node is not None and node.token is not None:
             node.token.release()
+        if self._shared_token is not None:
+            self._shared_token.release()
+            self._mux.notify()
 
     def _source_failed(self, node: _SourceNode, error: SegstreamError, cause: BaseException | None) -> None:
         node.error = error
@@ -1012,6 +1039,8 @@ class Graph:
         if not self._multi and self._first_node.token is not None:
             doc["in_flight"] = {"limit": self._first_node.token.limit, "peak": self._first_node.token.peak}
         if self._multi:
+            if self._shared_token is not None:
+                doc["in_flight"] = {"limit": self._shared_token.limit, "peak": self._shared_token.peak}
             for node in [n for n in list(self._nodes) if isinstance(n, _SourceNode)]:
                 entry = doc.get("sources", {}).get(node.source_id)
                 if entry is not None and node.token is not None:

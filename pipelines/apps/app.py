@@ -124,7 +124,11 @@ def make_graph(
         graph = Graph(source, steps, sinks, config.graph_settings(source.live), max_frames=max_frames)
     else:
         sources = {f"cam{i}": build(u) for i, u in enumerate(uris)}
-        settings = replace(config.graph_settings(True), max_in_flight_file=config.source.max_in_flight_file)
+        settings = replace(
+            config.graph_settings(True),
+            max_in_flight_file=config.source.max_in_flight_file,
+            max_in_flight_total=config.source.max_in_flight_total,
+        )
         graph = Graph(sources, steps, sinks, settings, max_frames=max_frames)
         for u in config.output.uris:
             if "{source}" not in u and os.path.splitext(u)[1].lower() in (".mp4", ".avi", ".mov", ".mkv", ".m4v"):

@@ -46,6 +46,9 @@ class SourceConfig(Checked):
     max_in_flight_file: files and other sources that never drop: frames between source and
         sinks at once; the source waits at the limit, so latency stays a few frame times
         instead of the depth of every queue (0: no limit, queues fill).
+    max_in_flight_total: several sources: frames between all of them and the sinks at once;
+        live sources drop at the limit, others wait (0: only each source's own limit, so N
+        cameras may hold N times the frames of one and their latency grows with N).
     pace_fps: > 0: play a recorded source (file, folder, generated frames) as a live camera
         of this rate: frames are released on the clock and those the pipeline cannot take
         in time are dropped and counted (benchmarks of live behaviour; 0: off).
@@ -58,6 +61,7 @@ class SourceConfig(Checked):
     policy: Literal["auto", "block", "latest"] = "auto"
     max_in_flight: NonNegInt = 2
     max_in_flight_file: NonNegInt = 3
+    max_in_flight_total: NonNegInt = 2
     pace_fps: NonNegFloat = 0.0
 
     def all_uris(self) -> list[str]:

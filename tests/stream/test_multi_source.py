@@ -292,3 +292,33 @@ def _wait_for(cond, timeout: float = 15.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.01)
+
+
+def test_a_graph_wide_limit_bounds_frames_in_flight_and_serves_cameras_in_turn():
+    probe = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def enter(frame):
+        with lock:
+            probe["now"] += 1
+            probe["peak"] = max(probe["peak"], probe["now"])
+        time.sleep(0.01)
+        return frame
+
+    def leave(frame):
+        with lock:
+            probe["now"] -= 1
+
+    cams = {f"cam{i}": synth(30, live=True, fps=100, seed=i) for i in range(3)}
+    g = Graph(
+        cams,
+        [FunctionStage("enter", enter), FunctionStage("work", lambda f: (time.sleep(0.01), f)[1])],
+        [CallbackSink(leave)],
+        GraphSettings(max_in_flight=2, max_in_flight_total=2),
+    )
+    report = g.run(timeout=30)
+    per = report.metrics["sources"]
+    outs = [per[c]["frames_out"] for c in cams]
+    assert report.error is None and probe["peak"] <= 2 and report.metrics["in_flight"]["peak"] <= 2
+    assert min(outs) >= 0.5 * max(outs) and min(outs) > 0, outs  # no camera starves
+    assert all(p["frames_in"] == p["frames_out"] + p["frames_dropped"] for p in per.values())
