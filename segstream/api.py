@@ -153,7 +153,7 @@ class Pipeline:
 def open_pipeline(
     config: str | os.PathLike | dict | AppConfig = "config.toml",
     *,
-    source: str | None = None,
+    source: str | os.PathLike | Sequence[str] | None = None,
     sinks: Sequence[str] | None = None,
     max_frames: int | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -165,7 +165,8 @@ def open_pipeline(
     Args:
         config: a TOML file (``segstream run --config``), a dict of the same tables
             (``{"pipeline": {"name": "road"}}``), or an AppConfig (not modified).
-        source: source URI (file, folder, camera, rtsp://, synthetic://, ...); None: the config's.
+        source: source URI (file, folder, camera, rtsp://, synthetic://, ...), or a list of them for
+            several cameras in one graph (ids cam0, cam1, ...); None: the config's.
         sinks: sink URIs (video file, .jsonl, folder/, ws://, display://0, null://); None: the config's.
         max_frames: stop after this many frames from the source (>= 1); None: until it ends.
         overrides: settings applied over the config, as ``--set`` does: dotted keys
@@ -179,9 +180,12 @@ def open_pipeline(
     cfg, origin = _load_config(config)
     cfg = _with_overrides(cfg, overrides, origin)
     if source is not None:
-        if not isinstance(source, (str, os.PathLike)):
-            raise ConfigError(f"source must be a URI string, got {type(source).__name__}")
-        cfg.source.uri = os.fspath(source)
+        if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
+            cfg.source.uris = [os.fspath(s) for s in source]  # several cameras in one graph
+        elif isinstance(source, (str, os.PathLike)):
+            cfg.source.uri, cfg.source.uris = os.fspath(source), []
+        else:
+            raise ConfigError(f"source must be a URI string or a list of them, got {source!r}")
     if sinks is not None:
         if isinstance(sinks, (str, os.PathLike)) or not all(isinstance(s, (str, os.PathLike)) for s in sinks):
             raise ConfigError(f"sinks must be a list of URIs, e.g. ['out/overlay.mp4'], got {sinks!r}")

@@ -231,7 +231,7 @@ def score_clip(
     from segstream.stream.io import write_json
 
     config = load_config(None, list(overrides))
-    config.source.uri = os.path.join(clip_dir, "clip.mp4")
+    config.source.uri, config.source.uris = os.path.join(clip_dir, "clip.mp4"), []
     if live and not any(o.startswith("schedule.target_fps") for o in overrides):
         config.schedule.target_fps = fps  # the camera's rate is the rate to hold
     config.pipeline.name = "dashcam"

@@ -415,3 +415,19 @@ def test_sigint_drains_the_pipeline_then_raises_keyboard_interrupt(tmp_path):
     words = stdout.split()
     assert words[:2] == ["interrupted", "after"] and words[-1] == "stop" and int(words[2]) >= 3
     assert count_video_frames(str(tmp_path / "v.mp4")) == int(words[2]) == len(jsonl(results))
+
+
+def test_open_pipeline_takes_several_sources_and_a_single_one_clears_the_configs_list(tmp_path):
+    import segstream
+
+    cams = ["synthetic://?width=160&height=120&fps=10&frames=3", "synthetic://?width=160&height=120&fps=10&frames=2"]
+    out = tmp_path / "r.jsonl"
+    config = {"pipeline": {"name": "passthrough"}, "runtime": {"progress": False}}
+    with segstream.open_pipeline(config, source=cams, sinks=[str(out)]) as pipe:
+        report = pipe.run()
+    assert report.error is None and report.frames == 5
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted({line["source"] for line in lines}) == ["cam0", "cam1"]
+    one = segstream.open_pipeline({**config, "source": {"uris": cams}}, source=cams[0], sinks=["null://"])
+    assert one.config.source.uris == [] and one.config.source.uri == cams[0]
+    one.close()

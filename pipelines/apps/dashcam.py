@@ -78,11 +78,38 @@ def instance_stages(config: AppConfig) -> list[Stage]:
 
 
 class SemanticPostStage(PostprocessStage):
-    """The semantic post-processing stage; reports the flicker of the class maps it produced."""
+    """The semantic post-processing stage, one post-processor per source (smoothing and the
+    flicker measure follow one camera's frames); reports the flicker of the maps it produced."""
+
+    def __init__(self, name: str, key: str, postprocess, workers: int = 1) -> None:
+        super().__init__(name, key, postprocess, workers)
+        self._per_source: dict[str, object] = {}
+        self._ended: list[float] = []  # flicker means of sources that have ended
+        self._own_used = False
+
+    def _for(self, source_id: str):
+        post = self._per_source.get(source_id)
+        if post is None:
+            # The first source uses the runner's own post-processor (one source: as before).
+            post = type(self.postprocess)(self.postprocess.settings) if self._own_used else self.postprocess
+            self._own_used = True
+            self._per_source[source_id] = post
+        return post
+
+    def process(self, frame):
+        outputs = frame.results.pop(f"_{self.key}.outputs")
+        info = frame.results.pop(f"_{self.key}.info")
+        frame.results[self.key] = self._for(frame.source_id)(outputs, info)
+        return frame
+
+    def source_ended(self, source_id: str) -> None:
+        post = self._per_source.pop(source_id, None)
+        if post is not None and post.flicker.mean is not None:
+            self._ended.append(post.flicker.mean)
 
     def metrics(self) -> dict:
-        mean = self.postprocess.flicker.mean
-        return {} if mean is None else {"flicker_mean": round(mean, 5)}
+        means = self._ended + [p.flicker.mean for p in self._per_source.values() if p.flicker.mean is not None]
+        return {} if not means else {"flicker_mean": round(sum(means) / len(means), 5)}
 
 
 def semantic_stages(config: AppConfig) -> list[Stage]:

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 
 from segstream.pipelines.apps.app import RunOptions, config_for, control_for, make_graph
@@ -187,3 +188,39 @@ def _wait_for(cond, timeout: float = 20.0) -> None:
             pass
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.05)
+
+
+def test_semantic_smoothing_state_is_kept_per_source():
+    from segstream.pipelines.apps.dashcam import SemanticPostStage
+    from segstream.pipelines.tasks.road import PreprocessInfo, SemanticPostprocessor, SemanticSettings
+    from segstream.stream.frame import Frame
+
+    settings = SemanticSettings(
+        class_names=("road", "car"),
+        palette_bgr=np.zeros((2, 3), np.uint8),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        smoothing="ema",
+        ema_alpha=0.5,
+        drivable=False,
+    )
+    stage = SemanticPostStage("semantic.post", "semantic", SemanticPostprocessor(settings))
+    info = PreprocessInfo(frame_hw=(4, 4), model_hw=(4, 4), content_hw=None)
+    road = np.zeros((1, 2, 4, 4), np.float32)
+    road[:, 0] = 5.0
+    car = np.zeros((1, 2, 4, 4), np.float32)
+    car[:, 1] = 5.0
+
+    def run(source_id, seq, logits):
+        f = Frame(source_id=source_id, seq=seq, pts_s=seq / 10, capture_ns=0, image_bgr=np.zeros((4, 4, 3), np.uint8))
+        f.results["_semantic.outputs"] = {"logits": logits}
+        f.results["_semantic.info"] = info
+        return stage.process(f).results["semantic"].class_ids
+
+    assert (run("cam0", 0, road) == 0).all()
+    # cam1's first frame is all car: with one shared EMA it would be pulled towards cam0's road.
+    assert (run("cam1", 0, car) == 1).all()
+    stage.source_ended("cam1")
+    assert (run("cam1", 0, car) == 1).all()  # a re-used id starts fresh
+    assert (run("cam0", 1, road) == 0).all()
+    assert stage.metrics() == {"flicker_mean": 0.0}  # cam0's two maps agree; one-frame sources have none
