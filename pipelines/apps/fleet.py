@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segstream.pipelines.apps.app import _fix_output_fps, make_graph
+from segstream.pipelines.apps.app import make_graph
 from segstream.pipelines.apps.config import AppConfig
 from segstream.stream.errors import ConfigError, SegstreamError
 from segstream.stream.progress import ProgressReporter
@@ -57,7 +57,11 @@ WALL_CLOCK_FIELDS = ("capture_ns", "age_ms", "timings_ms")
 RAY_LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: Ray starts its workers at nice 15: next to any other work (a training, a second fleet) they get a
 #: few percent of a core (measured here: a 16-frame clip 2 s alone, 45 s in a nice-15 actor).
-#: The fleet's workers are the job, so they run at the niceness of a ``segstream run``.
+#: The fleet's workers are the job, so they run at the niceness of a ``segstream run``: a local
+#: cluster the fleet starts gets ``LOCAL_SYSTEM_CONFIG`` (its prestarted workers serve the actors:
+#: ready in ~0.6 s); on any other cluster each actor asks for ``WORKER_RUNTIME_ENV`` (a worker
+#: process of its own: ~3.5 s).
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 WORKER_RUNTIME_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _SCHEDULED_MODELS = {"dashcam": ("instances", "semantic"), "instances": ("instances",), "road": ("semantic",)}
@@ -77,6 +81,8 @@ class RecordingResult:
         error: the last error, for "failed" (and earlier attempts' errors for a retried "done").
         worker: the worker (host:pid) of the last attempt.
         setup_s: seconds spent building the pipeline (model sessions) for the last attempt.
+        niceness: the worker's nice value (0 unless the cluster runs its workers below normal priority).
+        exit_code: of the last attempt's error (2: a configuration error, which stops the fleet).
     """
 
     source: str
@@ -88,6 +94,7 @@ class RecordingResult:
     error: str | None = None
     worker: str | None = None
     setup_s: float = 0.0
+    niceness: int | None = None
     exit_code: int = 0
 
 
@@ -215,6 +222,7 @@ def config_hash(config: AppConfig) -> str:
     output paths and progress display) and the bytes of the model files it names."""
     doc = dataclasses.asdict(config)
     doc["source"].pop("uri")
+    doc["source"].pop("uris")
     doc["output"]["uris"] = output_suffixes(config)
     doc["runtime"].pop("progress")
     h = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
@@ -338,12 +346,12 @@ class FleetWorker:
             os.remove(done_path)  # from another config or recording: not valid for what comes now
         config = copy.deepcopy(self.config)
         config.source.uri = recording
+        config.source.uris = []  # one recording per graph, whatever camera list the config names
         config.output.uris = partials or ["null://"]
-        result = RecordingResult(recording, stem, "failed", attempts=1, worker=self.name)
+        result = RecordingResult(recording, stem, "failed", attempts=1, worker=self.name, niceness=os.nice(0))
         graph = None
         try:
             graph = make_graph(config)
-            _fix_output_fps(config, graph)  # the same video frame rate as `segstream run`
             result.setup_s = time.perf_counter() - t0
             self._graph = graph
             report = graph.run(timeout=timeout_s)
@@ -433,8 +441,10 @@ def _import_ray(local: bool):
 class _Pool:
     """The driver's side of the workers: start, replace, stop."""
 
-    def __init__(self, ray, config, output_dir, suffixes, chash, *, cpus_per_worker: float, start_timeout_s: float) -> None:
+    def __init__(self, ray, config, output_dir, suffixes, chash, *, cpus_per_worker: float, start_timeout_s: float,
+                 runtime_env: dict | None) -> None:
         self.ray = ray
+        self.runtime_env = runtime_env
         self.args = (config, output_dir, suffixes, chash)
         self.remote_class = ray.remote(FleetWorker)
         self.cpus = cpus_per_worker
@@ -450,9 +460,15 @@ class _Pool:
             self.started += 1
             new[slot] = self.remote_class.options(
                 name=f"segstream-fleet-{self.run_id}-{self.started}", num_cpus=self.cpus, max_concurrency=2,
-                scheduling_strategy="SPREAD", runtime_env=WORKER_RUNTIME_ENV).remote(*self.args)
+                scheduling_strategy="SPREAD", runtime_env=self.runtime_env).remote(*self.args)
         try:
             ray.get([a.ready.remote() for a in new.values()], timeout=self.start_timeout_s)
+        except ray.exceptions.RayActorError as exc:  # e.g. segstream cannot be imported on a node
+            for a in new.values():
+                ray.kill(a)
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            raise SegstreamError(f"fleet: a worker could not start: {lines[-1] if lines else type(exc).__name__} "
+                                 "(every node needs segstream and the same paths)") from None
         except ray.exceptions.GetTimeoutError:
             for a in new.values():
                 ray.kill(a)
@@ -549,7 +565,9 @@ def _process(todo: list[str], stems: dict[str, str], output_dir: str, config: Ap
     ray = _import_ray(local=address is None)
     os.makedirs(output_dir, exist_ok=True)
     own_cluster = not ray.is_initialized()
-    if own_cluster:
+    if own_cluster and address is None:
+        ray.init(include_dashboard=False, _system_config=LOCAL_SYSTEM_CONFIG)
+    elif own_cluster:
         ray.init(address=address, include_dashboard=False)
     pool = None
     bar = None
@@ -557,7 +575,8 @@ def _process(todo: list[str], stems: dict[str, str], output_dir: str, config: Ap
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         n = min(n, len(todo))
         pool = _Pool(ray, config, output_dir, suffixes, chash, cpus_per_worker=cpus_per_worker,
-                     start_timeout_s=start_timeout_s)
+                     start_timeout_s=start_timeout_s,
+                     runtime_env=None if own_cluster and address is None else WORKER_RUNTIME_ENV)
         pool.start(list(range(n)))
         if progress:
             counts = [_frame_count(r) for r in todo]

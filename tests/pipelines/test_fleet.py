@@ -144,6 +144,7 @@ def test_fleet_results_equal_single_process_runs(fleet_and_single, clips):
     work, _, report, cluster_left_running = fleet_and_single
     assert not cluster_left_running, "the fleet started a local cluster and must shut it down"
     assert [r.status for r in report.recordings] == ["done"] * 3
+    assert [r.niceness for r in report.recordings] == [0] * 3  # not Ray's default 15
     assert report.exit_code == 0 and report.workers == 2 and report.reproducibility == []
     detections = 0
     for clip, rec in zip(clips, report.recordings):
@@ -246,6 +247,7 @@ def test_a_killed_worker_is_replaced_and_its_recording_retried(cluster, clips, t
     assert (first.status, first.attempts, first.frames) == ("done", 2, 40)
     assert "worker died" in first.error  # the earlier attempt's error is kept
     assert (second.status, second.attempts) == ("done", 1)
+    assert first.niceness == second.niceness == 0  # on a cluster the fleet did not start too
 
 
 def test_rerun_after_a_killed_worker_finishes_only_what_was_missing(cluster, clips, tmp_path):
