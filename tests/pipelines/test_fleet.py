@@ -297,6 +297,8 @@ def test_sources_globs_and_stems(tmp_path):
         expand_sources([str(tmp_path / "*.avi")])
     with pytest.raises(ConfigError, match="no such file"):
         expand_sources([str(tmp_path / "missing.mp4")])
+    with pytest.raises(ConfigError, match="no recordings"):
+        run_fleet([], str(tmp_path / "out"), load_config(None), progress=False)
     with pytest.raises(ConfigError, match="same outputs"):
         recording_stems(expand_sources([str(tmp_path / "a"), str(tmp_path / "b")]))
 
