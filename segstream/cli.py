@@ -317,6 +317,28 @@ def _add_generate(sub) -> None:
     p.add_argument("--fps", type=float, default=30.0)
 
 
+def _add_fleet(sub) -> None:
+    p = sub.add_parser("fleet", help="run many recordings through a pipeline on a Ray cluster, one task per recording")
+    p.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="GLOB",
+        help="recordings: files, quoted globs ('drives/*.mp4') or folders; repeat for several",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="folder: <stem>.<ext> per output of the config, <stem>.done.json, fleet_summary.json",
+    )
+    p.add_argument("--config", help="TOML config (default: ./config.toml if present, else the built-in defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: a local one on 127.0.0.1")
+    p.add_argument("--workers", type=int, help="worker actors (default: the cluster's CPUs)")
+    p.add_argument("--retries", type=int, default=1, help="attempts after the first for a failed recording")
+    p.add_argument("--no-progress", action="store_true", help="no progress line")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="generate a clip and run the default pipeline on it (what `make demo` runs)")
     p.add_argument("--out", default="out/demo")
@@ -354,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_generate,
         _add_demo,
+        _add_fleet,
         _add_convert,
     ):
         add(sub)
@@ -471,6 +494,28 @@ def _dispatch(args: argparse.Namespace) -> int:
         from segstream.pipelines.apps.app import run_command
 
         return run_command(_run_options(args))
+    if cmd == "fleet":
+        from segstream.pipelines.apps.config import load_config
+        from segstream.pipelines.apps.fleet import SUMMARY_NAME, run_fleet
+
+        config = load_config(args.config, args.set)
+        report = run_fleet(
+            args.source,
+            args.output,
+            config,
+            address=args.address,
+            workers=args.workers,
+            retries=args.retries,
+            progress=config.runtime.progress and not args.no_progress,
+        )
+        for r in report.recordings:
+            if r.status == "failed":
+                print(f"segstream: error: {r.source}: {r.error}", file=sys.stderr)
+        print(
+            f"fleet: {report.count('done')} done, {report.count('skipped')} skipped, {report.count('failed')} failed, "
+            f"{report.frames} frames in {report.wall_s:.1f} s; {os.path.join(report.output_dir, SUMMARY_NAME)}"
+        )
+        return report.exit_code
     if cmd == "demo":
         from segstream.demo import demo_command
 

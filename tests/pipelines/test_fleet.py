@@ -127,15 +127,34 @@ def fleet_and_single(clips, tmp_path_factory):
     """The three clips through a fleet on its own local cluster, and each through `segstream run`."""
     work = tmp_path_factory.mktemp("equality")
     config_path = write_config(work, DASHCAM_TOML)
-    report = run_fleet([os.path.join(os.path.dirname(clips[0]), "*.mp4")], str(work / "fleet"),
-                       load_config(config_path), workers=2, **START)
+    report = run_fleet(
+        [os.path.join(os.path.dirname(clips[0]), "*.mp4")],
+        str(work / "fleet"),
+        load_config(config_path),
+        workers=2,
+        **START,
+    )
     cluster_left_running = ray.is_initialized()
     for clip in clips:
         stem = os.path.splitext(os.path.basename(clip))[0]
-        out = subprocess.run(segstream_cmd("run", "--config", config_path, "--source", clip, "--quiet",
-                                           "--output", str(work / "single" / f"{stem}.mp4"),
-                                           "--output", str(work / "single" / f"{stem}.jsonl")),
-                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            segstream_cmd(
+                "run",
+                "--config",
+                config_path,
+                "--source",
+                clip,
+                "--quiet",
+                "--output",
+                str(work / "single" / f"{stem}.mp4"),
+                "--output",
+                str(work / "single" / f"{stem}.jsonl"),
+            ),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
     return work, config_path, report, cluster_left_running
 
@@ -229,7 +248,9 @@ def test_failed_recording_is_retried_reported_and_finished_by_a_rerun(cluster, c
 def _kill_the_worker_when(path: str, lines: int) -> None:
     """Kills the fleet's only worker once ``path`` (its recording's partial JSONL) has ``lines`` lines."""
     wait_for_lines(path, lines, timeout_s=120)
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("segstream-fleet-")]
+    names = [
+        a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("segstream-fleet-")
+    ]
     assert len(names) == 1, names
     ray.kill(ray.get_actor(names[0]))
 
@@ -238,8 +259,9 @@ def test_a_killed_worker_is_replaced_and_its_recording_retried(cluster, clips, t
     config = load_config(write_config(tmp_path, DASHCAM_TOML))
     long_clip = write_clip(tmp_path / "a_long.mp4", 40, seed=5)
     out = str(tmp_path / "out")
-    thread, box = run_fleet_in_thread(sources=[long_clip, clips[1]], output_dir=out, config=config, workers=1,
-                                      retries=1, **START)
+    thread, box = run_fleet_in_thread(
+        sources=[long_clip, clips[1]], output_dir=out, config=config, workers=1, retries=1, **START
+    )
     _kill_the_worker_when(os.path.join(out, "a_long.partial.jsonl"), 2)
     thread.join(300)
     assert not thread.is_alive() and "error" not in box, box.get("error")
@@ -313,3 +335,19 @@ def test_importing_the_fleet_module_does_not_import_ray():
     code = "import sys, segstream.pipelines.apps.fleet; raise SystemExit('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr or "ray was imported"
+
+
+def test_the_cli_reruns_a_finished_fleet_as_all_skipped(fleet_and_single, clips):
+    work, config_path, _, _ = fleet_and_single
+    glob = os.path.join(os.path.dirname(clips[0]), "*.mp4")
+    out = subprocess.run(
+        segstream_cmd(
+            "fleet", "--config", config_path, "--source", glob, "--output", str(work / "fleet"), "--no-progress"
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fleet: 0 done, 3 skipped, 0 failed, 0 frames" in out.stdout  # frames processed by this run
