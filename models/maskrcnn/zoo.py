@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from segstream.models.checkpoint_io import read_checkpoint, unwrap_state_dict
 from segstream.models.state_dict import mismatch_summary
 from segstream.stream.errors import ConfigError, ModelError
 
@@ -146,27 +147,8 @@ def _default_names(num_classes: int) -> tuple[str, ...]:
 
 def _read_state(path: str) -> tuple[dict, dict]:
     """(state dict, segstream info) from a checkpoint file, or a one-line ModelError."""
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such checkpoint file; give the path of a Mask R-CNN .pth file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip, pickle and torch errors all mean "not a loadable checkpoint"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {_LAYOUT}"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a {_LAYOUT}")
-    info = obj.get("segstream") if isinstance(obj.get("segstream"), dict) else {}
-    for key in ("model", "state_dict", "model_state"):
-        if isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise ModelError(f"{path}: no state dict of tensors in it, expected a {_LAYOUT}")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj, info
+    obj = read_checkpoint(path, kind="a Mask R-CNN", expected=f"; expected a {_LAYOUT}")
+    return unwrap_state_dict(obj, path, f"a {_LAYOUT}", keys=("model", "state_dict", "model_state"))
 
 
 def load_maskrcnn(path: str | None, name: str, *, num_classes: int | None = None, **kwargs) -> LoadedMaskRCNN:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from segstream.models.checkpoint_io import read_checkpoint, unwrap_state_dict
 from segstream.models.semantic.deeplab_lite import DeepLabLiteConfig, DeepLabV3PlusLite
 from segstream.models.semantic.deeplabv3plus import DeepLabV3Plus, DeepLabV3PlusConfig
 from segstream.models.semantic.efficientnet_lite import LITE_MEAN_255, LITE_STD_255
@@ -444,28 +445,10 @@ def _numpy_scalar_globals() -> list:
 
 def _read_state_dict(path: str, spec: SemanticSpec) -> tuple[dict, dict]:
     """Returns (state dict, segstream info) from a checkpoint file, or raises ModelError."""
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such checkpoint file; give the path of a {spec.name} .pth file")
-    try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors: all mean "not a loadable checkpoint"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"{path}: cannot read it as a torch checkpoint ({first[:160]}); expected a {spec.layout}"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ModelError(f"{path}: holds a {type(obj).__name__}, expected a {spec.layout}")
-    info = obj.get("segstream", {}) if isinstance(obj.get("segstream"), dict) else {}
-    for key in ("model_state", "state_dict", "model"):
-        if isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        raise ModelError(f"{path}: no state dict of tensors found, expected a {spec.layout}")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return obj, info
+    obj = read_checkpoint(
+        path, kind=f"a {spec.name}", expected=f"; expected a {spec.layout}", safe_globals=_numpy_scalar_globals()
+    )
+    return unwrap_state_dict(obj, path, f"a {spec.layout}")
 
 
 def load_model(

@@ -17,6 +17,7 @@ import re
 
 import torch
 
+from segstream.models.checkpoint_io import read_checkpoint
 from segstream.models.state_dict import mismatch_summary
 from segstream.models.yolact.config import CONFIGS, YolactConfig, config_name_from_path, resolve_config
 from segstream.models.yolact.model import Yolact
@@ -28,17 +29,7 @@ _DOWNSAMPLE = re.compile(r"^fpn\.downsample_layers\.(\d+)\.")
 
 def _read(path: str, expected: str = "") -> dict:
     """The file's object; ``expected`` (a configuration's name and layout) goes into the errors."""
-    want = f" (expected {expected})" if expected else ""
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such checkpoint file; give the path to a YOLACT .pth file{want}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged zip/pickle data
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(
-            f"{path}: cannot read it as a PyTorch checkpoint ({first[:160]}); "
-            f"the file is damaged or truncated: download or train it again{want}"
-        ) from None
+    obj = read_checkpoint(path, kind="a YOLACT", expected=f" (expected {expected})" if expected else "")
     if not isinstance(obj, dict):
         raise ModelError(f"{path}: expected a state dict (a dict of tensors), found {type(obj).__name__}")
     return obj
