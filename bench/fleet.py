@@ -63,7 +63,9 @@ def write_clips(folder: str, count: int, frames: int, size_wh: tuple[int, int]) 
         path = os.path.join(folder, f"drive{i:02d}.mp4")
         paths.append(path)
         cap = cv2.VideoCapture(path)
-        have = (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))) if cap.isOpened() else None
+        have = (
+            (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))) if cap.isOpened() else None
+        )
         cap.release()
         if have == (frames, size_wh[0]):
             continue
@@ -100,7 +102,9 @@ def same_results(a_dir: str, b_dir: str, stems: list[str], suffixes: list[str]) 
             a, b = os.path.join(a_dir, stem + sfx), os.path.join(b_dir, stem + sfx)
             if sfx.endswith("jsonl"):
                 with open(a) as fa, open(b) as fb:
-                    same = [comparable_record(json.loads(x)) for x in fa] == [comparable_record(json.loads(x)) for x in fb]
+                    same = [comparable_record(json.loads(x)) for x in fa] == [
+                        comparable_record(json.loads(x)) for x in fb
+                    ]
             else:
                 with open(a, "rb") as fa, open(b, "rb") as fb:
                     same = fa.read() == fb.read()
@@ -119,7 +123,9 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=300, help="frames per recording (30 fps)")
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--workers", type=int, default=None, help="fleet workers (default: the cluster's CPUs)")
-    ap.add_argument("--parallel", type=int, default=os.cpu_count() or 2, help="shell loops at once in the hand-made run")
+    ap.add_argument(
+        "--parallel", type=int, default=os.cpu_count() or 2, help="shell loops at once in the hand-made run"
+    )
     ap.add_argument("--config", help="TOML config (default: the reproducible dashcam config above)")
     ap.add_argument("--work", default="/tmp/segstream_fleet_bench")
     ap.add_argument("--json", dest="json_out")
@@ -145,7 +151,12 @@ def main() -> int:
     print(f"{a.count} recordings x {a.frames} frames at {a.size}, {os.cpu_count()} CPUs; config {config_path}")
 
     def record(name: str, wall: float, before: str) -> None:
-        doc["runs"][name] = {"wall_s": round(wall, 2), "fps": round(frames / wall, 2), "load_before": before, "load_after": load()}
+        doc["runs"][name] = {
+            "wall_s": round(wall, 2),
+            "fps": round(frames / wall, 2),
+            "load_before": before,
+            "load_after": load(),
+        }
         print(f"  {name:<22} {wall:7.1f} s  {frames / wall:6.2f} fps   load avg before {before}, after {load()}")
 
     before = load()
@@ -170,27 +181,45 @@ def main() -> int:
         ray.shutdown()
 
     before = load()
-    parts = [clips[i::a.parallel] for i in range(a.parallel)]
-    record(f"hand-made {a.parallel} loops", timed_shells([shell_loop(p, config_path, dirs["parallel"], suffixes)
-                                                          for p in parts if p]), before)
+    parts = [clips[i :: a.parallel] for i in range(a.parallel)]
+    record(
+        f"hand-made {a.parallel} loops",
+        timed_shells([shell_loop(p, config_path, dirs["parallel"], suffixes) for p in parts if p]),
+        before,
+    )
 
     failed = [r.stem for r in report.recordings + warm.recordings if r.status != "done"]
     differ = same_results(dirs["sequential"], dirs["fleet_cold"], stems, suffixes)
     differ += same_results(dirs["sequential"], dirs["fleet_warm"], stems, suffixes)
     runs = {k: v["wall_s"] for k, v in doc["runs"].items()}
-    seq, cold, warm_s, hand = (runs["sequential"], runs["fleet (incl. ray.init)"], runs["fleet (cluster up)"],
-                               runs[f"hand-made {a.parallel} loops"])
-    doc["ratios"] = {"fleet_vs_sequential": round(seq / cold, 3), "fleet_up_vs_sequential": round(seq / warm_s, 3),
-                     "fleet_vs_hand_parallel": round(hand / cold, 3), "fleet_up_vs_hand_parallel": round(hand / warm_s, 3)}
+    seq, cold, warm_s, hand = (
+        runs["sequential"],
+        runs["fleet (incl. ray.init)"],
+        runs["fleet (cluster up)"],
+        runs[f"hand-made {a.parallel} loops"],
+    )
+    doc["ratios"] = {
+        "fleet_vs_sequential": round(seq / cold, 3),
+        "fleet_up_vs_sequential": round(seq / warm_s, 3),
+        "fleet_vs_hand_parallel": round(hand / cold, 3),
+        "fleet_up_vs_hand_parallel": round(hand / warm_s, 3),
+    }
     doc["identical_to_sequential"] = not differ
     doc["differing_outputs"] = differ
     doc["failed"] = failed
     r = doc["ratios"]
-    print(f"fleet vs sequential loop: {r['fleet_vs_sequential']:.2f}x (cluster up: {r['fleet_up_vs_sequential']:.2f}x; goal >= 1.3x)")
-    print(f"fleet vs hand-made parallel: {r['fleet_vs_hand_parallel']:.2f}x (cluster up: {r['fleet_up_vs_hand_parallel']:.2f}x; "
-          "goal >= 0.9x)")
-    print(f"fleet outputs identical to the sequential runs: {not differ}" + (f" (differ: {differ})" if differ else "")
-          + (f"; failed: {failed}" if failed else ""))
+    print(
+        f"fleet vs sequential loop: {r['fleet_vs_sequential']:.2f}x (cluster up: {r['fleet_up_vs_sequential']:.2f}x; goal >= 1.3x)"
+    )
+    print(
+        f"fleet vs hand-made parallel: {r['fleet_vs_hand_parallel']:.2f}x (cluster up: {r['fleet_up_vs_hand_parallel']:.2f}x; "
+        "goal >= 0.9x)"
+    )
+    print(
+        f"fleet outputs identical to the sequential runs: {not differ}"
+        + (f" (differ: {differ})" if differ else "")
+        + (f"; failed: {failed}" if failed else "")
+    )
     if a.json_out:
         with open(a.json_out, "w") as fh:
             json.dump(doc, fh, indent=2)

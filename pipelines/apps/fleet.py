@@ -167,7 +167,9 @@ def expand_sources(patterns: list[str]) -> list[str]:
         elif os.path.isdir(pattern):
             found = sorted(os.path.join(pattern, f) for f in os.listdir(pattern) if f.lower().endswith(VIDEO_SUFFIXES))
             if not found:
-                raise ConfigError(f"--source {pattern}: the folder has no video files ({', '.join(VIDEO_SUFFIXES[:4])}, ...)")
+                raise ConfigError(
+                    f"--source {pattern}: the folder has no video files ({', '.join(VIDEO_SUFFIXES[:4])}, ...)"
+                )
         elif os.path.isfile(pattern):
             found = [pattern]
         else:
@@ -188,11 +190,13 @@ def output_suffixes(config: AppConfig) -> list[str]:
         uri = str(uri).strip()
         if uri in ("null://", "null"):
             continue
-        path = uri[len("file://"):] if uri.startswith("file://") else uri
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
         suffix = os.path.splitext(path)[1].lower()
         if "://" in path or (suffix not in FOURCC_BY_SUFFIX and suffix not in _JSONL_SUFFIXES):
-            raise ConfigError(f"output {uri!r} cannot be written per recording; a fleet writes <output>/<stem>.<ext> "
-                              f"files: use video files ({', '.join(sorted(FOURCC_BY_SUFFIX))}), .jsonl or null://")
+            raise ConfigError(
+                f"output {uri!r} cannot be written per recording; a fleet writes <output>/<stem>.<ext> "
+                f"files: use video files ({', '.join(sorted(FOURCC_BY_SUFFIX))}), .jsonl or null://"
+            )
         if suffix in suffixes:
             raise ConfigError(f"two outputs of kind {suffix!r} would both be <output>/<stem>{suffix}; keep one")
         suffixes.append(suffix)
@@ -206,8 +210,10 @@ def recording_stems(recordings: list[str]) -> dict[str, str]:
     for rec in recordings:
         stem = Path(rec).stem
         if stem in seen:
-            raise ConfigError(f"{seen[stem]} and {rec} would write the same outputs ({stem}.*); "
-                              "rename one or run them as two fleets with different --output")
+            raise ConfigError(
+                f"{seen[stem]} and {rec} would write the same outputs ({stem}.*); "
+                "rename one or run them as two fleets with different --output"
+            )
         seen[stem] = rec
         stems[rec] = stem
     return stems
@@ -242,11 +248,16 @@ def reproducibility_issues(config: AppConfig) -> list[str]:
     s = config.schedule
     automatic = [k for k in models if not getattr(s, f"{k}_every")]
     if s.enabled and automatic:
-        issues.append(f"the schedule picks the cadence of {', '.join(automatic)} from measured CPU time; set "
-                      + " and ".join(f"schedule.{k}_every" for k in automatic) + " (or schedule.enabled = false)")
+        issues.append(
+            f"the schedule picks the cadence of {', '.join(automatic)} from measured CPU time; set "
+            + " and ".join(f"schedule.{k}_every" for k in automatic)
+            + " (or schedule.enabled = false)"
+        )
     video = any(sfx in FOURCC_BY_SUFFIX for sfx in output_suffixes(config))
     if models and video and config.overlay.enabled and config.overlay.hud:
-        issues.append("the overlay's HUD prints the age of results in wall-clock ms into the video; set overlay.hud = false")
+        issues.append(
+            "the overlay's HUD prints the age of results in wall-clock ms into the video; set overlay.hud = false"
+        )
     return issues
 
 
@@ -282,10 +293,16 @@ def completed_frames(output_dir: str, recording: str, stem: str, suffixes: list[
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:  # a damaged record: the recording is redone
-        log.warning("%s: unreadable completion record (%s); redoing %s", done_record_path(output_dir, stem), exc, recording)
+        log.warning(
+            "%s: unreadable completion record (%s); redoing %s", done_record_path(output_dir, stem), exc, recording
+        )
         return None
-    if (rec.get("status") != "done" or rec.get("config_hash") != chash or rec.get("recording") != _recording_stat(recording)
-            or not all(os.path.isfile(p) for p in _final_paths(output_dir, stem, suffixes))):
+    if (
+        rec.get("status") != "done"
+        or rec.get("config_hash") != chash
+        or rec.get("recording") != _recording_stat(recording)
+        or not all(os.path.isfile(p) for p in _final_paths(output_dir, stem, suffixes))
+    ):
         return None
     return int(rec.get("frames", 0))
 
@@ -372,10 +389,19 @@ class FleetWorker:
         else:
             for partial, final in zip(partials, finals):
                 os.replace(partial, final)
-            _write_json_atomic(done_path, {"source": recording, "status": "done", "frames": result.frames,
-                                           "config_hash": self.chash, "recording": _recording_stat(recording),
-                                           "outputs": [os.path.basename(p) for p in finals],
-                                           "seconds": round(time.perf_counter() - t0, 3), "worker": self.name})
+            _write_json_atomic(
+                done_path,
+                {
+                    "source": recording,
+                    "status": "done",
+                    "frames": result.frames,
+                    "config_hash": self.chash,
+                    "recording": _recording_stat(recording),
+                    "outputs": [os.path.basename(p) for p in finals],
+                    "seconds": round(time.perf_counter() - t0, 3),
+                    "worker": self.name,
+                },
+            )
             result.status = "done"
         result.seconds = time.perf_counter() - t0
         return result
@@ -401,8 +427,10 @@ class FleetProgress(ProgressReporter):
         now = self.frames_finished + self.frames_running
         fps = now / max(1e-9, time.monotonic() - self._t0)
         shown = now + self.frames_skipped
-        text = (f"recordings {self.finished}/{self.recordings} ({self.skipped} skipped, {self.failed} failed), "
-                f"{self.running} running, {fps:.1f} fps")
+        text = (
+            f"recordings {self.finished}/{self.recordings} ({self.skipped} skipped, {self.failed} failed), "
+            f"{self.running} running, {fps:.1f} fps"
+        )
         if self.total:
             done = min(1.0, shown / self.total)
             width = 24
@@ -431,8 +459,10 @@ def _import_ray(local: bool):
     if local and "ray" not in sys.modules:
         os.environ.setdefault(RAY_LOCAL_ONLY_ENV, "0")
     elif local and os.environ.get(RAY_LOCAL_ONLY_ENV) != "0":
-        log.warning("Ray was imported before the fleet could set %s=0: a local cluster binds this machine's address",
-                    RAY_LOCAL_ONLY_ENV)
+        log.warning(
+            "Ray was imported before the fleet could set %s=0: a local cluster binds this machine's address",
+            RAY_LOCAL_ONLY_ENV,
+        )
     try:
         import ray
     except ImportError:
@@ -443,8 +473,18 @@ def _import_ray(local: bool):
 class _Pool:
     """The driver's side of the workers: start, replace, stop."""
 
-    def __init__(self, ray, config, output_dir, suffixes, chash, *, cpus_per_worker: float, start_timeout_s: float,
-                 runtime_env: dict | None) -> None:
+    def __init__(
+        self,
+        ray,
+        config,
+        output_dir,
+        suffixes,
+        chash,
+        *,
+        cpus_per_worker: float,
+        start_timeout_s: float,
+        runtime_env: dict | None,
+    ) -> None:
         self.ray = ray
         self.runtime_env = runtime_env
         self.args = (config, output_dir, suffixes, chash)
@@ -461,23 +501,31 @@ class _Pool:
         for slot in slots:
             self.started += 1
             new[slot] = self.remote_class.options(
-                name=f"segstream-fleet-{self.run_id}-{self.started}", num_cpus=self.cpus, max_concurrency=2,
-                scheduling_strategy="SPREAD", runtime_env=self.runtime_env).remote(*self.args)
+                name=f"segstream-fleet-{self.run_id}-{self.started}",
+                num_cpus=self.cpus,
+                max_concurrency=2,
+                scheduling_strategy="SPREAD",
+                runtime_env=self.runtime_env,
+            ).remote(*self.args)
         try:
             ray.get([a.ready.remote() for a in new.values()], timeout=self.start_timeout_s)
         except ray.exceptions.RayActorError as exc:  # e.g. segstream cannot be imported on a node
             for a in new.values():
                 ray.kill(a)
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise SegstreamError(f"fleet: a worker could not start: {lines[-1] if lines else type(exc).__name__} "
-                                 "(every node needs segstream and the same paths)") from None
+            raise SegstreamError(
+                f"fleet: a worker could not start: {lines[-1] if lines else type(exc).__name__} "
+                "(every node needs segstream and the same paths)"
+            ) from None
         except ray.exceptions.GetTimeoutError:
             for a in new.values():
                 ray.kill(a)
             cpus = ray.cluster_resources().get("CPU", 0)
-            raise SegstreamError(f"fleet: {len(new)} workers did not start within {self.start_timeout_s:g} s (the cluster "
-                                 f"has {cpus:g} CPUs, each worker asks for {self.cpus:g}); use fewer workers or "
-                                 "a smaller cpus_per_worker, and check for leftover actors") from None
+            raise SegstreamError(
+                f"fleet: {len(new)} workers did not start within {self.start_timeout_s:g} s (the cluster "
+                f"has {cpus:g} CPUs, each worker asks for {self.cpus:g}); use fewer workers or "
+                "a smaller cpus_per_worker, and check for leftover actors"
+            ) from None
         self.actors.update(new)
 
     def stop(self) -> None:
@@ -488,14 +536,29 @@ class _Pool:
 
 def _worker_died(rec: str, stem: str, exc: Exception) -> RecordingResult:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return RecordingResult(rec, stem, "failed", attempts=1,
-                           error=f"the worker died while processing it ({type(exc).__name__}: {first})", exit_code=1)
+    return RecordingResult(
+        rec,
+        stem,
+        "failed",
+        attempts=1,
+        error=f"the worker died while processing it ({type(exc).__name__}: {first})",
+        exit_code=1,
+    )
 
 
-def run_fleet(sources: list[str], output_dir: str, config: AppConfig, *, address: str | None = None,
-              workers: int | None = None, cpus_per_worker: float = 0.5, retries: int = 1,
-              recording_timeout_s: float | None = None, start_timeout_s: float = 120.0,
-              progress: bool = True) -> FleetReport:
+def run_fleet(
+    sources: list[str],
+    output_dir: str,
+    config: AppConfig,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float = 0.5,
+    retries: int = 1,
+    recording_timeout_s: float | None = None,
+    start_timeout_s: float = 120.0,
+    progress: bool = True,
+) -> FleetReport:
     """Runs every recording through the pipeline ``config`` describes, on a Ray cluster.
 
     Args:
@@ -553,18 +616,46 @@ def run_fleet(sources: list[str], output_dir: str, config: AppConfig, *, address
             results[rec] = RecordingResult(rec, stems[rec], "skipped", frames=frames)
     n_workers = 0
     if todo:
-        n_workers = _process(todo, stems, output_dir, config, suffixes, chash, results, address=address,
-                             workers=workers, cpus_per_worker=cpus_per_worker, retries=retries,
-                             recording_timeout_s=recording_timeout_s, start_timeout_s=start_timeout_s,
-                             progress=progress)
-    report = FleetReport([results[r] for r in recordings], output_dir, chash, n_workers, time.perf_counter() - t0, issues)
+        n_workers = _process(
+            todo,
+            stems,
+            output_dir,
+            config,
+            suffixes,
+            chash,
+            results,
+            address=address,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            retries=retries,
+            recording_timeout_s=recording_timeout_s,
+            start_timeout_s=start_timeout_s,
+            progress=progress,
+        )
+    report = FleetReport(
+        [results[r] for r in recordings], output_dir, chash, n_workers, time.perf_counter() - t0, issues
+    )
     _write_json_atomic(os.path.join(output_dir, SUMMARY_NAME), report.to_json_dict())
     return report
 
 
-def _process(todo: list[str], stems: dict[str, str], output_dir: str, config: AppConfig, suffixes: list[str],
-             chash: str, results: dict[str, RecordingResult], *, address, workers, cpus_per_worker, retries,
-             recording_timeout_s, start_timeout_s, progress) -> int:
+def _process(
+    todo: list[str],
+    stems: dict[str, str],
+    output_dir: str,
+    config: AppConfig,
+    suffixes: list[str],
+    chash: str,
+    results: dict[str, RecordingResult],
+    *,
+    address,
+    workers,
+    cpus_per_worker,
+    retries,
+    recording_timeout_s,
+    start_timeout_s,
+    progress,
+) -> int:
     """Runs ``todo`` on the workers, filling ``results``; returns the number of workers."""
     ray = _import_ray(local=address is None)
     os.makedirs(output_dir, exist_ok=True)
@@ -578,9 +669,16 @@ def _process(todo: list[str], stems: dict[str, str], output_dir: str, config: Ap
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         n = min(n, len(todo))
-        pool = _Pool(ray, config, output_dir, suffixes, chash, cpus_per_worker=cpus_per_worker,
-                     start_timeout_s=start_timeout_s,
-                     runtime_env=None if own_cluster and address is None else WORKER_RUNTIME_ENV)
+        pool = _Pool(
+            ray,
+            config,
+            output_dir,
+            suffixes,
+            chash,
+            cpus_per_worker=cpus_per_worker,
+            start_timeout_s=start_timeout_s,
+            runtime_env=None if own_cluster and address is None else WORKER_RUNTIME_ENV,
+        )
         pool.start(list(range(n)))
         if progress:
             counts = [_frame_count(r) for r in todo]
@@ -601,8 +699,17 @@ def _process(todo: list[str], stems: dict[str, str], output_dir: str, config: Ap
             ray.shutdown()
 
 
-def _dispatch(ray, pool: _Pool, todo: list[str], stems: dict[str, str], results: dict[str, RecordingResult], *,
-              retries: int, timeout_s: float | None, bar: FleetProgress | None) -> None:
+def _dispatch(
+    ray,
+    pool: _Pool,
+    todo: list[str],
+    stems: dict[str, str],
+    results: dict[str, RecordingResult],
+    *,
+    retries: int,
+    timeout_s: float | None,
+    bar: FleetProgress | None,
+) -> None:
     """Hands each idle worker the next recording until all are done or out of attempts."""
     queue = deque((rec, 1) for rec in todo)
     idle = deque(pool.actors)
