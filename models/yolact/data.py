@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from segstream.pipelines.tasks.boxes import box_iou
 from segstream.stream.errors import ConfigError
 
 
@@ -126,12 +127,7 @@ def _box_mask(h, w, x, y, bw, bh) -> np.ndarray:
 
 
 def _iou_with_rect(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
-    lt = np.maximum(boxes[:, :2], rect[:2])
-    rb = np.minimum(boxes[:, 2:], rect[2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    area_b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_r = (rect[2] - rect[0]) * (rect[3] - rect[1])
-    return inter / (area_b + area_r - inter)
+    return box_iou(boxes, rect[None])[:, 0]
 
 
 class SSDAugmentation:

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from segstream.pipelines.tasks.assignment import linear_sum_assignment
+from segstream.pipelines.tasks.boxes import box_iou as iou_of_boxes
 from segstream.pipelines.tasks.results import Instances
 from segstream.stream.frame import Frame
 from segstream.stream.graph import Stage
@@ -23,23 +24,8 @@ _MASK_SCALE = 4  # mask IoU is computed at 1/4 resolution: enough to separate ov
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every pair of boxes.
-
-    Args:
-        a: (N, 4) xyxy. b: (M, 4) xyxy.
-
-    Returns:
-        (N, M) float64.
-    """
-    a = np.asarray(a, np.float64)[:, None, :]
-    b = np.asarray(b, np.float64)[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]).clip(0) * (a[..., 3] - a[..., 1]).clip(0)
-    area_b = (b[..., 2] - b[..., 0]).clip(0) * (b[..., 3] - b[..., 1]).clip(0)
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    """IoU of every pair of boxes: (N, 4) and (M, 4) xyxy -> (N, M) float64 (``boxes.box_iou``)."""
+    return iou_of_boxes(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
 def _small_mask(mask: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from functools import partial
 import cv2
 import numpy as np
 
+from segstream.pipelines.tasks.boxes import box_iou
 from segstream.pipelines.tasks.inference import instance_artifact, normalised_nchw
 from segstream.pipelines.tasks.masks import bilinear_matrix
 from segstream.pipelines.tasks.results import Instances
@@ -166,22 +167,9 @@ class YolactPreprocess:
 
 
 def box_iou_batched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU (official ``jaccard``), batched.
-
-    Args:
-        a: (B, n, 4) and b: (B, m, 4) float32 x1 y1 x2 y2.
-
-    Returns:
-        (B, n, m) float32.
-    """
-    ix1 = np.maximum(a[:, :, None, 0], b[:, None, :, 0])
-    iy1 = np.maximum(a[:, :, None, 1], b[:, None, :, 1])
-    ix2 = np.minimum(a[:, :, None, 2], b[:, None, :, 2])
-    iy2 = np.minimum(a[:, :, None, 3], b[:, None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = ((a[:, :, 2] - a[:, :, 0]) * (a[:, :, 3] - a[:, :, 1]))[:, :, None]
-    area_b = ((b[:, :, 2] - b[:, :, 0]) * (b[:, :, 3] - b[:, :, 1]))[:, None, :]
-    return inter / (area_a + area_b - inter)
+    """Pairwise IoU (official ``jaccard``), batched: (B, n, 4) and (B, m, 4) -> (B, n, m) float32.
+    ``segstream.pipelines.tasks.boxes.box_iou`` (0, not NaN, for a pair without area)."""
+    return box_iou(a, b)
 
 
 @dataclass

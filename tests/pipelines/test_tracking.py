@@ -90,3 +90,18 @@ def test_id_switch_counter_counts_switches():
     c.update(np.array([7]), box, np.array([2]), box)
     c.update(np.array([7]), box, np.array([2]), box)
     assert c.switches == 1 and c.matches == 3
+
+
+def test_one_box_iou_for_the_task_library_batched_typed_and_without_nan():
+    from segstream.pipelines.tasks.boxes import box_iou as shared
+
+    a = np.array([[0, 0, 10, 10], [5, 5, 5, 5]], np.float32)  # the second has no area
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)
+    iou = shared(a, b)
+    assert iou.dtype == np.float32
+    np.testing.assert_allclose(iou, [[1.0, 1 / 3], [0.0, 0.0]], rtol=1e-6)
+    batched = shared(np.stack([a, a]), np.stack([b, b[::-1]]))
+    assert batched.shape == (2, 2, 2)
+    np.testing.assert_allclose(batched[1], iou[:, ::-1], rtol=1e-6)
+    np.testing.assert_allclose(box_iou(a, b), iou, rtol=1e-6)  # the tracker's, in float64
+    assert box_iou(a, b).dtype == np.float64
