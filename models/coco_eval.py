@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 from collections.abc import Callable
 
 import numpy as np
 
 from segstream.pipelines.tasks.results import Instances
+from segstream.stream.progress import count_line, write_line
 
 
 def per_class_ap(ev, names_by_category_id: dict[int, str]) -> tuple[dict[str, float], dict[str, float]]:
@@ -98,9 +98,7 @@ def evaluate_coco(predict: Callable[[np.ndarray], Instances], data, progress: bo
         sample_img = data.load(image_id).image_bgr
         results.extend(coco_results(predict(sample_img), image_id, data.category_ids))
         if progress:
-            print(f"\reval {k + 1}/{len(ids)}", end="", file=sys.stderr)
-    if progress:
-        print(file=sys.stderr)
+            write_line(count_line("eval", k + 1, len(ids)), final=k + 1 == len(ids))
     figures: dict = {"images": len(ids), "detections": len(results)}
     for kind, iou_type in (("box", "bbox"), ("mask", "segm")):
         if not results or (kind == "mask" and "segmentation" not in results[0]):

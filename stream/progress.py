@@ -4,6 +4,30 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import TextIO
+
+
+def bar(fraction: float, width: int = 24) -> str:
+    """``[#####-----]``: a fraction in [0, 1] as a bar of ``width`` cells."""
+    n = int(min(1.0, max(0.0, fraction)) * width)
+    return "[" + "#" * n + "-" * (width - n) + "]"
+
+
+def count_line(label: str, done: int, total: int, details: str = "", eta_s: float | None = None) -> str:
+    """``train [####----] 120/1800 loss 0.41 eta 12 min``: one line for any counted job."""
+    text = f"{label} {bar(done / total if total else 1.0, 30)} {done}/{total}"
+    if details:
+        text += f" {details}"
+    if eta_s is not None:
+        text += f" eta {eta_s / 60:.0f} min"
+    return text
+
+
+def write_line(text: str, stream: TextIO | None = None, final: bool = False) -> None:
+    """Redraws ``text`` in place (a carriage return; a newline when ``final``)."""
+    out = stream or sys.stderr
+    out.write("\r" + text + ("\n" if final else ""))
+    out.flush()
 
 
 class ProgressReporter:
@@ -45,10 +69,7 @@ class ProgressReporter:
             f"latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms"
         )
         if self.total:
-            done = min(1.0, m.frames_out / self.total)
-            width = 24
-            bar = "#" * int(done * width) + "-" * (width - int(done * width))
-            text = f"[{bar}] {m.frames_out}/{self.total} " + text.split(" ", 2)[2]
+            text = f"{bar(m.frames_out / self.total)} {m.frames_out}/{self.total} " + text.split(" ", 2)[2]
         return text
 
     def _print(self, final: bool = False) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import cv2
 
@@ -17,6 +16,7 @@ from segstream.models.options import EvalOptions, ExportOptions, PredictOptions,
 from segstream.pipelines.tasks.road import SemanticRunner, SizePolicy, render_overlay
 from segstream.stream.config import parse_size_hw as parse_hw
 from segstream.stream.errors import ConfigError, ModelError
+from segstream.stream.progress import count_line, write_line
 
 
 def make_runner(model: str, weights: str | None, backend: str, **overrides) -> SemanticRunner:
@@ -109,8 +109,7 @@ def evaluate(opts: EvalOptions) -> int:
         if label.shape != sem.class_ids.shape:
             raise ModelError(f"{s.label_path}: label {label.shape} does not match image {sem.class_ids.shape}")
         cm.update(sem.class_ids if pred_lut is None else pred_lut[sem.class_ids], label)
-        sys.stderr.write(f"\reval {i}/{len(samples)}")
-    sys.stderr.write("\n")
+        write_line(count_line("eval", i, len(samples)), final=i == len(samples))
     runner.close()
     doc = {"model": opts.model, "images": len(samples), "layout": opts.layout, **cm.summary(names)}
     print(

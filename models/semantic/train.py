@@ -22,6 +22,7 @@ from segstream.models.semantic.data import LAYOUTS, Sample, find_samples, read_i
 from segstream.models.semantic.zoo import IMAGENET_MEAN_255, IMAGENET_STD_255, load_model, save_checkpoint
 from segstream.pipelines.tasks.road import IGNORE_INDEX
 from segstream.stream.errors import ConfigError
+from segstream.stream.progress import count_line, write_line
 
 
 @dataclass(frozen=True)
@@ -463,12 +464,6 @@ def _train(cfg: TrainConfig) -> TrainReport:
 
 
 def _progress(it: int, total: int, loss: float, lr: float, elapsed: float, done_here: int, best) -> None:
-    width = 30
-    done = int(width * it / total)
     eta = elapsed / max(1, done_here) * (total - it)
     shown_best = "" if best is None else f" best mIoU {best:.4f}"
-    sys.stderr.write(
-        f"\rtrain [{'#' * done}{'.' * (width - done)}] {it}/{total} loss {loss:.4f} lr {lr:.2e} "
-        f"eta {eta / 60:.0f} min{shown_best}"
-    )
-    sys.stderr.flush()
+    write_line(count_line("train", it, total, f"loss {loss:.4f} lr {lr:.2e}", eta) + shown_best)

@@ -20,6 +20,7 @@ import torch
 from segstream.models.yolact.data import CocoInstances, SSDAugmentation, to_network
 from segstream.models.yolact.loss import Target, YolactLoss
 from segstream.models.yolact.model import Yolact
+from segstream.stream.progress import count_line, write_line
 
 log = logging.getLogger(__name__)
 
@@ -255,16 +256,11 @@ def train_yolact(
             parts_n += 1
         done_it = it + 1
         if progress and (it % 10 == 0 or done_it == stop):
-            bar = "#" * int(done_it / iters * 30)
             parts = " ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items() if k != "total")
             elapsed = time.monotonic() - start
             eta = elapsed / max(1, done_it - start_it) * (stop - done_it)
-            print(
-                f"\rtrain [{bar:<30}] {done_it}/{iters} loss {float(total.detach()):.3f} ({parts}) "
-                f"lr {opt.param_groups[0]['lr']:.2e} {elapsed:.0f}s eta {eta / 60:.0f} min",
-                end="",
-                file=sys.stderr,
-            )
+            details = f"loss {float(total.detach()):.3f} ({parts}) lr {opt.param_groups[0]['lr']:.2e} {elapsed:.0f}s"
+            write_line(count_line("train", done_it, iters, details, eta))
         evaluating = val_data is not None and eval_every and done_it % eval_every == 0 and done_it < iters
         if evaluating:
             evaluate_and_keep(done_it)

@@ -44,7 +44,7 @@ from pathlib import Path
 from segstream.pipelines.apps.app import make_graph
 from segstream.pipelines.apps.config import AppConfig
 from segstream.stream.errors import ConfigError, SegstreamError
-from segstream.stream.progress import ProgressReporter
+from segstream.stream.progress import ProgressReporter, bar
 from segstream.stream.sinks.files import FOURCC_BY_SUFFIX
 from segstream.stream.sources.file import VIDEO_SUFFIXES
 
@@ -432,10 +432,7 @@ class FleetProgress(ProgressReporter):
             f"{self.running} running, {fps:.1f} fps"
         )
         if self.total:
-            done = min(1.0, shown / self.total)
-            width = 24
-            bar = "#" * int(done * width) + "-" * (width - int(done * width))
-            return f"[{bar}] {shown}/{self.total} frames, {text}"
+            return f"{bar(shown / self.total)} {shown}/{self.total} frames, {text}"
         return f"{shown} frames, {text}"
 
 

@@ -311,3 +311,18 @@ def test_stages_lists_every_stage_in_step_then_branch_order():
         open_source("synthetic://?width=64&height=48&frames=1"), [a, Parallel({"x": [b, c], "y": [d]}), e], [Collect()]
     )
     assert g.stages() == [a, b, c, d, e]
+
+
+def test_one_progress_line_format_for_every_counted_job():
+    import io
+
+    from segstream.stream.progress import bar, count_line, write_line
+
+    assert bar(0.5, 10) == "[#####-----]"
+    assert bar(2.0, 4) == "[####]" and bar(-1, 4) == "[----]"
+    line = count_line("train", 15, 60, "loss 0.5", eta_s=120)
+    assert line == "train [#######-----------------------] 15/60 loss 0.5 eta 2 min"
+    out = io.StringIO()
+    write_line("a", out)
+    write_line("b", out, final=True)
+    assert out.getvalue() == "\ra\rb\n"
