@@ -228,3 +228,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture
 def video_file(tmp_path):
     return write_video(str(tmp_path / "clip.avi"), 40)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """The shared tiny semantic test artifact (``tests/export/tiny_model.py``: 3 classes, dynamic
+    size, traced at 32x48, output "logits"), exported once per session in a subprocess. Read it,
+    never change it; a test that needs other export settings calls ``export_tiny`` itself."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # found, not imported: the export runs in a subprocess
+        pytest.skip("exporting the test artifact needs torch")
+    from tests.export.tiny_model import export_tiny
+
+    return export_tiny(str(tmp_path_factory.mktemp("tiny_shared") / "tiny.onnx"))

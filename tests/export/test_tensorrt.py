@@ -232,8 +232,8 @@ def test_int8_without_calibration_or_cache_is_refused_before_tensorrt(tmp_path):
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
-def test_build_engine_without_tensorrt_says_what_to_install(tmp_path):
-    onnx_path = export_tiny(str(tmp_path / "tiny.onnx"))
+def test_build_engine_without_tensorrt_says_what_to_install(tmp_path, tiny_onnx):
+    onnx_path = tiny_onnx
     with pytest.raises(BackendError, match="pip install tensorrt cuda-python"):
         build_engine(onnx_path=onnx_path, out_path=str(tmp_path / "tiny.engine"))
     assert not os.path.exists(tmp_path / "tiny.engine")
@@ -243,8 +243,8 @@ def test_build_engine_without_tensorrt_says_what_to_install(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_dynamic_onnx(tmp_path_factory):
-    return export_tiny(str(tmp_path_factory.mktemp("trt") / "tiny.onnx"), dynamic_hw=True)
+def tiny_dynamic_onnx(tiny_onnx):
+    return tiny_onnx
 
 
 def _ort(onnx_path, x):

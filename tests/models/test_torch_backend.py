@@ -12,14 +12,9 @@ from segstream.export.onnx import relative_error  # noqa: E402
 from segstream.models.torch_backend import TorchBackend  # noqa: E402
 from segstream.stream.backends import OnnxRuntimeBackend  # noqa: E402
 from segstream.stream.errors import BackendError, ModelError  # noqa: E402
-from tests.export.tiny_model import TINY_META, export_tiny, image_batch, tiny_net  # noqa: E402
+from tests.export.tiny_model import TINY_META, image_batch, tiny_net  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and a CUDA build of torch")
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    return export_tiny(str(tmp_path_factory.mktemp("torch_backend") / "tiny.onnx"), size_hw=(32, 48))
 
 
 @pytest.mark.parametrize("channels_last", [True, False])

@@ -181,13 +181,13 @@ def test_flicker_meter_counts_changed_pixels():
     assert f.mean == pytest.approx(1 / 20)
 
 
-def test_runner_on_onnxruntime_reads_its_settings_from_the_artifact(tmp_path):
-    pytest.importorskip("torch")  # to export the test artifact; the runner itself is torch-free
+def test_runner_on_onnxruntime_reads_its_settings_from_the_artifact(tiny_onnx):
+    # the runner itself is torch-free; the shared artifact was exported with torch in a subprocess
     from segstream.stream.backends.onnxruntime import OnnxRuntimeBackend
-    from tests.export.tiny_model import TINY_META, export_tiny
+    from tests.export.tiny_model import TINY_META
 
     # the shared tiny test artifact: 3 classes ("road", "car", "person"), dynamic size, output "logits"
-    path = export_tiny(str(tmp_path / "tiny.onnx"))
+    path = tiny_onnx
     backend = OnnxRuntimeBackend(path)
     runner = SemanticRunner(backend, input_size_hw=(32, 48), smoothing="ema")
     assert runner.settings.class_names == TINY_META.class_names

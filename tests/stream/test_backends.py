@@ -20,18 +20,13 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from segstream.export.onnx import read_metadata, relative_error  # noqa: E402
-from tests.export.tiny_model import TINY_META, export_tiny, image_batch  # noqa: E402
+from tests.export.tiny_model import TINY_META, image_batch  # noqa: E402
 
 
 def _cuda_ep_available() -> bool:
     import onnxruntime as ort
 
     return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    return export_tiny(str(tmp_path_factory.mktemp("tiny") / "tiny.onnx"))
 
 
 def test_metadata_round_trip_through_export_and_backend(tiny_onnx):
