@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install lint test test-fast triton-env demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 clean
+.PHONY: install lint test test-fast triton-env demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 instance-model-stage2 instance-model-stage3 instance-model eval-instance-model clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -168,10 +168,19 @@ road-model: install
 	$(PY) -m segstream export --model deeplabv3plus_lite0 --weights weights/deeplabv3plus_lite0_camvid.pth --dynamic \
 		--out weights/deeplabv3plus_lite0_camvid.onnx
 
-# The road instance model, in progress (see docs/embedded-models.md): CamVid components as COCO instances, then
-# yolact_lite0 from ImageNet Lite0. Stage 1 ran to INST_STOP steps of a 4,000-step schedule (the
-# session ended); weights/yolact_lite0_camvid_stage1.pth holds its weights (fp16).
+# The road instance model (see docs/embedded-models.md): CamVid components as COCO instances, then
+# yolact_lite0 from ImageNet Lite0 in three stages, each from the previous stage's best checkpoint.
+# `make instance-model` runs them as they were run: stage 1 stopped at 1,250 of a 4,000-step
+# schedule, stage 2 (a fresh schedule) at 600 of 2,400, stage 3 (anchors 1, 1/2, 1/4 at 480 px)
+# INST3_STOP steps of 1,100; then the best checkpoint is exported.
 INST_OUT ?= $(DATA)/inst/yolact_lite0_s1.pth
+INST2_OUT ?= $(DATA)/inst2/yolact_lite0_s2.pth
+INST3_OUT ?= $(DATA)/inst3/yolact_lite0_s3.pth
+INST3_STOP ?=
+INST_TRAIN = OMP_NUM_THREADS=1 $(PY) -m segstream train --model yolact_lite0 \
+		--annotations $(DATA)/inst/train.json --images $(CAMVID)/train \
+		--val-annotations $(DATA)/inst/val.json --val-images $(CAMVID)/val \
+		--batch-size 4 --optimizer adam --lr 0.0005 --checkpoint-every 50
 instance-data: install
 	$(PY) -m segstream convert camvid-instances --images $(CAMVID)/train --labels $(CAMVID)/trainannot --out $(DATA)/inst/train.json
 	$(PY) -m segstream convert camvid-instances --images $(CAMVID)/val --labels $(CAMVID)/valannot --out $(DATA)/inst/val.json
@@ -181,6 +190,22 @@ instance-model-stage1: instance-data
 		--val-annotations $(DATA)/inst/val.json --val-images $(CAMVID)/val --eval-every 250 \
 		--input-size 384 --iters 4000 --batch-size 4 --optimizer adam --lr 0.0005 --seed 0 --checkpoint-every 50 \
 		--out $(INST_OUT) $(if $(INST_STOP),--stop-at $(INST_STOP)) $(if $(INST_RESUME),--resume $(basename $(INST_OUT)).last.pth)
+instance-model-stage2:
+	$(INST_TRAIN) --weights $(INST_OUT) --eval-every 200 --input-size 384 --iters 2400 --seed 1 \
+		--out $(INST2_OUT) --stop-at 600
+instance-model-stage3:
+	$(INST_TRAIN) --weights $(INST2_OUT) --aspect-ratios 1,0.5,0.25 --square-anchors off --eval-every 150 \
+		--input-size 480 --iters 1100 --seed 2 --out $(INST3_OUT) $(if $(INST3_STOP),--stop-at $(INST3_STOP))
+instance-model:
+	$(MAKE) instance-model-stage1 INST_STOP=1250
+	$(MAKE) instance-model-stage2
+	$(MAKE) instance-model-stage3
+	$(PY) -c "import torch; s = torch.load('$(INST3_OUT)', weights_only=True); torch.save(s, 'weights/yolact_lite0_camvid.pth')"
+	$(PY) -m segstream export --model yolact_lite0 --weights weights/yolact_lite0_camvid.pth --out weights/yolact_lite0_camvid.onnx
+# CamVid val instances (car, person, cyclist), mask and box AP, through ONNX Runtime.
+eval-instance-model: install
+	$(PY) -m segstream eval --model yolact_lite0 --weights weights/yolact_lite0_camvid.onnx --backend onnxruntime \
+		--annotations $(DATA)/inst/val.json --images $(CAMVID)/val --json $(OUT)/eval_instances_onnx.json
 
 # CamVid val, 11 classes, through ONNX Runtime and torch (the test split is held back).
 eval-road-model: install
