@@ -34,7 +34,7 @@ lint: install
 	@rm -rf $(MYPY_VIEW) && mkdir -p $(MYPY_VIEW)/segstream
 	@for f in segstream/*.py; do ln -s ../../../$$f $(MYPY_VIEW)/segstream/; done
 	@for r in stream pipelines models export; do ln -s ../../../$$r $(MYPY_VIEW)/segstream/$$r; done
-	MYPYPATH=$(MYPY_VIEW) $(PY) -m mypy -p segstream.stream
+	MYPYPATH=$(MYPY_VIEW) $(PY) -m mypy -p segstream.stream -p segstream.pipelines.tasks
 
 test: install lint
 	$(PY) -m pytest -q --durations=15

@@ -56,7 +56,7 @@ class BatchSettings:
         return self.max_batch > 1
 
 
-def _dynamic(dim) -> bool:
+def _dynamic(dim) -> bool | np.bool_:
     """Whether a ``TensorSpec`` dimension is dynamic (a name or None in ONNX Runtime, None or -1 elsewhere)."""
     return not isinstance(dim, (int, np.integer)) or dim < 0
 

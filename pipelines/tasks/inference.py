@@ -35,8 +35,8 @@ def normalised_nchw(image: np.ndarray, mean, std, color_order: str = "RGB") -> n
     out = np.empty((1, 3, image.shape[0], image.shape[1]), np.float32)
     for k, c in enumerate(order):
         plane = planes[c] if planes[c].dtype == np.float32 else planes[c].astype(np.float32)
-        cv2.subtract(plane, float(mean[k]), dst=out[0, k])
-        cv2.multiply(out[0, k], 1.0 / float(std[k]), dst=out[0, k])
+        cv2.subtract(plane, float(mean[k]), dst=out[0, k])  # type: ignore[call-overload]  # cv2 stubs reject a float scalar, which OpenCV accepts
+        cv2.multiply(out[0, k], 1.0 / float(std[k]), dst=out[0, k])  # type: ignore[call-overload]  # cv2 stubs reject a float scalar, which OpenCV accepts
     return out
 
 

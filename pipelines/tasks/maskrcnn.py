@@ -18,6 +18,7 @@ Nothing here modifies its inputs.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -144,8 +145,8 @@ def paste_masks(
         # Only the rows and columns of the resized mask that land inside the image.
         wy = bilinear_matrix(h, m + 2 * padding)[0][ya - y0 : yb - y0]
         wx = bilinear_matrix(w, m + 2 * padding)[0][xa - x0 : xb - x0]
-        tmp = cv2.gemm(wy, padded[i], 1.0, None, 0.0)
-        block = cv2.gemm(tmp, wx, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        tmp = cv2.gemm(wy, padded[i], 1.0, None, 0.0)  # type: ignore[call-overload]  # cv2 stubs reject src3=None, which OpenCV accepts
+        block = cv2.gemm(tmp, wx, 1.0, None, 0.0, flags=cv2.GEMM_2_T)  # type: ignore[call-overload]  # cv2 stubs reject src3=None, which OpenCV accepts
         out[i, ya:yb, xa:xb] = block > threshold
     return out
 
@@ -226,7 +227,7 @@ class MaskRCNNRunner:
         self.backend = backend
         self.metadata = meta
         self.preprocess = MaskRCNNPreprocess.from_metadata(meta)
-        settings = {
+        settings: dict[str, Any] = {
             k: v
             for k, v in (
                 ("score_threshold", score_threshold),

@@ -7,6 +7,7 @@ what was found (shapes in the names of the fields).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,7 +99,7 @@ class Instances:
         out = []
         for i in range(len(self)):
             x1, y1, x2, y2 = (round(float(v), 2) for v in self.boxes_xyxy[i])
-            item = {
+            item: dict[str, Any] = {
                 "track_id": None if self.track_ids is None else int(self.track_ids[i]),
                 "label": int(self.labels[i]),
                 "label_name": names[i],

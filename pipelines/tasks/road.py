@@ -12,6 +12,7 @@ Nothing here modifies its inputs in place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -186,9 +187,10 @@ class SizePolicy:
         """(h, w) a frame of ``frame_hw`` is resized to (before any ``pad_multiple`` padding)."""
         h, w = int(frame_hw[0]), int(frame_hw[1])
         if self.kind == "fixed":
-            return int(self.size_hw[0]), int(self.size_hw[1])
+            size_hw = cast("tuple[int, int]", self.size_hw)  # __post_init__: "fixed" has a size_hw
+            return int(size_hw[0]), int(size_hw[1])
         if self.kind == "short_side":
-            s = self.short_side / min(h, w)
+            s = cast(int, self.short_side) / min(h, w)  # __post_init__: "short_side" has a short_side
             return max(1, round(h * s)), max(1, round(w * s))
         return h, w
 
@@ -304,7 +306,7 @@ def drivable_mask(
         raise ValueError(f"expected an (H, W) class map, got {class_ids.shape}")
     if not (0 < seed_width <= 1 and 0 < seed_height <= 1):
         raise ValueError(f"seed_width and seed_height must be in (0, 1], got {seed_width}, {seed_height}")
-    road = np.isin(class_ids, np.asarray(drivable_ids, class_ids.dtype)).astype(np.uint8)
+    road: np.ndarray = np.isin(class_ids, np.asarray(drivable_ids, class_ids.dtype)).astype(np.uint8)
     if close_px > 0:
         road = cv2.morphologyEx(road, cv2.MORPH_CLOSE, np.ones((close_px, close_px), np.uint8))
     h, w = road.shape
@@ -356,6 +358,10 @@ class LabelHysteresis:
         frames: consecutive frames a new class must persist (1: no smoothing).
     """
 
+    _labels: np.ndarray | None
+    _candidate: np.ndarray | None
+    _count: np.ndarray | None
+
     def __init__(self, frames: int = 3) -> None:
         if frames < 1:
             raise ConfigError(f"hysteresis frames must be >= 1, got {frames}")
@@ -374,7 +380,8 @@ class LabelHysteresis:
             return labels.copy()
         same = labels == self._labels
         repeat = (labels == self._candidate) & ~same
-        self._count = np.where(same, 0, np.where(repeat, self._count + 1, 1))
+        # the three are set together: _labels not None means _count is not None
+        self._count = np.where(same, 0, np.where(repeat, cast(np.ndarray, self._count) + 1, 1))
         self._candidate = np.where(same, self._labels, labels)
         switch = self._count >= self.frames
         self._labels = np.where(switch, labels, self._labels)
@@ -468,7 +475,11 @@ class SemanticSettings:
             raise ModelError(f"{metadata.model}: a {metadata.task!r} artifact where a 'semantic' one is needed")
         extra = metadata.extra or {}
         policy = SizePolicy.from_dict(extra.get("size_policy"))
-        fixed = None if metadata.input_size_hw is None else tuple(int(v) for v in metadata.input_size_hw)
+        fixed = (
+            None
+            if metadata.input_size_hw is None
+            else cast("tuple[int, int]", tuple(int(v) for v in metadata.input_size_hw))
+        )
         if input_size_hw:
             wanted = (int(input_size_hw[0]), int(input_size_hw[1]))
             if fixed is not None and wanted != fixed:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -355,7 +356,7 @@ class MotionField:
         if width < 16:
             raise ValueError(f"flow width must be >= 16, got {width}")
         self.width = int(width)
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)  # type: ignore[attr-defined]  # cv2 stubs lack this factory, which OpenCV has
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def grey(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -423,7 +424,8 @@ def warp_instances(
             sx0, sx1 = max(mx0, -ix), min(mx1, w - ix)
             sy0, sy1 = max(my0, -iy), min(my1, h - iy)
             if sx1 > sx0 and sy1 > sy0:
-                masks[i, sy0 + iy : sy1 + iy, sx0 + ix : sx1 + ix] = inst.masks[i, sy0:sy1, sx0:sx1]
+                # masks is not None only where inst.masks is not None
+                masks[i, sy0 + iy : sy1 + iy, sx0 + ix : sx1 + ix] = cast(np.ndarray, inst.masks)[i, sy0:sy1, sx0:sx1]
     return Instances(boxes, inst.scores, inst.labels, masks, inst.track_ids, inst.class_names, inst.mask_format)
 
 
@@ -529,7 +531,7 @@ class CarryStage(Stage):
         t_ms = _media_ms(frame)
         grey = None
         flows: dict[int, np.ndarray] = {}
-        freshness = {}
+        freshness: dict[str, dict[str, bool | int | float | None]] = {}
         for key in self.keys:
             value = frame.results.get(key)
             if value is not None and (run is None or key in run):

@@ -17,6 +17,7 @@ Nothing here modifies its inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -342,6 +343,8 @@ def standard_nms(
     thresh = np.float32(iou_thresh)
     # (class, prior) pairs, each class in the order the Cython code visits it (the same argsort
     # call, so equal scores come in the same order), then merged best first (stable).
+    pair_cls: list[np.ndarray] | np.ndarray  # per-class parts, then their concatenation
+    pair_idx: list[np.ndarray] | np.ndarray
     pair_cls, pair_idx = [], []
     for c in np.flatnonzero((cand_scores > conf_thresh).any(axis=1)):
         members = np.flatnonzero(cand_scores[c] > conf_thresh)
@@ -386,7 +389,7 @@ def standard_nms(
 
 
 #: NMS by the name an artifact's metadata gives (``extra["nms"]["method"]``; "fast" when absent).
-NMS_METHODS = {"fast": fast_nms, "standard": standard_nms}
+NMS_METHODS: dict[str, Callable[..., Detections]] = {"fast": fast_nms, "standard": standard_nms}
 
 
 class YolactPostprocess:
@@ -535,13 +538,13 @@ class YolactPostprocess:
                 continue
             region = protos[ya[i] : yb[i], xa[i] : xb[i]]
             flat = np.ascontiguousarray(region).reshape(-1, k)
-            logits = cv2.gemm(flat, coeffs[i], 1.0, None, 0.0).reshape(region.shape[:2])
+            logits = cv2.gemm(flat, coeffs[i], 1.0, None, 0.0).reshape(region.shape[:2])  # type: ignore[call-overload]  # cv2 stubs reject src3=None, which OpenCV accepts
             cells = 1.0 / (1.0 + np.exp(-logits))
             # Bilinear upsampling as two small matrix products; cells outside the crop are zero,
             # so their taps are simply left out. OpenCV's gemm: numpy's threaded BLAS spends more
             # time waking threads than multiplying matrices this small.
-            tmp = cv2.gemm(wy[ra[i] : rb[i], ya[i] : yb[i]], cells, 1.0, None, 0.0)
-            block = cv2.gemm(tmp, wx[ca[i] : cb[i], xa[i] : xb[i]], 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+            tmp = cv2.gemm(wy[ra[i] : rb[i], ya[i] : yb[i]], cells, 1.0, None, 0.0)  # type: ignore[call-overload]  # cv2 stubs reject src3=None, which OpenCV accepts
+            block = cv2.gemm(tmp, wx[ca[i] : cb[i], xa[i] : xb[i]], 1.0, None, 0.0, flags=cv2.GEMM_2_T)  # type: ignore[call-overload]  # cv2 stubs reject src3=None, which OpenCV accepts
             out[i, ra[i] : rb[i], ca[i] : cb[i]] = block > self.mask_threshold
         return out
 
