@@ -223,7 +223,7 @@ class InstancesConfig(Checked):
     SECTION: ClassVar[str] = "instances"
 
     model: str = "yolact"
-    artifact: str = "weights/yolact_tiny_synthetic.onnx"
+    artifact: str = "weights/yolact_lite0_camvid.onnx"
     score_threshold: Fraction = 0.3
     top_k: Annotated[int, Range(ge=1, le=1000)] = 50
     mask_format: Literal["rle", "polygon", "none"] = "rle"
