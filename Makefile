@@ -176,7 +176,7 @@ road-model: install
 INST_OUT ?= $(DATA)/inst/yolact_lite0_s1.pth
 INST2_OUT ?= $(DATA)/inst2/yolact_lite0_s2.pth
 INST3_OUT ?= $(DATA)/inst3/yolact_lite0_s3.pth
-INST3_STOP ?=
+INST3_STOP ?= 900
 INST_TRAIN = OMP_NUM_THREADS=1 $(PY) -m segstream train --model yolact_lite0 \
 		--annotations $(DATA)/inst/train.json --images $(CAMVID)/train \
 		--val-annotations $(DATA)/inst/val.json --val-images $(CAMVID)/val \
