@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out
 
-.PHONY: install lint test test-fast triton-env demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 instance-model-stage2 instance-model-stage3 instance-model eval-instance-model clean
+.PHONY: install lint test test-fast triton-env demo bench models export-models eval-models road-model eval-road-model instance-data instance-model-stage1 instance-model-stage2 instance-model-stage3 instance-model-stage4 instance-model eval-instance-model clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -172,11 +172,14 @@ road-model: install
 # yolact_lite0 from ImageNet Lite0 in three stages, each from the previous stage's best checkpoint.
 # `make instance-model` runs them as they were run: stage 1 stopped at 1,250 of a 4,000-step
 # schedule, stage 2 (a fresh schedule) at 600 of 2,400, stage 3 (anchors 1, 1/2, 1/4 at 480 px)
-# INST3_STOP steps of 1,100; then the best checkpoint is exported.
+# INST3_STOP steps of 1,100, stage 4 (a fresh 600-step schedule, 2 threads) INST4_STOP steps; then the
+# best checkpoint is exported.
 INST_OUT ?= $(DATA)/inst/yolact_lite0_s1.pth
 INST2_OUT ?= $(DATA)/inst2/yolact_lite0_s2.pth
 INST3_OUT ?= $(DATA)/inst3/yolact_lite0_s3.pth
 INST3_STOP ?= 900
+INST4_OUT ?= $(DATA)/inst4/yolact_lite0_s4.pth
+INST4_STOP ?= 400
 INST_TRAIN = OMP_NUM_THREADS=1 $(PY) -m segstream train --model yolact_lite0 \
 		--annotations $(DATA)/inst/train.json --images $(CAMVID)/train \
 		--val-annotations $(DATA)/inst/val.json --val-images $(CAMVID)/val \
@@ -196,11 +199,18 @@ instance-model-stage2:
 instance-model-stage3:
 	$(INST_TRAIN) --weights $(INST2_OUT) --aspect-ratios 1,0.5,0.25 --square-anchors off --eval-every 150 \
 		--input-size 480 --iters 1100 --seed 2 --out $(INST3_OUT) $(if $(INST3_STOP),--stop-at $(INST3_STOP))
+instance-model-stage4:
+	OMP_NUM_THREADS=2 $(PY) -m segstream train --model yolact_lite0 --weights $(INST3_OUT) \
+		--annotations $(DATA)/inst/train.json --images $(CAMVID)/train \
+		--val-annotations $(DATA)/inst/val.json --val-images $(CAMVID)/val --eval-every 100 \
+		--input-size 480 --iters 600 --batch-size 4 --optimizer adam --lr 0.0003 --seed 3 --checkpoint-every 50 \
+		--out $(INST4_OUT) $(if $(INST4_STOP),--stop-at $(INST4_STOP))
 instance-model:
 	$(MAKE) instance-model-stage1 INST_STOP=1250
 	$(MAKE) instance-model-stage2
 	$(MAKE) instance-model-stage3
-	$(PY) -c "import torch; s = torch.load('$(INST3_OUT)', weights_only=True); torch.save(s, 'weights/yolact_lite0_camvid.pth')"
+	$(MAKE) instance-model-stage4
+	$(PY) -c "import torch; s = torch.load('$(INST4_OUT)', weights_only=True); sd = {k: (v.half() if v.is_floating_point() else v) for k, v in s['state_dict'].items()}; torch.save({'state_dict': sd, 'segstream': s['segstream']}, 'weights/yolact_lite0_camvid.pth')"
 	$(PY) -m segstream export --model yolact_lite0 --weights weights/yolact_lite0_camvid.pth --out weights/yolact_lite0_camvid.onnx
 # CamVid val instances (car, person, cyclist), mask and box AP, through ONNX Runtime.
 eval-instance-model: install
